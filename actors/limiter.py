@@ -1,0 +1,181 @@
+"""The Limiter: the one place model calls are made, with rate limits, retries and fallbacks."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import anyio
+import msgspec
+from aiolimiter import AsyncLimiter
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from actors.base import Consumer
+from bus.bus import Bus
+from bus.messages import (
+    PROVIDER_REQUESTS,
+    GenerateCall,
+    Generation,
+    ProviderReply,
+    ProviderRequest,
+    Role,
+    ScoreCall,
+    TokenScores,
+    Topic,
+)
+from bus.records import DeadLetter
+from runtime.config import LimitSettings
+from runtime.providers import Provider, ProviderError
+from runtime.store import JsonlStore
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("reer-runtime.limiter")
+
+
+def backoff_delay(attempt: int, retry_after: float | None, max_retry_after: float) -> float:
+    """Seconds to wait before retry `attempt` (0-based): `min(0.5 * 2**n, 8)` less up to 25% jitter,
+    or the provider's `Retry-After` when it gave one (capped)."""
+    if retry_after is not None:
+        return min(retry_after, max_retry_after)
+    return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+
+
+@dataclass
+class Gate:
+    """What stands between callers and one provider: its rate limits and concurrency cap."""
+
+    provider: Provider
+    limits: LimitSettings
+    per_minute: AsyncLimiter | None
+    per_hour: AsyncLimiter | None
+    slots: anyio.CapacityLimiter
+
+    @classmethod
+    def for_provider(cls, provider: Provider, limits: LimitSettings) -> Gate:
+        return cls(
+            provider=provider,
+            limits=limits,
+            per_minute=AsyncLimiter(limits.per_minute, 60) if limits.per_minute else None,
+            per_hour=AsyncLimiter(limits.per_hour, 3600) if limits.per_hour else None,
+            slots=anyio.CapacityLimiter(limits.concurrency),
+        )
+
+    async def admit(self) -> None:
+        """Wait until both rate limits allow one more call."""
+        for bucket in (self.per_minute, self.per_hour):
+            if bucket is not None:
+                await bucket.acquire()
+
+
+class Limiter(Consumer[ProviderRequest]):
+    """Makes each requested call on the first provider of the role's chain that succeeds.
+
+    A call is retried on its provider while the error is retryable (with backoff and jitter, or the
+    provider's Retry-After), then the next provider of the chain is tried. Each attempt is a CLIENT
+    span named after the GenAI conventions.
+    """
+
+    name = "limiter"
+
+    def __init__(
+        self,
+        bus: Bus,
+        dead_letters: JsonlStore[DeadLetter],
+        chains: dict[Role, list[Provider]],
+        limits: dict[str, LimitSettings],
+        *,
+        concurrency: int = 64,
+    ) -> None:
+        super().__init__(bus, PROVIDER_REQUESTS, dead_letters, concurrency=concurrency)
+        gates: dict[str, Gate] = {}
+        for chain in chains.values():
+            for provider in chain:
+                if provider.uri not in gates:
+                    settings = limits.get(provider.uri) or limits.get("default") or LimitSettings()
+                    gates[provider.uri] = Gate.for_provider(provider, settings)
+        self._chains = {role: [gates[p.uri] for p in chain] for role, chain in chains.items()}
+
+    async def handle(self, message: ProviderRequest) -> None:
+        try:
+            reply = ProviderReply(request_id=message.request_id, result=await self.call(message.role, message.call))
+        except ProviderError as exc:
+            reply = ProviderReply(request_id=message.request_id, result=None, error=str(exc))
+        await self.bus.publish(Topic[ProviderReply](message.reply_to), reply)
+
+    async def call(self, role: Role, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
+        """Make `call` along the role's chain; raises the last `ProviderError` if all fail."""
+        errors = []
+        for index, gate in enumerate(self._chains[role]):
+            if index > 0:
+                log.warning("falling back to %s for a %s call", gate.provider.uri, role)
+                trace.get_current_span().add_event("fallback", {"reer.provider": gate.provider.uri})
+            try:
+                result = await self._attempts(gate, call)
+                return msgspec.structs.replace(result, provider=gate.provider.uri)
+            except ProviderError as exc:
+                errors.append(f"{gate.provider.uri}: {exc}")
+        raise ProviderError("all providers failed: " + "; ".join(errors))
+
+    async def _attempts(self, gate: Gate, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
+        attempt = 0
+        while True:
+            try:
+                return await self._once(gate, call)
+            except ProviderError as exc:
+                if not exc.retryable or attempt >= gate.limits.max_retries:
+                    raise
+                delay = backoff_delay(attempt, exc.retry_after, gate.limits.max_retry_after_s)
+                log.warning("%s: %s; retry %d in %.2fs", gate.provider.uri, exc, attempt + 1, delay)
+                attempt += 1
+                await anyio.sleep(delay)
+
+    async def _once(self, gate: Gate, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
+        provider = gate.provider
+        operation = "chat" if isinstance(call, GenerateCall) else "score"
+        async with gate.slots:
+            await gate.admit()
+            with tracer.start_as_current_span(
+                f"{operation} {provider.model}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "gen_ai.operation.name": operation,
+                    "gen_ai.provider.name": provider.system,
+                    "gen_ai.request.model": provider.model,
+                },
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                if isinstance(call, GenerateCall):
+                    span.set_attribute("gen_ai.request.temperature", call.temperature)
+                    span.set_attribute("gen_ai.request.max_tokens", call.max_tokens)
+                try:
+                    with anyio.fail_after(gate.limits.timeout_s):
+                        result = (
+                            await provider.generate(call)
+                            if isinstance(call, GenerateCall)
+                            else await provider.score(call)
+                        )
+                except TimeoutError as exc:
+                    error = ProviderError(f"timed out after {gate.limits.timeout_s}s", retryable=True)
+                    self._mark_failed(span, error)
+                    raise error from exc
+                except ProviderError as exc:
+                    self._mark_failed(span, exc)
+                    raise
+                except Exception as exc:  # a provider's own bug still ends as a clean failure
+                    error = ProviderError(f"{type(exc).__qualname__}: {exc}")
+                    self._mark_failed(span, error)
+                    raise error from exc
+                span.set_attribute("gen_ai.usage.input_tokens", result.input_tokens)
+                if isinstance(result, Generation):
+                    span.set_attribute("gen_ai.usage.output_tokens", result.output_tokens)
+                    span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
+                return result
+
+    @staticmethod
+    def _mark_failed(span: trace.Span, error: ProviderError) -> None:
+        span.set_status(Status(StatusCode.ERROR, str(error)))
+        span.set_attribute("error.type", "timeout" if "timed out" in str(error) else type(error).__qualname__)
+        span.set_attribute("reer.retryable", error.retryable)

@@ -1,0 +1,89 @@
+"""The Miner: runs the REER search for each selected post, through the Limiter."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import anyio
+from opentelemetry import trace
+
+from actors.base import Consumer
+from actors.model_client import ModelClient
+from bus.bus import Bus
+from bus.messages import POSTS_OBSERVED, TRACES_MINED, PostObserved, TraceMined
+from bus.records import DeadLetter, Failure, Trace
+from runtime.config import SearchSettings
+from runtime.providers import ProviderError
+from runtime.reer.brief import derive_brief
+from runtime.reer.search import NoPlanError, Search
+from runtime.store import JsonlStore
+
+log = logging.getLogger(__name__)
+
+
+class Miner(Consumer[PostObserved]):
+    """Mines a trace for each selected post. A post whose search fails goes to `failed.jsonl`."""
+
+    name = "miner"
+
+    def __init__(
+        self,
+        bus: Bus,
+        dead_letters: JsonlStore[DeadLetter],
+        failures: JsonlStore[Failure],
+        settings: SearchSettings,
+        *,
+        concurrency: int,
+        max_consecutive_failures: int,
+        already_mined: set[str],
+    ) -> None:
+        super().__init__(
+            bus, POSTS_OBSERVED, dead_letters, concurrency=concurrency, max_consecutive_failures=max_consecutive_failures
+        )
+        self._failures_store = failures
+        self._settings = settings
+        self._already_mined = already_mined
+        self.model = ModelClient(bus, self.name)
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.model.run)
+            await super().run()
+
+    async def handle(self, message: PostObserved) -> None:
+        span = trace.get_current_span()
+        post = message.post
+        span.set_attribute("reer.post.key", post.key)
+        if not message.selected or post.key in self._already_mined:
+            span.set_attribute("reer.mined", False)
+            return
+        brief = derive_brief(post)
+        try:
+            result = await Search(self.model, self._settings, brief, post.text, post.key).run()
+        except (NoPlanError, ProviderError) as exc:
+            log.warning("could not mine %s: %s", post.key, exc)
+            await self._failures_store.append(Failure(post=post, reason=str(exc), failed_at=datetime.now(UTC)))
+            span.set_attribute("reer.mined", False)
+            return
+        span.set_attribute("reer.mined", True)
+        span.set_attribute("reer.score.final", result.scores.final)
+        record = Trace(
+            trace_id=uuid.uuid4().hex,
+            post=post,
+            engagement=message.engagement,
+            brief=brief,
+            plan_initial=result.plan_initial,
+            plan=result.plan,
+            scores=result.scores,
+            overlap=result.overlap,
+            steps=result.steps,
+            leak_rejections=result.leak_rejections,
+            generators=result.generators,
+            scorers=result.scorers,
+            timings=result.timings,
+            otel_trace_id=format(span.get_span_context().trace_id, "032x"),
+            mined_at=datetime.now(UTC),
+        )
+        await self.bus.publish(TRACES_MINED, TraceMined(trace=record))

@@ -1,0 +1,80 @@
+"""How an actor asks the Limiter for a model call and waits for the answer."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio
+from opentelemetry import trace
+
+from bus import tracing
+from bus.bus import Bus
+from bus.messages import (
+    PROVIDER_REQUESTS,
+    GenerateCall,
+    Generation,
+    ProviderReply,
+    ProviderRequest,
+    Role,
+    ScoreCall,
+    TokenScores,
+    reply_topic,
+)
+from runtime.providers import ProviderError
+
+
+class ModelClient:
+    """Sends `ProviderRequest`s for one requester and matches the replies to the callers.
+
+    `run` must be running (in the actor's task group) for calls to complete.
+    """
+
+    def __init__(self, bus: Bus, requester: str) -> None:
+        self._bus = bus
+        self._requester = requester
+        self._topic = reply_topic(requester)
+        self._replies = bus.subscribe(self._topic)
+        self._waiting: dict[str, tuple[anyio.Event, list[ProviderReply]]] = {}
+        self._tracer = tracing.tracer()
+
+    async def run(self) -> None:
+        """Deliver replies until the bus closes."""
+        async with self._replies:
+            async for envelope in self._replies:
+                try:
+                    with tracing.process_span(self._tracer, envelope, self._requester):
+                        waiter = self._waiting.pop(envelope.body.request_id, None)
+                        if waiter is not None:
+                            waiter[1].append(envelope.body)
+                            waiter[0].set()
+                finally:
+                    self._bus.done()
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        result = await self._call("generator", call)
+        assert isinstance(result, Generation)
+        return result
+
+    async def score(self, call: ScoreCall) -> TokenScores:
+        result = await self._call("scorer", call)
+        assert isinstance(result, TokenScores)
+        return result
+
+    async def _call(self, role: Role, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
+        request_id = uuid.uuid4().hex
+        done = anyio.Event()
+        box: list[ProviderReply] = []
+        self._waiting[request_id] = (done, box)
+        try:
+            await self._bus.publish(
+                PROVIDER_REQUESTS,
+                ProviderRequest(request_id=request_id, role=role, call=call, reply_to=self._topic.name),
+            )
+            await done.wait()
+        finally:
+            self._waiting.pop(request_id, None)
+        reply = box[0]
+        if reply.result is None:
+            trace.get_current_span().add_event("provider failed", {"error": reply.error or ""})
+            raise ProviderError(reply.error or "no result")
+        return reply.result

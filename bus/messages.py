@@ -1,0 +1,154 @@
+"""Every message that travels on the bus, and the topics that carry them.
+
+Read this module first: it is the whole vocabulary the actors share. Messages are frozen, tagged
+msgspec Structs, so they encode to stable JSON and the same actors could later talk over a broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+import msgspec
+
+from bus.records import GenerateEvent, OptimizeEvent, PostEvent, Trace
+
+M = TypeVar("M")
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Base of all bus messages; the class name is the tag."""
+
+
+class PostObserved(Message, frozen=True, kw_only=True):
+    """An accepted post, with its engagement score among its author's posts."""
+
+    post: PostEvent
+    engagement: float
+    selected: bool
+
+
+class TraceMined(Message, frozen=True, kw_only=True):
+    """A finished REER search for one post."""
+
+    trace: Trace
+
+
+class GenerateRequested(Message, frozen=True, kw_only=True):
+    """A user asked for drafts."""
+
+    request: GenerateEvent
+
+
+class OptimizeRequested(Message, frozen=True, kw_only=True):
+    """A user asked for the writer program to be compiled."""
+
+    request: OptimizeEvent
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    """One turn of a chat prompt."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateCall(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Ask a model to continue a chat. `prefill` starts the assistant's answer."""
+
+    messages: list[ChatMessage]
+    prefill: str = ""
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.85
+    stop: list[str] = []
+    seed: int | None = None
+
+
+class ScoreCall(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Ask a model for the log-probability of each token of `target` after the chat and `prefix`."""
+
+    messages: list[ChatMessage]
+    prefix: str
+    target: str
+
+
+class Generation(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A model's continuation."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str
+    provider: str = ""
+    """The URI of the provider that answered; set by the Limiter."""
+
+
+class TokenScores(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Log-probabilities of the target's tokens, in order."""
+
+    logprobs: list[float]
+    input_tokens: int
+    provider: str = ""
+    """The URI of the provider that answered; set by the Limiter."""
+
+
+Role = Literal["generator", "scorer"]
+
+
+class ProviderRequest(Message, frozen=True, kw_only=True):
+    """A model call for the Limiter to make; the answer goes to `reply_to`."""
+
+    request_id: str
+    role: Role
+    call: GenerateCall | ScoreCall
+    reply_to: str
+
+
+class ProviderReply(Message, frozen=True, kw_only=True):
+    """The Limiter's answer: a result, or the error that ended all retries and fallbacks."""
+
+    request_id: str
+    result: Generation | TokenScores | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Topic(Generic[M]):
+    """A named channel whose messages all have type `M`."""
+
+    name: str
+
+
+POSTS_OBSERVED: Topic[PostObserved] = Topic("posts.observed")
+TRACES_MINED: Topic[TraceMined] = Topic("traces.mined")
+GENERATE_REQUESTED: Topic[GenerateRequested] = Topic("generate.requested")
+OPTIMIZE_REQUESTED: Topic[OptimizeRequested] = Topic("optimize.requested")
+PROVIDER_REQUESTS: Topic[ProviderRequest] = Topic("provider.requests")
+
+
+def reply_topic(requester: str) -> Topic[ProviderReply]:
+    """The topic on which `requester` receives its provider replies."""
+    return Topic(f"provider.replies.{requester}")
+
+
+AnyMessage = PostObserved | TraceMined | GenerateRequested | OptimizeRequested | ProviderRequest | ProviderReply
+
+
+class Envelope(msgspec.Struct, Generic[M], frozen=True, kw_only=True):
+    """A message in transit: its id, topic, trace context headers and body."""
+
+    id: str
+    topic: str
+    headers: dict[str, str]
+    body: M
+
+
+def encode(envelope: Envelope[AnyMessage]) -> bytes:
+    """The stable JSON form of an envelope."""
+    return msgspec.json.encode(envelope)
+
+
+def decode(data: bytes) -> Envelope[AnyMessage]:
+    """Read back what `encode` wrote."""
+    return msgspec.json.decode(data, type=Envelope[AnyMessage])

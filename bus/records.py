@@ -1,0 +1,186 @@
+"""The records that enter and leave the process: input events, traces, rejected lines.
+
+Every type here is a frozen msgspec Struct with a stable JSON encoding. The JSON Schemas in
+`schemas/` are generated from these types (`python -m runtime.schemas --write`), and a test fails
+when the checked-in files drift from them.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class Platform(enum.StrEnum):
+    """Networks the runtime knows, with their per-post character limit."""
+
+    X = "x"
+    BLUESKY = "bluesky"
+    LINKEDIN = "linkedin"
+    THREADS = "threads"
+    MASTODON = "mastodon"
+
+    @property
+    def max_chars(self) -> int:
+        return _MAX_CHARS[self]
+
+
+_MAX_CHARS = {
+    Platform.X: 280,
+    Platform.BLUESKY: 300,
+    Platform.LINKEDIN: 3000,
+    Platform.THREADS: 500,
+    Platform.MASTODON: 500,
+}
+
+
+class Metrics(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """Engagement counts of one post. Other metric names in the input are accepted and ignored."""
+
+    likes: NonNegative
+    reposts: NonNegative
+    replies: NonNegative
+    impressions: NonNegative | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Input events: one JSON object per line, told apart by "type".
+
+
+class PostEvent(msgspec.Struct, frozen=True, tag="post", tag_field="type"):
+    """A published post with its engagement figures."""
+
+    id: NonEmpty
+    text: NonEmpty
+    created_at: AwareDatetime
+    platform: Platform
+    author: NonEmpty
+    metrics: Metrics
+
+    @property
+    def key(self) -> str:
+        """The identity used for de-duplication: platform and id."""
+        return f"{self.platform.value}:{self.id}"
+
+
+class GenerateEvent(msgspec.Struct, frozen=True, tag="generate", tag_field="type"):
+    """A request for new drafts on a topic."""
+
+    topic: NonEmpty
+    platform: Platform = Platform.X
+    n: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
+    thread_size: Annotated[int, msgspec.Meta(ge=1, le=25)] = 1
+
+
+class OptimizeEvent(msgspec.Struct, frozen=True, tag="optimize", tag_field="type"):
+    """A request to compile the writer program on the traces."""
+
+    optimizer: str = "bootstrap"
+
+
+InputEvent = PostEvent | GenerateEvent | OptimizeEvent
+
+
+# ---------------------------------------------------------------------------------------------
+# Records the runtime writes.
+
+
+class Rejected(msgspec.Struct, frozen=True, kw_only=True):
+    """An input line that was not accepted, kept with the reason (`rejected.jsonl`)."""
+
+    source: str
+    line: int
+    raw: str
+    reason: str
+    rejected_at: datetime
+
+
+class Brief(msgspec.Struct, frozen=True, kw_only=True):
+    """The writing brief `x` a post answers, derived from the post's features, not its words."""
+
+    platform: Platform
+    max_chars: int
+    length: str
+    features: list[str]
+    text: str
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """One proposed rewrite of a plan segment, with its score or the reason it was refused."""
+
+    text: str
+    score: float | None
+    accepted: bool
+    rejected_reason: str | None = None
+
+
+class Step(msgspec.Struct, frozen=True, kw_only=True):
+    """One refinement step: the segment rewritten and the candidates tried for it."""
+
+    segment: int
+    best_before: float
+    candidates: list[Candidate]
+
+
+class Scores(msgspec.Struct, frozen=True, kw_only=True):
+    """Clipped mean NLL of the post under the scorer: no plan, initial plan, found plan."""
+
+    no_plan: float
+    initial: float
+    final: float
+
+
+class Timings(msgspec.Struct, frozen=True, kw_only=True):
+    """Wall time of one search, and how it splits between generating and scoring."""
+
+    total_s: float
+    generate_s: float
+    score_s: float
+    generate_calls: int
+    score_calls: int
+
+
+class Trace(msgspec.Struct, frozen=True, kw_only=True):
+    """A mined REER trace `(x, z, y)` with everything needed to judge it (`traces.jsonl`)."""
+
+    schema_version: int = 1
+    trace_id: str
+    post: PostEvent
+    engagement: float
+    brief: Brief
+    plan_initial: str
+    plan: str
+    scores: Scores
+    overlap: float
+    steps: list[Step]
+    leak_rejections: int
+    generators: list[str]
+    scorers: list[str]
+    timings: Timings
+    otel_trace_id: str
+    mined_at: datetime
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A message whose handler raised, kept with the error (`dead-letters.jsonl`)."""
+
+    actor: str
+    topic: str
+    message: msgspec.Raw
+    error: str
+    failed_at: datetime
+
+
+class Failure(msgspec.Struct, frozen=True, kw_only=True):
+    """A selected post whose mining failed, kept with the reason (`failed.jsonl`)."""
+
+    post: PostEvent
+    reason: str
+    failed_at: datetime

@@ -1,0 +1,121 @@
+"""The `reer-runtime` command line. Heavy modules are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+from runtime import __version__
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return EXIT_USAGE
+    code: int = args.command(args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reer-runtime",
+        description="Mine the strategies behind a writer's best posts (REER) and keep them as traces.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--data-dir", help="where traces, posts and configuration live (default: $REER_HOME, else ~/.reer)"
+    )
+    commands = parser.add_subparsers(title="commands")
+
+    start = commands.add_parser(
+        "start",
+        help="run the daemon: read events, mine the good posts, write traces",
+        description=(
+            "Read JSON Lines events (posts) from files or stdin, mine a REER strategy for each post that did "
+            "well for its author, and append the traces to <data-dir>/traces.jsonl. Rejected lines go to "
+            "<data-dir>/rejected.jsonl with the reason. Exit codes: 0 done, 2 bad usage or configuration, "
+            "3 an actor kept failing, 130 interrupted twice."
+        ),
+    )
+    start.add_argument("--input", "-i", action="append", metavar="PATH", help="a JSON Lines file; '-' is stdin "
+                       "(the default); repeat for several")
+    start.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
+    start.add_argument("--provider", metavar="URI", help="the model for both roles, e.g. dummy://")
+    start.add_argument("--generator", metavar="URI[,URI...]", help="models that write plans, in fallback order")
+    start.add_argument("--scorer", metavar="URI[,URI...]", help="models that score plans, in fallback order")
+    start.add_argument("--min-engagement", type=float, metavar="X", help="mine posts scoring at least X in [0, 1]")
+    start.add_argument("--exit-when-idle", action="store_true", help="exit 0 once the input is consumed and mined")
+    start.add_argument("--log-format", choices=["text", "json"])
+    start.set_defaults(command=_start)
+
+    traces = commands.add_parser("traces", help="list the mined traces", description="List the mined traces.")
+    traces.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
+    traces.add_argument("--min-score", type=float, default=0.0, metavar="X",
+                        help="only posts whose engagement score is at least X")
+    traces.add_argument("--limit", type=int, metavar="N", help="at most N traces (the newest)")
+    traces.add_argument("--json", action="store_true", help="one JSON trace per line")
+    traces.set_defaults(command=_traces)
+    return parser
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from runtime.config import resolve_data_dir
+
+    return resolve_data_dir(getattr(args, "data_dir_start", None) or args.data_dir)
+
+
+def _start(args: argparse.Namespace) -> int:
+    import anyio
+
+    from runtime.config import ConfigError, load_settings
+    from runtime.daemon import serve
+    from runtime.logs import setup_logging
+    from runtime.daemon import open_chains
+    from runtime.providers import ProviderConfigError
+    from runtime.telemetry import setup_tracing
+
+    sources = args.input or ["-"]
+    missing = [s for s in sources if s != "-" and not Path(s).is_file()]
+    if missing:
+        print(f"reer-runtime: no such input file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    flags = {
+        "generator": args.generator or args.provider,
+        "scorer": args.scorer or args.provider,
+        "min_engagement": args.min_engagement,
+        "log_format": args.log_format,
+    }
+    try:
+        settings = load_settings(_data_dir(args), **flags)
+        chains = open_chains(settings)
+        tracer_provider = setup_tracing()
+    except (ConfigError, ProviderConfigError) as exc:
+        print(f"reer-runtime: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        code: int = anyio.run(partial(serve, settings, chains, sources, exit_when_idle=args.exit_when_idle))
+    finally:
+        tracer_provider.shutdown()
+    return code
+
+
+def _traces(args: argparse.Namespace) -> int:
+    from runtime.store import CorruptRecordError
+    from runtime.tracelist import print_traces
+
+    try:
+        return print_traces(_data_dir(args), min_score=args.min_score, limit=args.limit, as_json=args.json)
+    except CorruptRecordError as exc:
+        print(f"reer-runtime: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

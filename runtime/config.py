@@ -1,0 +1,117 @@
+"""Configuration: defaults, then `<data-dir>/config.toml`, then `REER_*` variables, then flags.
+
+Nested values use `__` in variable names, e.g. `REER_SEARCH__MAX_STEPS=4`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE = "config.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says which setting and why."""
+
+
+class SearchSettings(BaseModel):
+    """REER search parameters; defaults are those of the authors' code (see docs/reer.md)."""
+
+    max_steps: int = Field(10, ge=0, description="segments refined, left to right")
+    num_expansion: int = Field(2, ge=1, description="candidate rewrites per segment")
+    stop_thresh: float = Field(0.25, ge=0, description="stop once the clipped mean NLL is below this")
+    clip_min: float = Field(-2.0, lt=0, description="token log-probabilities are clipped to [clip_min, 0]")
+    min_segment_chars: int = Field(100, ge=1, description="shorter plan segments merge into the next")
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.85, gt=0, le=1)
+    plan_max_tokens: int = Field(320, ge=16)
+    segment_max_tokens: int = Field(200, ge=16)
+    init_attempts: int = Field(3, ge=1, description="tries for an initial plan that does not copy the post")
+    max_overlap: float = Field(0.10, ge=0, le=1, description="share of the post's word 3-grams a plan may hold")
+    max_copied_words: int = Field(6, ge=2, description="a plan holding this many of the post's words in a row is a copy")
+
+
+class LimitSettings(BaseModel):
+    """Limits on one provider's calls."""
+
+    per_minute: int | None = Field(None, ge=1)
+    per_hour: int | None = Field(None, ge=1)
+    concurrency: int = Field(4, ge=1)
+    max_retries: int = Field(3, ge=0)
+    timeout_s: float = Field(300.0, gt=0)
+    max_retry_after_s: float = Field(60.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Everything `reer-runtime start` can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="REER_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path
+    generator: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["dummy://"], min_length=1)
+    scorer: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["dummy://"], min_length=1)
+    min_engagement: float = Field(0.8, ge=0, le=1, description="mine posts whose engagement score is at least this")
+    min_author_posts: int = Field(1, ge=1, description="mine nothing of an author with fewer posts than this")
+    miner_concurrency: int = Field(2, ge=1)
+    bus_buffer: int = Field(64, ge=1)
+    max_line_bytes: int = Field(1_000_000, ge=64)
+    batch_max_lines: int = Field(10_000, ge=1)
+    shutdown_grace_s: float = Field(30.0, ge=0)
+    max_consecutive_failures: int = Field(5, ge=1)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    limits: dict[str, LimitSettings] = Field(
+        default_factory=dict, description="per provider URI; the key 'default' applies to the others"
+    )
+
+    @field_validator("generator", "scorer", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(init_settings, InitSettingsSource)
+        data_dir = Path(init_settings.init_kwargs["data_dir"])
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=data_dir / CONFIG_FILE)
+        return (init_settings, env_settings, toml)
+
+
+def resolve_data_dir(flag: str | None) -> Path:
+    """`--data-dir`, else `$REER_HOME`, else `~/.reer`."""
+    return Path(flag or os.environ.get("REER_HOME") or Path.home() / ".reer").expanduser().resolve()
+
+
+def load_settings(data_dir: Path, **flags: Any) -> Settings:
+    """Read and validate the configuration; raises `ConfigError` with every problem found."""
+    config_file = data_dir / CONFIG_FILE
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(data_dir=data_dir, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration ({config_file}, REER_* variables, flags): {problems}") from None
+    except ValueError as exc:  # an unreadable config file
+        raise ConfigError(f"cannot read {config_file}: {exc}") from None

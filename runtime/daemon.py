@@ -1,0 +1,162 @@
+"""Start-up, the run, and shutdown of `reer-runtime start`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from actors.base import CrashLoopError
+from actors.ingestor import Ingestor
+from actors.limiter import Limiter
+from actors.miner import Miner
+from actors.trace_writer import TraceWriter
+from bus.bus import Bus
+from bus.messages import Role
+from bus.records import DeadLetter, Failure, PostEvent, Rejected, Trace
+from runtime.config import Settings
+from runtime.providers import Provider, open_provider
+from runtime.store import JsonlStore
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_CRASH_LOOP = 3
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Stores:
+    """The files of a data dir."""
+
+    posts: JsonlStore[PostEvent]
+    rejected: JsonlStore[Rejected]
+    traces: JsonlStore[Trace]
+    failures: JsonlStore[Failure]
+    dead_letters: JsonlStore[DeadLetter]
+
+    @classmethod
+    def at(cls, data_dir: Path) -> Stores:
+        return cls(
+            posts=JsonlStore(data_dir / "posts.jsonl", PostEvent),
+            rejected=JsonlStore(data_dir / "rejected.jsonl", Rejected),
+            traces=JsonlStore(data_dir / "traces.jsonl", Trace),
+            failures=JsonlStore(data_dir / "failed.jsonl", Failure),
+            dead_letters=JsonlStore(data_dir / "dead-letters.jsonl", DeadLetter),
+        )
+
+    def all(self) -> list[JsonlStore[object]]:
+        return [self.posts, self.rejected, self.traces, self.failures, self.dead_letters]  # type: ignore[list-item]
+
+
+def make_data_dir(path: Path) -> None:
+    """Create the data dir readable by its owner only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def open_chains(settings: Settings) -> dict[Role, list[Provider]]:
+    """The provider chain of each role; a URI named in both roles is one provider."""
+    opened: dict[str, Provider] = {}
+    chains: dict[Role, list[Provider]] = {}
+    for role, uris in (("generator", settings.generator), ("scorer", settings.scorer)):
+        chains[role] = [opened[u] if u in opened else opened.setdefault(u, open_provider(u)) for u in uris]
+    return chains
+
+
+async def serve(
+    settings: Settings, chains: dict[Role, list[Provider]], sources: list[str], *, exit_when_idle: bool
+) -> int:
+    """Run the actors until the input is done (`exit_when_idle`) or a signal arrives; drain; exit code."""
+    make_data_dir(settings.data_dir)
+    stores = Stores.at(settings.data_dir)
+    async with AsyncExitStack() as stack:
+        for store in stores.all():
+            store.open()
+            stack.callback(store.close)
+        for provider in {p.uri: p for chain in chains.values() for p in chain}.values():
+            stack.push_async_callback(provider.aclose)
+        bus = Bus(settings.bus_buffer)
+        writer = TraceWriter(bus, stores.dead_letters, stores.traces)
+        miner = Miner(
+            bus,
+            stores.dead_letters,
+            stores.failures,
+            settings.search,
+            concurrency=settings.miner_concurrency,
+            max_consecutive_failures=settings.max_consecutive_failures,
+            already_mined=writer.mined,
+        )
+        limiter = Limiter(bus, stores.dead_letters, chains, settings.limits)
+        ingestor = Ingestor(
+            bus,
+            stores.posts,
+            stores.rejected,
+            min_engagement=settings.min_engagement,
+            min_author_posts=settings.min_author_posts,
+            max_line_bytes=settings.max_line_bytes,
+            batch_max_lines=settings.batch_max_lines,
+        )
+        crash: BaseException | None = None
+        try:
+            await _run(bus, ingestor, [limiter, miner, writer], sources, settings, exit_when_idle)
+        except* CrashLoopError as group:
+            crash = group.exceptions[0]
+        if crash is not None:
+            log.error("stopping: %s", crash)
+            return EXIT_CRASH_LOOP
+        counts = ingestor.counts
+        log.info(
+            "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",
+            counts.lines,
+            counts.accepted,
+            counts.rejected,
+            counts.selected,
+            len(writer.mined),
+        )
+    return EXIT_OK
+
+
+async def _run(
+    bus: Bus,
+    ingestor: Ingestor,
+    consumers: list[Limiter | Miner | TraceWriter],
+    sources: list[str],
+    settings: Settings,
+    exit_when_idle: bool,
+) -> None:
+    stopping = anyio.Event()
+    ingest_scope = anyio.CancelScope()
+    async with anyio.create_task_group() as tg:
+        for consumer in consumers:
+            tg.start_soon(consumer.run)
+        async with anyio.create_task_group() as watcher:
+            watcher.start_soon(_watch_signals, stopping, ingest_scope)
+            with ingest_scope:
+                await ingestor.run(sources)
+            if not exit_when_idle and not stopping.is_set():
+                log.info("input consumed; running until SIGINT or SIGTERM")
+                await stopping.wait()
+            grace = settings.shutdown_grace_s if stopping.is_set() else float("inf")
+            with anyio.move_on_after(grace) as drain:
+                await bus.wait_idle()
+            watcher.cancel_scope.cancel()
+        if drain.cancelled_caught:
+            log.warning("grace period of %.0fs over with %d deliveries unfinished; stopping", grace, bus.pending)
+            tg.cancel_scope.cancel()
+        bus.close()
+
+
+async def _watch_signals(stopping: anyio.Event, ingest_scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stopping.is_set():
+                log.error("second %s: exiting now", signal.Signals(signum).name)
+                os._exit(EXIT_INTERRUPTED)
+            log.info("%s: no more input; finishing the work in flight", signal.Signals(signum).name)
+            stopping.set()
+            ingest_scope.cancel()

@@ -1,0 +1,105 @@
+"""Reading input lines from files and stdin, in batches, with a cap on line size.
+
+A batch ends at the end of a source, after `max_lines` lines, or when a pipe has no complete
+line waiting (so a daemon fed slowly on stdin handles each burst as it comes).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Line:
+    """One input line: its 1-based number, its bytes (cut at the cap) and whether it was cut."""
+
+    number: int
+    data: bytes
+    too_long: bool = False
+
+
+class LineSplitter:
+    """Turns chunks of bytes into `Line`s, cutting any line longer than `max_bytes`."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._partial = bytearray()
+        self._too_long = False
+        self._number = 0
+
+    def feed(self, chunk: bytes) -> list[Line]:
+        lines = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            self._append(chunk[start:end])
+            lines.append(self._emit())
+            start = end + 1
+        self._append(chunk[start:])
+        return lines
+
+    def finish(self) -> list[Line]:
+        """The last line, if the input did not end with a newline."""
+        return [self._emit()] if self._partial or self._too_long else []
+
+    def _append(self, data: bytes) -> None:
+        room = self.max_bytes - len(self._partial)
+        if len(data) > room:
+            self._too_long = True
+            data = data[: max(room, 0)]
+        self._partial += data
+
+    def _emit(self) -> Line:
+        self._number += 1
+        line = Line(self._number, bytes(self._partial).removesuffix(b"\r"), self._too_long)
+        self._partial.clear()
+        self._too_long = False
+        return line
+
+
+async def read_batches(source: str, max_line_bytes: int, max_lines: int) -> AsyncIterator[list[Line]]:
+    """Batches of lines from `source`, a path or `-` for stdin."""
+    splitter = LineSplitter(max_line_bytes)
+    batch: list[Line] = []
+    if source == "-":
+        fd = sys.stdin.fileno()
+        close = False
+    else:
+        fd = await anyio.to_thread.run_sync(os.open, source, os.O_RDONLY)
+        close = True
+    pollable = False
+    try:
+        pollable = not stat.S_ISREG(os.fstat(fd).st_mode)
+        if pollable:
+            os.set_blocking(fd, False)
+        while True:
+            try:
+                chunk = os.read(fd, CHUNK) if pollable else await anyio.to_thread.run_sync(os.read, fd, CHUNK)
+            except BlockingIOError:
+                if batch:
+                    yield batch
+                    batch = []
+                await anyio.wait_readable(fd)
+                continue
+            if not chunk:
+                break
+            for line in splitter.feed(chunk):
+                batch.append(line)
+                if len(batch) >= max_lines:
+                    yield batch
+                    batch = []
+        batch.extend(splitter.finish())
+        if batch:
+            yield batch
+    finally:
+        if close:
+            os.close(fd)
+        elif pollable:
+            os.set_blocking(fd, True)  # stdin's file description is shared with the parent

@@ -1,0 +1,112 @@
+"""Append-only JSON Lines files: the trace store, the post ledger, rejected lines, dead letters.
+
+A record is one line, written whole and fsynced before `append` returns, so once it returns the
+record survives a crash. A crash mid-write can only leave a torn last line without its newline;
+opening the file cuts that tail off (keeping the bytes in `<name>.torn`) and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import anyio
+import msgspec
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+class CorruptRecordError(ValueError):
+    """A complete line of a store does not decode as its record type."""
+
+
+class JsonlStore(Generic[T]):
+    """An append-only file of records of type `T`."""
+
+    def __init__(self, path: Path, type_: type[T]) -> None:
+        self.path = path
+        self._decoder = msgspec.json.Decoder(type_)
+        self._encoder = msgspec.json.Encoder()
+        self._lock = anyio.Lock()
+        self._file = None
+        self.repaired_bytes = 0
+
+    def open(self) -> None:
+        """Open for appending, repairing a torn last line first."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.repaired_bytes = repair_torn_tail(self.path)
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held for the store's lifetime
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    async def append(self, record: T) -> None:
+        """Write one record and make it durable."""
+        await self.append_many([record])
+
+    async def append_many(self, records: Iterable[T]) -> None:
+        """Write records in order with a single fsync."""
+        data = b"".join(self._encoder.encode(r) + b"\n" for r in records)
+        if data:
+            async with self._lock:
+                await anyio.to_thread.run_sync(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        if self._file is None:
+            raise RuntimeError(f"store {self.path} is not open")
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def read(self) -> Iterator[T]:
+        """Every complete record, in the order written. Raises `CorruptRecordError` on a bad line."""
+        for number, line in enumerate(read_lines(self.path), start=1):
+            try:
+                yield self._decoder.decode(line)
+            except msgspec.ValidationError as exc:
+                raise CorruptRecordError(f"{self.path}:{number}: {exc}") from exc
+            except msgspec.DecodeError as exc:
+                raise CorruptRecordError(f"{self.path}:{number}: not valid JSON ({exc})") from exc
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    """The complete lines of a file, without the torn tail a crash may have left."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for line in f:
+            if line.endswith(b"\n"):
+                yield line[:-1]
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a last line that has no newline; returns how many bytes were moved to `<name>.torn`."""
+    if not path.exists():
+        return 0
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        f.seek(0)
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        with open(path.with_name(path.name + ".torn"), "ab") as torn:
+            torn.write(data[keep:] + b"\n")
+            torn.flush()
+            os.fsync(torn.fileno())
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    dropped = size - keep
+    log.warning("repaired %s: cut a torn last record of %d bytes (kept in %s.torn)", path, dropped, path.name)
+    return dropped
