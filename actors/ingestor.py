@@ -37,13 +37,14 @@ def parse_line(data: bytes) -> InputEvent | str:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return f"not UTF-8: byte {exc.start} ({data[exc.start:exc.start + 1]!r}) {exc.reason}"
+        return f"not UTF-8: byte {exc.start} ({data[exc.start : exc.start + 1]!r}) {exc.reason}"
     try:
-        return _decoder.decode(data)
+        event: InputEvent = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         return f"invalid event: {exc}"
     except msgspec.DecodeError as exc:
         return f"invalid JSON: {exc}"
+    return event
 
 
 class Ingestor:
@@ -98,25 +99,25 @@ class Ingestor:
             if not line.data.strip() and not line.too_long:
                 continue
             self.counts.lines += 1
-            reason = self._check(line, posts)
-            if isinstance(reason, PostEvent):
-                posts.append((line, reason))
-                self._seen.add(reason.key)
+            checked = self._check(line)
+            if isinstance(checked, PostEvent):
+                posts.append((line, checked))
+                self._seen.add(checked.key)
             else:
                 raw = line.data.decode("utf-8", errors="backslashreplace")
-                rejected.append(Rejected(source=source, line=line.number, raw=raw, reason=reason, rejected_at=now))
+                rejected.append(Rejected(source=source, line=line.number, raw=raw, reason=checked, rejected_at=now))
         await self._rejected.append_many(rejected)
         await self._ledger.append_many(post for _, post in posts)
         self.counts.rejected += len(rejected)
         self.counts.accepted += len(posts)
-        for reason in rejected:
-            log.warning("rejected %s line %d: %s", source, reason.line, reason.reason)
+        for record in rejected:
+            log.warning("rejected %s line %d: %s", source, record.line, record.reason)
         for _, post in posts:
             self._ranks.add(post.author, post.metrics)
         for line, post in posts:
             await self._announce(source, line, post)
 
-    def _check(self, line: Line, batch: list[tuple[Line, PostEvent]]) -> PostEvent | str:
+    def _check(self, line: Line) -> PostEvent | str:
         if line.too_long:
             return f"line longer than the limit of {self._max_line_bytes} bytes (max_line_bytes)"
         event = parse_line(line.data)

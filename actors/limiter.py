@@ -39,7 +39,8 @@ def backoff_delay(attempt: int, retry_after: float | None, max_retry_after: floa
     or the provider's `Retry-After` when it gave one (capped)."""
     if retry_after is not None:
         return min(retry_after, max_retry_after)
-    return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+    jitter = 1 - 0.25 * random.random()
+    return float(min(0.5 * 2**attempt, 8.0) * jitter)
 
 
 @dataclass

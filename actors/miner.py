@@ -40,7 +40,11 @@ class Miner(Consumer[PostObserved]):
         already_mined: set[str],
     ) -> None:
         super().__init__(
-            bus, POSTS_OBSERVED, dead_letters, concurrency=concurrency, max_consecutive_failures=max_consecutive_failures
+            bus,
+            POSTS_OBSERVED,
+            dead_letters,
+            concurrency=concurrency,
+            max_consecutive_failures=max_consecutive_failures,
         )
         self._failures_store = failures
         self._settings = settings

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 
 from bus.messages import Envelope
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MESSAGING_SYSTEM = "reer"
 
@@ -43,7 +47,7 @@ def send_span(tracer: trace.Tracer, topic: str, message_id: str) -> Iterator[dic
 
 
 @contextmanager
-def process_span(tracer: trace.Tracer, envelope: Envelope[object], actor: str) -> Iterator[Span]:
+def process_span(tracer: trace.Tracer, envelope: Envelope[Any], actor: str) -> Iterator[Span]:
     """Open the CONSUMER span in which `actor` handles `envelope`, parented on its sender."""
     parent = propagate.extract(envelope.headers)
     with tracer.start_as_current_span(

@@ -43,8 +43,13 @@ def _parser() -> argparse.ArgumentParser:
             "3 an actor kept failing, 130 interrupted twice."
         ),
     )
-    start.add_argument("--input", "-i", action="append", metavar="PATH", help="a JSON Lines file; '-' is stdin "
-                       "(the default); repeat for several")
+    start.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        metavar="PATH",
+        help="a JSON Lines file; '-' is stdin (the default); repeat for several",
+    )
     start.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
     start.add_argument("--provider", metavar="URI", help="the model for both roles, e.g. dummy://")
     start.add_argument("--generator", metavar="URI[,URI...]", help="models that write plans, in fallback order")
@@ -56,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
 
     traces = commands.add_parser("traces", help="list the mined traces", description="List the mined traces.")
     traces.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
-    traces.add_argument("--min-score", type=float, default=0.0, metavar="X",
-                        help="only posts whose engagement score is at least X")
+    traces.add_argument(
+        "--min-score", type=float, default=0.0, metavar="X", help="only posts whose engagement score is at least X"
+    )
     traces.add_argument("--limit", type=int, metavar="N", help="at most N traces (the newest)")
     traces.add_argument("--json", action="store_true", help="one JSON trace per line")
     traces.set_defaults(command=_traces)
@@ -74,9 +80,8 @@ def _start(args: argparse.Namespace) -> int:
     import anyio
 
     from runtime.config import ConfigError, load_settings
-    from runtime.daemon import serve
+    from runtime.daemon import open_chains, serve
     from runtime.logs import setup_logging
-    from runtime.daemon import open_chains
     from runtime.providers import ProviderConfigError
     from runtime.telemetry import setup_tracing
 

@@ -40,7 +40,7 @@ class SearchSettings(BaseModel):
     segment_max_tokens: int = Field(200, ge=16)
     init_attempts: int = Field(3, ge=1, description="tries for an initial plan that does not copy the post")
     max_overlap: float = Field(0.10, ge=0, le=1, description="share of the post's word 3-grams a plan may hold")
-    max_copied_words: int = Field(6, ge=2, description="a plan holding this many of the post's words in a row is a copy")
+    max_copied_words: int = Field(6, ge=2, description="this many post words in a row make a plan a copy")
 
 
 class LimitSettings(BaseModel):
@@ -109,9 +109,7 @@ def load_settings(data_dir: Path, **flags: Any) -> Settings:
     try:
         return Settings(data_dir=data_dir, **overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
         raise ConfigError(f"invalid configuration ({config_file}, REER_* variables, flags): {problems}") from None
     except ValueError as exc:  # an unreadable config file
         raise ConfigError(f"cannot read {config_file}: {exc}") from None

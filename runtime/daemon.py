@@ -62,10 +62,11 @@ def make_data_dir(path: Path) -> None:
 def open_chains(settings: Settings) -> dict[Role, list[Provider]]:
     """The provider chain of each role; a URI named in both roles is one provider."""
     opened: dict[str, Provider] = {}
-    chains: dict[Role, list[Provider]] = {}
-    for role, uris in (("generator", settings.generator), ("scorer", settings.scorer)):
-        chains[role] = [opened[u] if u in opened else opened.setdefault(u, open_provider(u)) for u in uris]
-    return chains
+
+    def chain(uris: list[str]) -> list[Provider]:
+        return [opened[u] if u in opened else opened.setdefault(u, open_provider(u)) for u in uris]
+
+    return {"generator": chain(settings.generator), "scorer": chain(settings.scorer)}
 
 
 async def serve(

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import BinaryIO, Generic, TypeVar
 
 import anyio
 import msgspec
@@ -33,7 +33,7 @@ class JsonlStore(Generic[T]):
         self._decoder = msgspec.json.Decoder(type_)
         self._encoder = msgspec.json.Encoder()
         self._lock = anyio.Lock()
-        self._file = None
+        self._file: BinaryIO | None = None
         self.repaired_bytes = 0
 
     def open(self) -> None:

@@ -40,9 +40,8 @@ def otlp_exporter() -> SpanExporter | None:
 def setup_tracing() -> TracerProvider:
     """Install the global tracer provider. Spans always get ids (for logs and traces); they are
     exported only when an OTLP endpoint is configured."""
-    resource = Resource.create({"service.name": "reer-runtime", "service.version": __version__}).merge(
-        Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
-    )
+    service = os.environ.get("OTEL_SERVICE_NAME") or "reer-runtime"
+    resource = Resource.create({"service.name": service, "service.version": __version__})
     provider = TracerProvider(resource=resource)
     exporter = otlp_exporter()
     if exporter is not None:

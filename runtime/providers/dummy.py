@@ -93,9 +93,7 @@ class DummyModel:
         return cache_model
 
     def _prob(self, cache_model: NgramCounts, history: bytes, byte: int) -> float:
-        return self.weight * self.background.prob(history, byte) + (1 - self.weight) * cache_model.prob(
-            history, byte
-        )
+        return self.weight * self.background.prob(history, byte) + (1 - self.weight) * cache_model.prob(history, byte)
 
     def score(self, context: bytes, target: bytes) -> list[float]:
         """Log-probability of each byte of `target` after `context`."""
@@ -142,9 +140,7 @@ class DummyModel:
         probs = [self._prob(cache_model, history, b) for b in options]
         if temperature <= 0:
             return options[max(range(len(options)), key=probs.__getitem__)]
-        weights = sorted(
-            ((p ** (1.0 / temperature), b) for p, b in zip(probs, options, strict=True)), reverse=True
-        )
+        weights = sorted(((p ** (1.0 / temperature), b) for p, b in zip(probs, options, strict=True)), reverse=True)
         total = sum(w for w, _ in weights)
         kept, mass = [], 0.0
         for w, b in weights:

@@ -17,6 +17,5 @@ def open_provider(uri: str) -> Provider:
 
         return DummyProvider.from_uri(uri)
     raise ProviderConfigError(
-        f"unknown provider {uri!r}: expected a URI starting with one of "
-        + ", ".join(f"{s}://" for s in SCHEMES)
+        f"unknown provider {uri!r}: expected a URI starting with one of " + ", ".join(f"{s}://" for s in SCHEMES)
     )

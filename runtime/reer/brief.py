@@ -24,7 +24,10 @@ def derive_brief(post: PostEvent) -> Brief:
     length = "short" if size < 100 else "medium" if size < 200 else "long"
     features = [label for pattern, label in _FEATURES if pattern.search(post.text)]
     limit = post.platform.max_chars
-    text = f"Write a {length} post for {post.platform.value} (at most {limit} characters) for the audience of @{post.author}."
+    text = (
+        f"Write a {length} post for {post.platform.value} (at most {limit} characters) "
+        f"for the audience of @{post.author}."
+    )
     if features:
         text += " The post " + ", ".join(features) + "."
     return Brief(platform=post.platform, max_chars=limit, length=length, features=features, text=text)

@@ -15,7 +15,9 @@ def split_segments(plan: str, min_chars: int = 100) -> list[str]:
     """
     segments = _merge(re.split(r"\n\s*\n", plan.strip()), min_chars, "\n\n")
     if len(segments) == 1:
-        segments = _merge(plan.strip().split("\n"), min_chars, "\n")
+        by_line = _merge(plan.strip().split("\n"), min_chars, "\n")
+        if len(by_line) > 1:
+            return by_line
     return segments
 
 

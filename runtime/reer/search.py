@@ -85,7 +85,7 @@ class Search:
             candidates = []
             for _ in range(s.num_expansion):
                 text = await self._rewrite(segments, index)
-                trial = segments[:index] + [text] + segments[index + 1 :]
+                trial = [*segments[:index], text, *segments[index + 1 :]]
                 reason = self._leak(join_segments(trial)) if text else "empty rewrite"
                 if reason:
                     leaks += reason != "empty rewrite"

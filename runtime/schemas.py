@@ -1,0 +1,49 @@
+"""JSON Schemas of every record that leaves the process, generated from the msgspec types.
+
+`python -m runtime.schemas --write` refreshes `schemas/`; the tests fail when the files drift.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bus.records import DeadLetter, Failure, InputEvent, Rejected, Trace
+
+RECORDS: dict[str, Any] = {
+    "event": InputEvent,
+    "trace": Trace,
+    "rejected": Rejected,
+    "failure": Failure,
+    "dead-letter": DeadLetter,
+}
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of record `name`."""
+    generated: dict[str, Any] = msgspec.json.schema(RECORDS[name])
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": name, **generated}
+
+
+def render(name: str) -> str:
+    return json.dumps(schema(name), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    if "--write" not in sys.argv[1:]:
+        print("usage: python -m runtime.schemas --write   (rewrites schemas/*.schema.json)", file=sys.stderr)
+        return 2
+    SCHEMA_DIR.mkdir(exist_ok=True)
+    for name in RECORDS:
+        (SCHEMA_DIR / f"{name}.schema.json").write_text(render(name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Shared fixtures: the anyio backend, posts, and running the real daemon as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+RunDaemon = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_daemon(tmp_path: Path) -> RunDaemon:
+    """Run `reer-runtime ARGS` as a real subprocess with the data dir in tmp_path."""
+
+    def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 300):
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        full_env.update(env or {})
+        return subprocess.run(
+            [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), *args],
+            check=False,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+
+    return run
+
+
+_exporter = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(_exporter))
+trace.set_tracer_provider(_provider)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The spans finished during the test, from the in-process SDK provider."""
+    _exporter.clear()
+    yield _exporter
+    _exporter.clear()

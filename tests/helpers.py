@@ -1,0 +1,34 @@
+"""Helpers the tests share: posts as records and as input lines."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bus.records import Metrics, Platform, PostEvent
+
+
+def make_post(i: int, text: str | None = None, author: str = "maker", likes: int | None = None) -> PostEvent:
+    return PostEvent(
+        id=str(i),
+        text=text or f"Post number {i}: we shipped feature {i} and learned {i % 7} things about users.",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=i),
+        platform=Platform.X,
+        author=author,
+        metrics=Metrics(likes=likes if likes is not None else i * 3 % 50, reposts=i % 5, replies=i % 3),
+    )
+
+
+def post_line(i: int, **fields: Any) -> str:
+    event: dict[str, Any] = {
+        "type": "post",
+        "id": str(i),
+        "platform": "x",
+        "author": f"author{i % 3}",
+        "created_at": f"2026-03-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+        "text": f"Shipping log {i}: we cut onboarding to {i % 9 + 2} steps and activation rose {i % 13 + 1}%.",
+        "metrics": {"impressions": 1000 + i * 37, "likes": (i * 7) % 61, "reposts": i % 6, "replies": i % 4},
+    }
+    event.update(fields)
+    return json.dumps(event)

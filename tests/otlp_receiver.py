@@ -1,0 +1,119 @@
+"""A real OTLP trace receiver on loopback (HTTP/protobuf and gRPC) that decodes what it is sent."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+KINDS = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+    kind: str
+    attributes: dict[str, Any]
+    service: str
+    status_code: int
+
+
+def _value(v: AnyValue) -> Any:
+    which = v.WhichOneof("value")
+    if which == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    return getattr(v, which) if which else None
+
+
+@dataclass
+class Receiver:
+    endpoint: str = ""
+    spans: list[ReceivedSpan] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        with self.lock:
+            for resource_spans in request.resource_spans:
+                resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+                for scope_spans in resource_spans.scope_spans:
+                    for s in scope_spans.spans:
+                        self.spans.append(
+                            ReceivedSpan(
+                                name=s.name,
+                                trace_id=s.trace_id.hex(),
+                                span_id=s.span_id.hex(),
+                                parent_id=s.parent_span_id.hex(),
+                                kind=KINDS.get(s.kind, str(s.kind)),
+                                attributes={a.key: _value(a.value) for a in s.attributes},
+                                service=str(resource.get("service.name")),
+                                status_code=s.status.code,
+                            )
+                        )
+
+
+@contextmanager
+def http_receiver() -> Iterator[Receiver]:
+    """OTLP over HTTP/protobuf at `receiver.endpoint`."""
+    receiver = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path != "/v1/traces":
+                self.send_response(404)
+                self.end_headers()
+                return
+            request = trace_service_pb2.ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            receiver.add(request)
+            payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def grpc_receiver() -> Iterator[Receiver]:
+    """OTLP over gRPC at `receiver.endpoint`."""
+    receiver = Receiver()
+
+    class Service(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:
+            receiver.add(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    receiver.endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield receiver
+    finally:
+        server.stop(grace=None)

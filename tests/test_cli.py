@@ -1,0 +1,46 @@
+"""The command line: help without heavy imports, and the `traces` listing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, RunDaemon
+from tests.helpers import post_line
+
+
+def test_help_explains_the_commands_without_importing_heavy_modules() -> None:
+    probe = (
+        "import sys, contextlib, io\n"
+        "from runtime.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    main(['start', '--help'])\n"
+        "names = ('mlx', 'mlx_lm', 'dspy', 'litellm', 'anyio', 'opentelemetry')\n"
+        "heavy = sorted(m for m in names if m in sys.modules)\n"
+        "print(heavy, '--exit-when-idle' in out.getvalue())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "[] True"
+
+
+def test_traces_lists_filters_and_prints_json(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("\n".join(post_line(i, author="a") for i in range(5)) + "\n")
+    assert run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.5").returncode == 0
+
+    table = run_daemon("traces")
+    assert table.returncode == 0
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:3] == ["post", "engage", "no"] and len(rows) == 3
+
+    top = run_daemon("traces", "--json", "--min-score", "1.0")
+    records = [json.loads(line) for line in top.stdout.splitlines()]
+    assert [r["engagement"] for r in records] == [1.0]
+
+    assert len(run_daemon("traces", "--json", "--limit", "2").stdout.splitlines()) == 2
+    (tmp_path / "data" / "traces.jsonl").write_text("{}\n")
+    broken = run_daemon("traces")
+    assert broken.returncode == 1 and "traces.jsonl:1:" in broken.stderr

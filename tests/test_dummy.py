@@ -1,0 +1,59 @@
+"""`dummy://` is an honest language model: real probabilities, sampling from them."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from bus.messages import ChatMessage, GenerateCall, ScoreCall
+from runtime.providers import ProviderConfigError, open_provider
+from runtime.providers.dummy import DummyModel, DummyProvider
+
+pytestmark = pytest.mark.anyio
+
+
+def test_next_byte_probabilities_sum_to_one() -> None:
+    model = DummyModel()
+    context = b"We shipped the new onboarding today."
+    total = sum(math.exp(model.score(context, bytes([b]))[0]) for b in range(256))
+    assert total == pytest.approx(1.0, abs=1e-9)
+
+
+def test_text_seen_in_the_context_becomes_more_likely() -> None:
+    model = DummyModel()
+    target = b" Signups doubled in a week."
+    cold = sum(model.score(b"Plan: write about the launch.", target))
+    primed = sum(model.score(b"Plan: mention that signups doubled in a week.", target))
+    assert primed > cold + 5  # several nats better: the context really informs the prediction
+
+
+def test_sampling_is_reproducible_with_a_seed_and_honours_stop_and_length() -> None:
+    model = DummyModel()
+    kwargs = {"max_tokens": 40, "temperature": 0.8, "top_p": 0.9, "stop": []}
+    a = model.generate(b"I will", rng=random.Random(7), **kwargs)  # type: ignore[arg-type]
+    b = model.generate(b"I will", rng=random.Random(7), **kwargs)  # type: ignore[arg-type]
+    assert a == b
+    assert a[1] == "length" and len(a[0]) == 40
+    text, reason = model.generate(b"I will", rng=random.Random(7), max_tokens=400, temperature=0, top_p=1, stop=[" "])
+    assert reason == "stop" and b" " not in text
+
+
+async def test_the_provider_scores_each_target_byte() -> None:
+    provider = open_provider("dummy://?order=4")
+    assert isinstance(provider, DummyProvider) and provider.model == "ngram-4"
+    result = await provider.score(
+        ScoreCall(messages=[ChatMessage("user", "brief")], prefix="<answer>\n", target="héllo")
+    )
+    assert len(result.logprobs) == len("héllo".encode())
+    assert all(lp < 0 for lp in result.logprobs)
+    generation = await provider.generate(GenerateCall(messages=[ChatMessage("user", "hi")], max_tokens=12, seed=1))
+    assert generation.output_tokens == 12 and generation.provider == "dummy://?order=4"
+
+
+def test_bad_options_and_unknown_schemes_are_refused_clearly() -> None:
+    with pytest.raises(ProviderConfigError, match="order must be"):
+        open_provider("dummy://?order=99")
+    with pytest.raises(ProviderConfigError, match=r"unknown provider 'gpt://x'.*dummy://"):
+        open_provider("gpt://x")

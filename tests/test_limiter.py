@@ -1,0 +1,113 @@
+"""The Limiter: retries what is retryable, falls back along the chain, spans every attempt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from actors.limiter import Limiter, backoff_delay
+from actors.model_client import ModelClient
+from bus.bus import Bus
+from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
+from bus.records import DeadLetter
+from runtime.config import LimitSettings
+from runtime.providers import Provider, ProviderError
+from runtime.providers.dummy import DummyProvider
+from runtime.store import JsonlStore
+
+pytestmark = pytest.mark.anyio
+
+CALL = GenerateCall(messages=[ChatMessage("user", "hello")], max_tokens=5, seed=1)
+
+
+class Flaky:
+    """Fails its first `failures` calls with `error`, then answers as `dummy://` would."""
+
+    system = "flaky"
+    model = "ngram-5"
+    can_score = True
+
+    def __init__(self, uri: str, failures: int, error: ProviderError | None = None, hang: bool = False) -> None:
+        self.uri, self.failures, self.calls, self.hang = uri, failures, 0, hang
+        self.error = error or ProviderError("503 service unavailable", retryable=True, retry_after=0)
+        self._inner = DummyProvider(uri)
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        self.calls += 1
+        if self.calls <= self.failures:
+            if self.hang:
+                await anyio.sleep_forever()
+            raise self.error
+        return await self._inner.generate(call)
+
+    async def score(self, call: ScoreCall) -> TokenScores:
+        return await self._inner.score(call)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSettings) -> Generation | str:
+    """Send one generate call through a real bus and Limiter; the result or the error text."""
+    dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
+    dead.open()
+    bus = Bus()
+    limiter = Limiter(bus, dead, {"generator": chain, "scorer": chain}, {"default": limits})
+    client = ModelClient(bus, "test")
+    outcome: Generation | str
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter.run)
+        tg.start_soon(client.run)
+        try:
+            outcome = await client.generate(CALL)
+        except ProviderError as exc:
+            outcome = str(exc)
+        await bus.wait_idle()
+        bus.close()
+    return outcome
+
+
+async def test_retryable_errors_are_retried_on_the_same_provider(tmp_path: Path) -> None:
+    flaky = Flaky("flaky://a", failures=2)
+    result = await call_through(tmp_path, [flaky], LimitSettings(max_retries=3))
+    assert isinstance(result, Generation) and result.provider == "flaky://a"
+    assert flaky.calls == 3
+
+
+async def test_after_the_retries_the_next_provider_of_the_chain_answers(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    first, second = Flaky("flaky://a", failures=99), Flaky("flaky://b", failures=0)
+    result = await call_through(tmp_path, [first, second], LimitSettings(max_retries=2))
+    assert isinstance(result, Generation) and result.provider == "flaky://b"
+    assert first.calls == 3 and second.calls == 1
+    client_spans = [s for s in spans.get_finished_spans() if s.name == "chat ngram-5"]
+    assert [s.status.is_ok for s in client_spans] == [False, False, False, True]
+    assert client_spans[0].attributes["gen_ai.provider.name"] == "flaky"
+    limiter_span = next(s for s in spans.get_finished_spans() if s.name == "process provider.requests")
+    assert [e.name for e in limiter_span.events] == ["fallback"]
+
+
+async def test_errors_that_are_not_retryable_go_straight_to_the_fallback(tmp_path: Path) -> None:
+    bad = Flaky("flaky://a", failures=99, error=ProviderError("401 bad key", retryable=False))
+    result = await call_through(tmp_path, [bad], LimitSettings(max_retries=5))
+    assert result == "all providers failed: flaky://a: 401 bad key"
+    assert bad.calls == 1
+
+
+async def test_a_hung_call_times_out_and_is_retried(tmp_path: Path) -> None:
+    hung = Flaky("flaky://a", failures=1, hang=True)
+    result = await call_through(tmp_path, [hung], LimitSettings(timeout_s=0.05, max_retries=1))
+    assert isinstance(result, Generation) and hung.calls == 2
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    for attempt, ceiling in [(0, 0.5), (1, 1.0), (3, 4.0), (6, 8.0)]:
+        delays = [backoff_delay(attempt, None, 60) for _ in range(50)]
+        assert all(0.75 * ceiling <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1
+    assert backoff_delay(0, 12.0, 60) == 12.0
+    assert backoff_delay(0, 600.0, 60) == 60.0

@@ -1,0 +1,44 @@
+"""The checked-in JSON Schemas match the types, and real records validate against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import msgspec
+import pytest
+
+from runtime.schemas import RECORDS, SCHEMA_DIR, render
+from tests.helpers import post_line
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_the_checked_in_schema_is_the_generated_one(name: str) -> None:
+    path = SCHEMA_DIR / f"{name}.schema.json"
+    assert path.read_text() == render(name), f"{path} drifted: run `python -m runtime.schemas --write`"
+
+
+def test_no_stray_schema_files() -> None:
+    assert {p.name for p in SCHEMA_DIR.glob("*.json")} == {f"{n}.schema.json" for n in RECORDS}
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text()))
+
+
+def test_the_event_schema_accepts_what_the_ingestor_accepts_and_refuses_the_rest() -> None:
+    events = validator("event")
+    events.validate(json.loads(post_line(1)))
+    events.validate({"type": "generate", "topic": "pricing"})
+    assert not events.is_valid(json.loads(post_line(1, platform="myspace")))
+    assert not events.is_valid({"type": "post", "id": "1"})
+
+
+def validate_store(path: Path, name: str) -> int:
+    """Validate every line of a store file; returns how many records it holds."""
+    check = validator(name)
+    lines = path.read_bytes().splitlines()
+    for line in lines:
+        check.validate(msgspec.json.decode(line))
+    return len(lines)

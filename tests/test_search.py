@@ -1,0 +1,104 @@
+"""The REER search on `dummy://`: the score never rises, copies of the post are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
+from runtime.config import SearchSettings
+from runtime.providers.dummy import DummyProvider
+from runtime.reer.brief import derive_brief
+from runtime.reer.plans import leak_reason, longest_copied_run, overlap, split_segments
+from runtime.reer.search import NoPlanError, Search, clipped_nll
+from tests.helpers import make_post
+
+pytestmark = pytest.mark.anyio
+
+POSTS = [
+    "We shipped dark mode today. It took 3 weekends, 41 commits and one very patient designer. Thank you!",
+    "Pricing test: removing the free tier cut signups by 20% but paid conversions doubled. Would you run it?",
+    "Backups you have never restored are not backups. Test yours this week, before you need them.",
+]
+
+
+@pytest.mark.parametrize("text", POSTS)
+async def test_the_score_never_rises_and_the_trace_records_every_step(text: str) -> None:
+    post = make_post(1, text)
+    result = await Search(DummyProvider(), SearchSettings(), derive_brief(post), post.text, post.key).run()
+    assert result.scores.final <= result.scores.initial
+    best = result.scores.initial
+    for step in result.steps:
+        assert step.best_before == best
+        for candidate in step.candidates:
+            if candidate.accepted:
+                assert candidate.score is not None and candidate.score < best
+                best = candidate.score
+            elif candidate.score is not None:
+                assert candidate.score >= best
+    assert best == result.scores.final
+    assert result.overlap <= SearchSettings().max_overlap
+    assert result.timings.score_calls == 2 + sum(c.score is not None for s in result.steps for c in s.candidates)
+
+
+async def test_the_search_is_reproducible_for_a_post() -> None:
+    post = make_post(1, POSTS[0])
+    runs = [
+        await Search(DummyProvider(), SearchSettings(), derive_brief(post), post.text, post.key).run() for _ in "ab"
+    ]
+    assert runs[0].plan == runs[1].plan and runs[0].scores == runs[1].scores
+
+
+async def test_refinement_stops_below_the_threshold() -> None:
+    post = make_post(1, POSTS[0])
+    settings = SearchSettings(stop_thresh=10.0)  # every score is below: nothing to refine
+    result = await Search(DummyProvider(), settings, derive_brief(post), post.text, post.key).run()
+    assert result.steps == [] and result.plan == result.plan_initial
+
+
+class Copier:
+    """A generator that answers every request with the post itself, scored by `dummy://`."""
+
+    def __init__(self, post: str) -> None:
+        self.post, self.scorer = post, DummyProvider()
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        return Generation(text=" " + self.post, input_tokens=0, output_tokens=len(self.post), finish_reason="stop")
+
+    async def score(self, call: ScoreCall) -> TokenScores:
+        return await self.scorer.score(call)
+
+
+async def test_a_generator_that_only_copies_the_post_yields_no_plan() -> None:
+    post = make_post(1, POSTS[1])
+    with pytest.raises(NoPlanError, match="all 3 initial plans copied the post"):
+        await Search(Copier(post.text), SearchSettings(), derive_brief(post), post.text, post.key).run()
+
+
+def test_the_leak_guard_catches_quotes_and_paraphrases_but_not_plans() -> None:
+    post = POSTS[0]
+    assert leak_reason("I will say: it took 3 weekends, 41 commits and one very patient designer", post, 0.1, 6)
+    assert longest_copied_run("I will say it took 3 weekends, 41 commits", post) == 6
+    assert overlap(post, post) == 1.0
+    assert leak_reason("I will open with the launch, credit the team, and thank the readers.", post, 0.1, 6) is None
+
+
+def test_clipped_nll_clips_each_token_to_the_range() -> None:
+    assert clipped_nll([-0.5, -10.0, 0.3], -2.0) == pytest.approx((0.5 + 2.0 + 0.0) / 3)
+    assert clipped_nll([], -2.0) == 0.0
+
+
+def test_segments_follow_the_authors_rules() -> None:
+    long_a, long_b = "a" * 120, "b" * 130
+    assert split_segments(f"{long_a}\n\nshort\n\n{long_b}") == [long_a, f"short\n\n{long_b}"]
+    assert split_segments(f"{long_a}\n{long_b}") == [long_a, long_b]  # one paragraph: split on lines
+    assert split_segments("tiny\n\nplan") == ["tiny\n\nplan"]
+
+
+def test_the_brief_describes_the_post_without_its_words() -> None:
+    post = make_post(1, "Would you try our #launch? Details at https://example.com @friend")
+    brief = derive_brief(post)
+    assert brief.max_chars == 280 and brief.length == "short"
+    assert {"asks the reader a question", "links to a page", "uses hashtags", "mentions other accounts"} <= set(
+        brief.features
+    )
+    assert overlap(brief.text, post.text) == 0 and "launch" not in brief.text
