@@ -52,7 +52,6 @@ class Consumer(ABC, Generic[M]):
         self._concurrency = concurrency
         self._max_failures = max_consecutive_failures
         self._failures = 0
-        self._tracer = tracing.tracer()
 
     @abstractmethod
     async def handle(self, message: M) -> None:
@@ -69,7 +68,7 @@ class Consumer(ABC, Generic[M]):
         async with stream:
             async for envelope in stream:
                 try:
-                    with tracing.process_span(self._tracer, envelope, self.name) as span:
+                    with tracing.process_span(self.bus.tracer, envelope, self.name) as span:
                         try:
                             await self.handle(envelope.body)
                         except Exception as exc:  # an actor survives its handler's errors

@@ -35,14 +35,13 @@ class ModelClient:
         self._topic = reply_topic(requester)
         self._replies = bus.subscribe(self._topic)
         self._waiting: dict[str, tuple[anyio.Event, list[ProviderReply]]] = {}
-        self._tracer = tracing.tracer()
 
     async def run(self) -> None:
         """Deliver replies until the bus closes."""
         async with self._replies:
             async for envelope in self._replies:
                 try:
-                    with tracing.process_span(self._tracer, envelope, self._requester):
+                    with tracing.process_span(self._bus.tracer, envelope, self._requester):
                         waiter = self._waiting.pop(envelope.body.request_id, None)
                         if waiter is not None:
                             waiter[1].append(envelope.body)

@@ -30,7 +30,8 @@ class Bus:
     def __init__(self, buffer_size: int = 64, tracer_provider: TracerProvider | None = None) -> None:
         self._buffer_size = buffer_size
         self._subscribers: dict[str, list[MemoryObjectSendStream[Envelope[Any]]]] = {}
-        self._tracer = tracing.tracer(tracer_provider)
+        self.tracer = tracing.tracer(tracer_provider)
+        """The tracer of the bus's spans; consumers use it for their process spans."""
         self._pending = 0
         self._idle: anyio.Event | None = None
 
@@ -46,7 +47,7 @@ class Bus:
         if not subscribers:
             raise NoSubscriberError(f"no actor subscribes to topic {topic.name!r}")
         message_id = uuid.uuid4().hex
-        with tracing.send_span(self._tracer, topic.name, message_id) as headers:
+        with tracing.send_span(self.tracer, topic.name, message_id) as headers:
             envelope = Envelope(id=message_id, topic=topic.name, headers=headers, body=body)
             for send in subscribers:
                 self._pending += 1
