@@ -67,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--limit", type=int, metavar="N", help="at most N traces (the newest)")
     traces.add_argument("--json", action="store_true", help="one JSON trace per line")
     traces.set_defaults(command=_traces)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check the configuration, stores, schemas and models; exit 1 on any problem",
+        description="Check the configuration, every store, the schemas and each configured model (which "
+        "BLAS and device the local model uses). Reports every problem found; exits 1 if there is any.",
+    )
+    validate.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
+    validate.add_argument("--provider", metavar="URI", help="check this model instead of the configured ones")
+    validate.set_defaults(command=_validate)
     return parser
 
 
@@ -80,7 +90,7 @@ def _start(args: argparse.Namespace) -> int:
     import anyio
 
     from runtime.config import ConfigError, load_settings
-    from runtime.daemon import open_chains, serve
+    from runtime.daemon import make_data_dir, open_chains, serve
     from runtime.logs import setup_logging
     from runtime.providers import ProviderConfigError
     from runtime.telemetry import setup_tracing
@@ -98,6 +108,7 @@ def _start(args: argparse.Namespace) -> int:
     }
     try:
         settings = load_settings(_data_dir(args), **flags)
+        make_data_dir(settings.data_dir)
         chains = open_chains(settings)
         tracer_provider = setup_tracing()
     except (ConfigError, ProviderConfigError) as exc:
@@ -109,6 +120,12 @@ def _start(args: argparse.Namespace) -> int:
     finally:
         tracer_provider.shutdown()
     return code
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from runtime.validate import validate
+
+    return validate(_data_dir(args), provider=args.provider)
 
 
 def _traces(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 CONFIG_FILE = "config.toml"
+DEFAULT_MODEL = "mlx://smollm2-135m"
 
 
 class ConfigError(ValueError):
@@ -60,8 +61,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REER_", env_nested_delimiter="__", extra="forbid")
 
     data_dir: Path
-    generator: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["dummy://"], min_length=1)
-    scorer: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["dummy://"], min_length=1)
+    generator: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
+    scorer: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
     min_engagement: float = Field(0.8, ge=0, le=1, description="mine posts whose engagement score is at least this")
     min_author_posts: int = Field(1, ge=1, description="mine nothing of an author with fewer posts than this")
     miner_concurrency: int = Field(2, ge=1)

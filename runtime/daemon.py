@@ -19,7 +19,7 @@ from actors.trace_writer import TraceWriter
 from bus.bus import Bus
 from bus.messages import Role
 from bus.records import DeadLetter, Failure, PostEvent, Rejected, Trace
-from runtime.config import Settings
+from runtime.config import DEFAULT_MODEL, Settings
 from runtime.providers import Provider, open_provider
 from runtime.store import JsonlStore
 
@@ -64,7 +64,7 @@ def open_chains(settings: Settings) -> dict[Role, list[Provider]]:
     opened: dict[str, Provider] = {}
 
     def chain(uris: list[str]) -> list[Provider]:
-        return [opened[u] if u in opened else opened.setdefault(u, open_provider(u)) for u in uris]
+        return [opened[u] if u in opened else opened.setdefault(u, open_provider(u, settings.data_dir)) for u in uris]
 
     return {"generator": chain(settings.generator), "scorer": chain(settings.scorer)}
 
@@ -75,6 +75,13 @@ async def serve(
     """Run the actors until the input is done (`exit_when_idle`) or a signal arrives; drain; exit code."""
     make_data_dir(settings.data_dir)
     stores = Stores.at(settings.data_dir)
+    if any(p.uri == DEFAULT_MODEL for chain in chains.values() for p in chain):
+        log.warning(
+            "%s is a small demonstration model (135M parameters): it runs the whole pipeline, but its plans "
+            "are not strategies worth reading. Point --generator and --scorer at a larger model "
+            "(README, 'Choosing models').",
+            DEFAULT_MODEL,
+        )
     async with AsyncExitStack() as stack:
         for store in stores.all():
             store.open()

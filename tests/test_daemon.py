@@ -105,7 +105,18 @@ def test_stdin_input_and_grpc_export(tmp_path: Path, run_daemon: RunDaemon) -> N
 def test_sigterm_drains_the_work_in_flight_and_exits_zero(tmp_path: Path) -> None:
     data = tmp_path / "data"
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--min-engagement", "0"],
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "--data-dir",
+            str(data),
+            "start",
+            "--min-engagement",
+            "0",
+            "--provider",
+            "dummy://",
+        ],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from runtime.providers.base import Provider, ProviderConfigError
 
-SCHEMES = ("dummy",)
+SCHEMES = ("mlx", "dummy")
 
 
-def open_provider(uri: str) -> Provider:
-    """Open the provider `uri` names, e.g. `dummy://` or `dummy://?order=4`."""
+def open_provider(uri: str, data_dir: Path) -> Provider:
+    """Open the provider `uri` names, e.g. `mlx://smollm2-135m` or `dummy://?order=4`.
+
+    `data_dir` holds what a provider prepares once, such as the converted packaged model.
+    """
     scheme = urlsplit(uri).scheme
+    if scheme == "mlx":
+        try:
+            from runtime.providers.mlx.provider import INSTALL_HINT, MlxProvider
+        except ImportError as exc:
+            raise ProviderConfigError(f"{uri}: mlx-lm is not installed ({exc})") from None
+        try:
+            return MlxProvider.open(uri, data_dir)
+        except ImportError as exc:
+            raise ProviderConfigError(f"{uri}: mlx-lm is not installed ({exc}); {INSTALL_HINT}") from None
     if scheme == "dummy":
         from runtime.providers.dummy import DummyProvider
 

@@ -1,0 +1,156 @@
+"""The MLX model runtime, used from one thread: exact scoring with prefix reuse, batched decoding."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import mlx.core as mx
+from mlx_lm.generate import BatchGenerator
+from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+from mlx_lm.sample_utils import apply_top_p
+
+
+def output_layer(model: Any) -> Any:
+    """The function from final hidden states to logits, when the model exposes them separately."""
+    inner = getattr(model, "model", None)
+    if inner is None:
+        return None
+    if getattr(model, "lm_head", None) is not None:
+        return model.lm_head
+    embed = getattr(inner, "embed_tokens", None)
+    return embed.as_linear if embed is not None else None
+
+
+class Scorer:
+    """Log-probabilities of target tokens after context tokens.
+
+    The KV cache of the last scored sequence is kept; a new request recomputes only from the first
+    token where it differs, so candidates sharing the brief (and the plan's start) pay for it once.
+    The output layer is applied only at the positions that predict target tokens.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._head = output_layer(model)
+        self._cache = make_prompt_cache(model)
+        self._tokens: list[int] = []
+        self.reused_tokens = 0
+        self.computed_tokens = 0
+
+    def score(self, context: list[int], target: list[int]) -> list[float]:
+        if not context or not target:
+            raise ValueError("scoring needs at least one context token and one target token")
+        sequence = context + target
+        keep = _common_prefix(self._tokens, sequence[:-1])
+        keep = min(keep, len(context) - 1)  # the last context token must be fed to predict target[0]
+        if self._tokens and len(self._tokens) > keep:
+            trim_prompt_cache(self._cache, len(self._tokens) - keep)
+        if not self._tokens:
+            keep = 0
+        fed = sequence[keep:-1]
+        first = len(context) - 1 - keep  # index in `fed` whose output predicts target[0]
+        inputs = mx.array([fed])
+        if self._head is not None:
+            hidden = self.model.model(inputs, cache=self._cache)
+            logits = self._head(hidden[:, first:, :])
+        else:
+            logits = self.model(inputs, cache=self._cache)[:, first:, :]
+        logits = logits[0].astype(mx.float32)
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        picked = mx.take_along_axis(logprobs, mx.array(target)[:, None], axis=-1)[:, 0]
+        mx.eval(picked)
+        self._tokens = sequence[:-1]
+        self.reused_tokens += keep
+        self.computed_tokens += len(fed)
+        return cast(list[float], picked.tolist())
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def seeded_sampler(temperature: float, top_p: float, seed: int | None) -> Any:
+    """A sampler with its own random key, so each request is reproducible inside a batch."""
+    state = [mx.random.key(seed if seed is not None else secrets.randbits(32))]
+
+    def sample(logprobs: mx.array) -> mx.array:
+        if temperature <= 0:
+            return mx.argmax(logprobs, axis=-1)
+        if 0 < top_p < 1:
+            logprobs = apply_top_p(logprobs, top_p)
+        state[0], key = mx.random.split(state[0])
+        return mx.random.categorical(logprobs * (1 / temperature), key=key)
+
+    return sample
+
+
+@dataclass
+class Decoding:
+    """One generation request in a batch."""
+
+    prompt: list[int]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: list[str]
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+
+
+class Decoder:
+    """Continuous batching over mlx-lm's BatchGenerator: requests join and leave between steps."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 16) -> None:
+        self._tokenizer = tokenizer
+        self._generator = BatchGenerator(
+            model,
+            stop_tokens=[[t] for t in tokenizer.eos_token_ids],
+            completion_batch_size=max_batch,
+            prefill_batch_size=min(8, max_batch),
+        )
+        self._active: dict[int, Decoding] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._active)
+
+    def add(self, request: Decoding) -> None:
+        (uid,) = self._generator.insert(
+            [request.prompt],
+            max_tokens=[request.max_tokens],
+            samplers=[seeded_sampler(request.temperature, request.top_p, request.seed)],
+        )
+        self._active[uid] = request
+
+    def step(self) -> list[Decoding]:
+        """Advance every active request by one token; returns those that finished."""
+        finished = []
+        stopped = []
+        for response in self._generator.next_generated():
+            request = self._active.get(response.uid)
+            if request is None:
+                continue
+            if response.finish_reason != "stop":
+                request.tokens.append(response.token)
+            request.text = self._tokenizer.decode(request.tokens)
+            hit = next((s for s in request.stop if s and s in request.text), None)
+            if hit is not None:
+                request.text = request.text[: request.text.index(hit)]
+                request.finish_reason = "stop"
+                if response.finish_reason is None:  # still decoding in the batch: take it out
+                    stopped.append(response.uid)
+            elif response.finish_reason is not None:
+                request.finish_reason = response.finish_reason
+            if request.finish_reason is not None:
+                finished.append(self._active.pop(response.uid))
+        if stopped:
+            self._generator.remove(stopped)
+        return finished

