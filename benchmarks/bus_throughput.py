@@ -1,6 +1,6 @@
 """Messages per second through the bus, with tracing off and on, against a bare anyio stream.
 
-    .venv/bin/python benchmarks/bus_throughput.py [--messages 50000]
+    .venv/bin/python -m benchmarks.bus_throughput [--messages 50000]
 
 Each variant sends N small messages from one producer to one consuming actor and waits until all
 are handled. Results go to benchmarks/results/bus_throughput.json.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from actors.base import Consumer
+from benchmarks.common import provenance
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED, PostObserved
 from bus.records import DeadLetter, Metrics, Platform, PostEvent
@@ -106,9 +106,7 @@ def main() -> None:
         results = {name: max(anyio.run(run) for _ in range(args.repeat)) for name, run in variants.items()}
     sdk.shutdown()
     report = {
-        "date": datetime.now(UTC).date().isoformat(),
-        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
-        f"{__import__('os').cpu_count()} cores",
+        **provenance(),
         "messages": n,
         "messages_per_second": {k: round(v) for k, v in results.items()},
     }

@@ -140,7 +140,7 @@ def test_bad_usage_exits_two_with_a_clear_message(tmp_path: Path, run_daemon: Ru
     assert missing.returncode == 2 and "no such input file" in missing.stderr
     provider = run_daemon("start", "--provider", "gpt://4", "--exit-when-idle", stdin="")
     assert provider.returncode == 2 and "unknown provider 'gpt://4'" in provider.stderr
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "config.toml").write_text("min_engagement = 3\n")
     config = run_daemon("start", "--exit-when-idle", stdin="")
     assert config.returncode == 2 and "min_engagement: Input should be less than or equal to 1" in config.stderr

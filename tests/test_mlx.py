@@ -1,0 +1,160 @@
+"""The `mlx://` provider on a tiny random model (fast), and the packaged model end to end (real)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import mlx.core as mx
+import pytest
+from mlx_lm import load
+
+import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+from bus.messages import ChatMessage, GenerateCall, ScoreCall
+from runtime.providers import ProviderConfigError, open_provider
+from runtime.providers.mlx.convert import SOURCE_HASH_FILE, ensure_converted
+from runtime.providers.mlx.provider import MlxProvider
+from tests.conftest import RunDaemon
+from tests.helpers import post_line
+from tests.tiny_model import write_tiny_gguf
+
+pytestmark = pytest.mark.anyio
+
+CHAT = [ChatMessage("system", "You plan posts."), ChatMessage("user", "Brief: a short post for x.")]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An mlx-lm folder converted from a tiny GGUF."""
+    root = tmp_path_factory.mktemp("tiny")
+    write_tiny_gguf(root / "tiny.gguf")
+    return ensure_converted(root / "tiny.gguf", root / "model")
+
+
+@pytest.fixture
+async def provider(tiny: Path) -> Iterator[MlxProvider]:  # type: ignore[misc]
+    model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    yield model
+    await model.aclose()
+
+
+def test_conversion_happens_once_per_source_file(tmp_path: Path) -> None:
+    gguf, out = tmp_path / "m.gguf", tmp_path / "model"
+    write_tiny_gguf(gguf)
+    ensure_converted(gguf, out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["rope_traditional"] is True and config["num_key_value_heads"] == 2
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    ensure_converted(gguf, out)
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp  # same source: nothing redone
+    write_tiny_gguf(gguf, hidden=32)
+    ensure_converted(gguf, out)
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == 32  # new source: converted again
+    assert len((out / SOURCE_HASH_FILE).read_text().strip()) == 64
+
+
+def reference_logprobs(folder: Path, context: list[int], target: list[int]) -> list[float]:
+    """Log-softmax over the whole sequence in one plain forward pass, at the target positions."""
+    model, _ = load(str(folder))
+    logits = model(mx.array([context + target]))[0].astype(mx.float32)
+    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    start = len(context) - 1
+    return [logprobs[start + i, t].item() for i, t in enumerate(target)]
+
+
+async def test_scores_are_exact_with_and_without_prefix_reuse(tiny: Path, provider: MlxProvider) -> None:
+    tokenizer = load(str(tiny))[1]
+    calls = [
+        ScoreCall(messages=CHAT, prefix="<think>\nI will open with the result.\n</think>\n", target="We shipped."),
+        ScoreCall(messages=CHAT, prefix="<think>\nI will open with a question.\n</think>\n", target="We shipped."),
+        ScoreCall(messages=CHAT, prefix="<think>\nI will open with a question.\n</think>\n", target="Signups doubled"),
+    ]
+    for call in calls:
+        got = await provider.score(call)
+        text = tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in call.messages], add_generation_prompt=True, tokenize=False
+        )
+        context = tokenizer.encode(text + call.prefix, add_special_tokens=False)
+        target = tokenizer.encode(call.target, add_special_tokens=False)
+        assert got.logprobs == pytest.approx(reference_logprobs(tiny, context, target), abs=1e-4)
+    reused, computed = provider.cache_stats()
+    assert reused > computed / 2  # the later calls recomputed only what differed
+
+
+async def test_generation_is_seeded_stops_and_batches(provider: MlxProvider) -> None:
+    call = GenerateCall(messages=CHAT, max_tokens=24, temperature=0.9, top_p=0.9, seed=11)
+    first, again = await provider.generate(call), await provider.generate(call)
+    assert first.text == again.text and first.output_tokens <= 24
+    stopped = await provider.generate(GenerateCall(messages=CHAT, max_tokens=64, temperature=0, stop=["e"]))
+    assert "e" not in stopped.text and stopped.finish_reason in ("stop", "length")
+    results = []
+    async with anyio.create_task_group() as tg:
+        for seed in range(4):
+
+            async def one(seed: int = seed) -> None:
+                results.append(await provider.generate(GenerateCall(messages=CHAT, max_tokens=16, seed=seed)))
+
+            tg.start_soon(one)
+    assert len(results) == 4 and all(r.output_tokens > 0 for r in results)
+
+
+async def test_the_event_loop_keeps_running_during_a_long_call(provider: MlxProvider) -> None:
+    ticks = 0
+    done = anyio.Event()
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(heartbeat)
+        await provider.generate(GenerateCall(messages=CHAT, max_tokens=200, temperature=0.8, seed=1))
+        done.set()
+    assert ticks > 20  # other tasks ran while the model worked on its own thread
+
+
+def test_unusable_models_fail_at_start_with_advice(tmp_path: Path) -> None:
+    with pytest.raises(ProviderConfigError, match="is not an mlx-lm model folder"):
+        open_provider(f"mlx://{tmp_path}", tmp_path)
+    with pytest.raises(ProviderConfigError, match="expected mlx://smollm2-135m"):
+        open_provider("mlx://not-a-repo", tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ProviderConfigError, match="cannot load the model"):
+        open_provider(f"mlx://{tmp_path}", tmp_path)
+
+
+def test_validate_reports_the_blas_in_use(tiny: Path, run_daemon: RunDaemon) -> None:
+    result = run_daemon("validate", "--provider", f"mlx://{tiny}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(x for x in result.stdout.splitlines() if f"mlx://{tiny}" in x)
+    assert "BLAS OpenBLAS" in line and "GFLOP/s" in line
+
+
+def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("\n".join(post_line(i, author="solo") for i in range(4)) + "\n")
+    small_search = {  # the real model, a shorter search: CI has two cores
+        "REER_GENERATOR": "mlx://smollm2-135m",
+        "REER_SCORER": "mlx://smollm2-135m",
+        "REER_SEARCH__MAX_STEPS": "1",
+        "REER_SEARCH__PLAN_MAX_TOKENS": "96",
+        "REER_SEARCH__SEGMENT_MAX_TOKENS": "64",
+    }
+    result = run_daemon(
+        "start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.6", env=small_search, timeout=1200
+    )
+    assert result.returncode == 0, result.stderr
+    assert "small demonstration model" in result.stderr
+    traces = [json.loads(line) for line in (tmp_path / "data" / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 2
+    for t in traces:
+        assert t["generators"] == ["mlx://smollm2-135m"] and t["scorers"] == ["mlx://smollm2-135m"]
+        assert t["scores"]["final"] <= t["scores"]["initial"] and t["plan"]
+    assert (tmp_path / "data" / "models" / "smollm2-135m" / "config.json").is_file()
+    assert os.stat(tmp_path / "data").st_mode & 0o777 == 0o700
