@@ -52,8 +52,16 @@ class JsonlStore(Generic[T]):
         await self.append_many([record])
 
     async def append_many(self, records: Iterable[T]) -> None:
-        """Write records in order with a single fsync."""
-        data = b"".join(self._encoder.encode(r) + b"\n" for r in records)
+        """Write records in order with a single fsync. Each is first checked against its type's
+        constraints (the same ones its JSON Schema states); an invalid record raises and nothing
+        of the batch is written."""
+        lines = [self._encoder.encode(r) for r in records]
+        for line in lines:
+            try:
+                self._decoder.decode(line)
+            except msgspec.ValidationError as exc:
+                raise CorruptRecordError(f"refusing to write an invalid record to {self.path}: {exc}") from exc
+        data = b"".join(line + b"\n" for line in lines)
         if data:
             async with self._lock:
                 await anyio.to_thread.run_sync(self._write, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from bus.records import PostEvent
@@ -48,3 +49,13 @@ async def test_a_complete_but_invalid_line_is_reported_with_its_place(tmp_path: 
 
 def test_reading_a_missing_store_gives_nothing(tmp_path: Path) -> None:
     assert list(JsonlStore(tmp_path / "none.jsonl", PostEvent).read()) == []
+
+
+async def test_a_record_that_breaks_its_constraints_is_never_written(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path / "posts.jsonl", PostEvent)
+    store.open()
+    bad = msgspec.structs.replace(make_post(2), text="")  # construction does not check; the store does
+    with pytest.raises(CorruptRecordError, match=r"refusing to write an invalid record .* `\$\.text`"):
+        await store.append_many([make_post(1), bad])
+    store.close()
+    assert list(store.read()) == []
