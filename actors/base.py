@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -16,6 +17,7 @@ from bus import tracing
 from bus.bus import Bus
 from bus.messages import Envelope, Topic
 from bus.records import DeadLetter
+from runtime import metrics
 from runtime.store import JsonlStore
 
 M = TypeVar("M")
@@ -67,6 +69,7 @@ class Consumer(ABC, Generic[M]):
     async def _work(self, stream: MemoryObjectReceiveStream[Envelope[M]]) -> None:
         async with stream:
             async for envelope in stream:
+                started = time.perf_counter()
                 try:
                     with tracing.process_span(self.bus.tracer, envelope, self.name) as span:
                         try:
@@ -80,6 +83,10 @@ class Consumer(ABC, Generic[M]):
                             self._failures = 0
                 finally:
                     self.bus.done()
+                    metrics.process_duration.record(
+                        time.perf_counter() - started,
+                        {"messaging.destination.name": envelope.topic, "messaging.consumer.group.name": self.name},
+                    )
 
     async def _dead_letter(self, envelope: Envelope[M], exc: Exception) -> None:
         self._failures += 1

@@ -12,6 +12,7 @@ from opentelemetry import trace
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED, PostObserved
 from bus.records import GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected
+from runtime import metrics
 from runtime.engagement import AuthorRanks
 from runtime.inputs import Line, read_batches
 from runtime.store import JsonlStore
@@ -110,7 +111,10 @@ class Ingestor:
         await self._ledger.append_many(post for _, post in posts)
         self.counts.rejected += len(rejected)
         self.counts.accepted += len(posts)
+        metrics.events_read.add(len(rejected) + len(posts))
+        metrics.events_accepted.add(len(posts))
         for record in rejected:
+            metrics.events_rejected.add(1, {"reer.reason": record.reason.split(":", 1)[0]})
             log.warning("rejected %s line %d: %s", source, record.line, record.reason)
         for _, post in posts:
             self._ranks.add(post.author, post.metrics)
@@ -119,7 +123,7 @@ class Ingestor:
 
     def _check(self, line: Line) -> PostEvent | str:
         if line.too_long:
-            return f"line longer than the limit of {self._max_line_bytes} bytes (max_line_bytes)"
+            return f"too long: the line is over the limit of {self._max_line_bytes} bytes (max_line_bytes)"
         event = parse_line(line.data)
         if isinstance(event, str):
             return event

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 
 import anyio
@@ -26,6 +27,7 @@ from bus.messages import (
     Topic,
 )
 from bus.records import DeadLetter
+from runtime import metrics
 from runtime.config import LimitSettings
 from runtime.providers import Provider, ProviderError
 from runtime.store import JsonlStore
@@ -110,6 +112,7 @@ class Limiter(Consumer[ProviderRequest]):
         errors = []
         for index, gate in enumerate(self._chains[role]):
             if index > 0:
+                metrics.provider_fallbacks.add(1, {"gen_ai.provider.name": gate.provider.system, "reer.role": role})
                 log.warning("falling back to %s for a %s call", gate.provider.uri, role)
                 trace.get_current_span().add_event("fallback", {"reer.provider": gate.provider.uri})
             try:
@@ -130,21 +133,26 @@ class Limiter(Consumer[ProviderRequest]):
                 delay = backoff_delay(attempt, exc.retry_after, gate.limits.max_retry_after_s)
                 log.warning("%s: %s; retry %d in %.2fs", gate.provider.uri, exc, attempt + 1, delay)
                 attempt += 1
+                metrics.provider_retries.add(1, {"reer.provider": gate.provider.uri})
                 await anyio.sleep(delay)
 
     async def _once(self, gate: Gate, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
         provider = gate.provider
         operation = "chat" if isinstance(call, GenerateCall) else "score"
+        attrs = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": provider.system,
+            "gen_ai.request.model": provider.model,
+        }
         async with gate.slots:
+            waited = time.perf_counter()
             await gate.admit()
+            metrics.rate_limit_wait.record(time.perf_counter() - waited, {"reer.provider": provider.uri})
+            started = time.perf_counter()
             with tracer.start_as_current_span(
                 f"{operation} {provider.model}",
                 kind=SpanKind.CLIENT,
-                attributes={
-                    "gen_ai.operation.name": operation,
-                    "gen_ai.provider.name": provider.system,
-                    "gen_ai.request.model": provider.model,
-                },
+                attributes=attrs,
                 record_exception=False,
                 set_status_on_exception=False,
             ) as span:
@@ -160,23 +168,32 @@ class Limiter(Consumer[ProviderRequest]):
                         )
                 except TimeoutError as exc:
                     error = ProviderError(f"timed out after {gate.limits.timeout_s}s", retryable=True)
-                    self._mark_failed(span, error)
+                    self._failed(span, error, "timeout", attrs, started, provider.uri)
                     raise error from exc
                 except ProviderError as exc:
-                    self._mark_failed(span, exc)
+                    self._failed(span, exc, type(exc).__qualname__, attrs, started, provider.uri)
                     raise
                 except Exception as exc:  # a provider's own bug still ends as a clean failure
                     error = ProviderError(f"{type(exc).__qualname__}: {exc}")
-                    self._mark_failed(span, error)
+                    self._failed(span, error, type(exc).__qualname__, attrs, started, provider.uri)
                     raise error from exc
+                metrics.operation_duration.record(time.perf_counter() - started, attrs)
+                metrics.provider_calls.add(1, {"reer.provider": provider.uri, "reer.outcome": "ok"})
+                metrics.token_usage.record(result.input_tokens, {**attrs, "gen_ai.token.type": "input"})
                 span.set_attribute("gen_ai.usage.input_tokens", result.input_tokens)
                 if isinstance(result, Generation):
+                    metrics.token_usage.record(result.output_tokens, {**attrs, "gen_ai.token.type": "output"})
                     span.set_attribute("gen_ai.usage.output_tokens", result.output_tokens)
                     span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
                 return result
 
     @staticmethod
-    def _mark_failed(span: trace.Span, error: ProviderError) -> None:
+    def _failed(
+        span: trace.Span, error: ProviderError, error_type: str, attrs: dict[str, str], started: float, uri: str
+    ) -> None:
         span.set_status(Status(StatusCode.ERROR, str(error)))
-        span.set_attribute("error.type", "timeout" if "timed out" in str(error) else type(error).__qualname__)
+        span.set_attribute("error.type", error_type)
         span.set_attribute("reer.retryable", error.retryable)
+        metrics.operation_duration.record(time.perf_counter() - started, {**attrs, "error.type": error_type})
+        outcome = "timeout" if error_type == "timeout" else "error"
+        metrics.provider_calls.add(1, {"reer.provider": uri, "reer.outcome": outcome})

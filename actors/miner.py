@@ -14,6 +14,7 @@ from actors.model_client import ModelClient
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED, TRACES_MINED, PostObserved, TraceMined
 from bus.records import DeadLetter, Failure, Trace
+from runtime import metrics
 from runtime.config import SearchSettings
 from runtime.providers import ProviderError
 from runtime.reer.brief import derive_brief
@@ -62,6 +63,7 @@ class Miner(Consumer[PostObserved]):
         span.set_attribute("reer.post.key", post.key)
         if not message.selected or post.key in self._already_mined:
             span.set_attribute("reer.mined", False)
+            metrics.posts.add(1, {"reer.outcome": "skipped"})
             return
         brief = derive_brief(post)
         try:
@@ -70,8 +72,13 @@ class Miner(Consumer[PostObserved]):
             log.warning("could not mine %s: %s", post.key, exc)
             await self._failures_store.append(Failure(post=post, reason=str(exc), failed_at=datetime.now(UTC)))
             span.set_attribute("reer.mined", False)
+            metrics.posts.add(1, {"reer.outcome": "failed"})
             return
         span.set_attribute("reer.mined", True)
+        metrics.posts.add(1, {"reer.outcome": "mined"})
+        metrics.mining_duration.record(result.timings.total_s)
+        metrics.mining_steps.record(len(result.steps))
+        metrics.score_improvement.record(result.scores.no_plan - result.scores.final)
         span.set_attribute("reer.score.final", result.scores.final)
         record = Trace(
             trace_id=uuid.uuid4().hex,

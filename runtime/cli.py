@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--min-engagement", type=float, metavar="X", help="mine posts scoring at least X in [0, 1]")
     start.add_argument("--exit-when-idle", action="store_true", help="exit 0 once the input is consumed and mined")
     start.add_argument("--log-format", choices=["text", "json"])
+    start.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"
+    )
     start.set_defaults(command=_start)
 
     traces = commands.add_parser("traces", help="list the mined traces", description="List the mined traces.")
@@ -67,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--limit", type=int, metavar="N", help="at most N traces (the newest)")
     traces.add_argument("--json", action="store_true", help="one JSON trace per line")
     traces.set_defaults(command=_traces)
+
+    stats = commands.add_parser(
+        "stats",
+        help="the last run's figures: counts, success rate, model latencies, rejections",
+        description="Summarise the snapshot the daemon writes to <data-dir>/stats.json while it runs and at exit.",
+    )
+    stats.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
+    stats.add_argument("--json", action="store_true", help="the snapshot as JSON")
+    stats.set_defaults(command=_stats)
 
     validate = commands.add_parser(
         "validate",
@@ -93,7 +105,7 @@ def _start(args: argparse.Namespace) -> int:
     from runtime.daemon import make_data_dir, open_chains, serve
     from runtime.logs import setup_logging
     from runtime.providers import ProviderConfigError
-    from runtime.telemetry import setup_tracing
+    from runtime.telemetry import setup_telemetry
 
     sources = args.input or ["-"]
     missing = [s for s in sources if s != "-" and not Path(s).is_file()]
@@ -110,16 +122,25 @@ def _start(args: argparse.Namespace) -> int:
         settings = load_settings(_data_dir(args), **flags)
         make_data_dir(settings.data_dir)
         chains = open_chains(settings)
-        tracer_provider = setup_tracing()
-    except (ConfigError, ProviderConfigError) as exc:
+        telemetry = setup_telemetry(args.metrics_port)
+    except (ConfigError, ProviderConfigError, OSError) as exc:
         print(f"reer-runtime: {exc}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(settings.log_format, settings.log_level)
     try:
-        code: int = anyio.run(partial(serve, settings, chains, sources, exit_when_idle=args.exit_when_idle))
+        run = partial(
+            serve, settings, chains, sources, exit_when_idle=args.exit_when_idle, stats_reader=telemetry.stats_reader
+        )
+        code: int = anyio.run(run)
     finally:
-        tracer_provider.shutdown()
+        telemetry.shutdown()
     return code
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from runtime.stats import print_stats
+
+    return print_stats(_data_dir(args), args.json)
 
 
 def _validate(args: argparse.Namespace) -> int:

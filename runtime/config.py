@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     max_line_bytes: int = Field(1_000_000, ge=64)
     batch_max_lines: int = Field(10_000, ge=1)
     shutdown_grace_s: float = Field(30.0, ge=0)
+    stats_interval_s: float = Field(10.0, gt=0, description="how often stats.json is rewritten")
     max_consecutive_failures: int = Field(5, ge=1)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from actors.base import CrashLoopError
 from actors.ingestor import Ingestor
@@ -19,8 +20,10 @@ from actors.trace_writer import TraceWriter
 from bus.bus import Bus
 from bus.messages import Role
 from bus.records import DeadLetter, Failure, PostEvent, Rejected, Trace
+from runtime import metrics
 from runtime.config import DEFAULT_MODEL, Settings
 from runtime.providers import Provider, open_provider
+from runtime.stats import write_snapshot
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
@@ -70,9 +73,18 @@ def open_chains(settings: Settings) -> dict[Role, list[Provider]]:
 
 
 async def serve(
-    settings: Settings, chains: dict[Role, list[Provider]], sources: list[str], *, exit_when_idle: bool
+    settings: Settings,
+    chains: dict[Role, list[Provider]],
+    sources: list[str],
+    *,
+    exit_when_idle: bool,
+    stats_reader: InMemoryMetricReader | None = None,
 ) -> int:
-    """Run the actors until the input is done (`exit_when_idle`) or a signal arrives; drain; exit code."""
+    """Run the actors until the input is done (`exit_when_idle`) or a signal arrives; drain; exit code.
+
+    With `stats_reader`, a snapshot of the metrics goes to `<data-dir>/stats.json` every
+    `stats_interval_s` and at the end.
+    """
     make_data_dir(settings.data_dir)
     stores = Stores.at(settings.data_dir)
     if any(p.uri == DEFAULT_MODEL for chain in chains.values() for p in chain):
@@ -89,6 +101,11 @@ async def serve(
         for provider in {p.uri: p for chain in chains.values() for p in chain}.values():
             stack.push_async_callback(provider.aclose)
         bus = Bus(settings.bus_buffer)
+        metrics.observe_queue_depths(bus.queue_depths)
+        for provider in {p.uri: p for chain in chains.values() for p in chain}.values():
+            cache_stats = getattr(provider, "cache_stats", None)
+            if cache_stats is not None:
+                metrics.observe_cache(f"{provider.uri} prefix", cache_stats)
         writer = TraceWriter(bus, stores.dead_letters, stores.traces)
         miner = Miner(
             bus,
@@ -111,9 +128,16 @@ async def serve(
         )
         crash: BaseException | None = None
         try:
-            await _run(bus, ingestor, [limiter, miner, writer], sources, settings, exit_when_idle)
+            async with anyio.create_task_group() as tg:
+                if stats_reader is not None:
+                    tg.start_soon(_write_stats, stats_reader, settings)
+                await _run(bus, ingestor, [limiter, miner, writer], sources, settings, exit_when_idle)
+                tg.cancel_scope.cancel()
         except* CrashLoopError as group:
             crash = group.exceptions[0]
+        finally:
+            if stats_reader is not None:
+                write_snapshot(stats_reader, settings.data_dir)
         if crash is not None:
             log.error("stopping: %s", crash)
             return EXIT_CRASH_LOOP
@@ -157,6 +181,12 @@ async def _run(
             log.warning("grace period of %.0fs over with %d deliveries unfinished; stopping", grace, bus.pending)
             tg.cancel_scope.cancel()
         bus.close()
+
+
+async def _write_stats(reader: InMemoryMetricReader, settings: Settings) -> None:
+    while True:
+        await anyio.sleep(settings.stats_interval_s)
+        await anyio.to_thread.run_sync(write_snapshot, reader, settings.data_dir)
 
 
 async def _watch_signals(stopping: anyio.Event, ingest_scope: anyio.CancelScope) -> None:

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -40,6 +41,8 @@ def _value(v: AnyValue) -> Any:
 class Receiver:
     endpoint: str = ""
     spans: list[ReceivedSpan] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=dict)
+    """The last cumulative value of each counter received, summed over its attribute sets."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
@@ -61,23 +64,38 @@ class Receiver:
                             )
                         )
 
+    def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
+        with self.lock:
+            for resource_metrics in request.resource_metrics:
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        if metric.WhichOneof("data") == "sum":
+                            points = metric.sum.data_points
+                            self.sums[metric.name] = sum(p.as_int or p.as_double for p in points)
+
 
 @contextmanager
 def http_receiver() -> Iterator[Receiver]:
-    """OTLP over HTTP/protobuf at `receiver.endpoint`."""
+    """OTLP over HTTP/protobuf at `receiver.endpoint` (traces and metrics)."""
     receiver = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            if self.path != "/v1/traces":
+            if self.path == "/v1/traces":
+                request = trace_service_pb2.ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                receiver.add(request)
+                payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            elif self.path == "/v1/metrics":
+                metrics_request = metrics_service_pb2.ExportMetricsServiceRequest()
+                metrics_request.ParseFromString(body)
+                receiver.add_metrics(metrics_request)
+                payload = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+            else:
                 self.send_response(404)
                 self.end_headers()
                 return
-            request = trace_service_pb2.ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            receiver.add(request)
-            payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(payload)))

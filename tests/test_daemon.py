@@ -50,6 +50,7 @@ def test_fifty_posts_mined_end_to_end_with_one_trace_per_post(tmp_path: Path, ru
         done = run_daemon("start", "--input", str(posts), "--exit-when-idle", env=env)
         assert done.returncode == 0, done.stderr
         spans = list(receiver.spans)
+        sums = dict(receiver.sums)
 
     assert data.stat().st_mode & 0o777 == 0o700
     traces = traces_of(data)
@@ -61,6 +62,9 @@ def test_fifty_posts_mined_end_to_end_with_one_trace_per_post(tmp_path: Path, ru
     rejected = [json.loads(line) for line in (data / "rejected.jsonl").read_text().splitlines()]
     assert [r["line"] for r in rejected] == [21, 22, 23]
     assert rejected[2]["reason"].startswith("invalid event: Invalid enum value 'myspace'")
+
+    assert sums["reer.events.read"] == 53 and sums["reer.events.accepted"] == 50  # metrics over OTLP too
+    assert sums["reer.events.rejected"] == 3 and sums["reer.posts"] == 50
 
     assert {s.service for s in spans} == {"reer-runtime"}
     by_trace: dict[str, list[ReceivedSpan]] = {}
