@@ -51,7 +51,11 @@ async def test_counts_after_a_run_match_what_happened(tmp_path: Path, metric_rea
     traces = list(JsonlStore(tmp_path / "data" / "traces.jsonl", Trace).read())
     assert got["events"]["read"] == 23
     assert got["events"]["accepted"] == got["events"]["read"] - got["events"]["rejected"] == 20
-    assert got["events"]["rejected_by_reason"] == {"invalid JSON": 1, "invalid event": 1, "not available yet": 1}
+    assert {reason: n for reason, n in got["events"]["rejected_by_reason"].items() if n} == {
+        "invalid JSON": 1,
+        "invalid event": 1,
+        "not available yet": 1,
+    }
     assert got["posts"]["mined"] == len(traces) > 0
     assert got["posts"]["mined"] + got["posts"]["skipped"] == 20 and got["posts"]["failed"] == 0
     calls = got["providers"]
