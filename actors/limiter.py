@@ -47,7 +47,12 @@ def backoff_delay(attempt: int, retry_after: float | None, max_retry_after: floa
 
 @dataclass
 class Gate:
-    """What stands between callers and one provider: its rate limits and concurrency cap."""
+    """What stands between callers and one provider: its rate limits and concurrency cap.
+
+    A limit of N calls per minute (or hour) spaces calls at least 60/N s (3600/N s) apart: an
+    aiolimiter bucket of capacity 1. A bucket of capacity N would let a burst of N through and
+    then keep leaking, up to almost 2N calls in the first minute; spacing keeps every window at N.
+    """
 
     provider: Provider
     limits: LimitSettings
@@ -60,8 +65,8 @@ class Gate:
         return cls(
             provider=provider,
             limits=limits,
-            per_minute=AsyncLimiter(limits.per_minute, 60) if limits.per_minute else None,
-            per_hour=AsyncLimiter(limits.per_hour, 3600) if limits.per_hour else None,
+            per_minute=AsyncLimiter(1, 60 / limits.per_minute) if limits.per_minute else None,
+            per_hour=AsyncLimiter(1, 3600 / limits.per_hour) if limits.per_hour else None,
             slots=anyio.CapacityLimiter(limits.concurrency),
         )
 

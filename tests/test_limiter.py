@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors.limiter import Limiter, backoff_delay
+from actors.limiter import Gate, Limiter, backoff_delay
 from actors.model_client import ModelClient
 from bus.bus import Bus
 from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
@@ -111,3 +112,13 @@ def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
         assert len(set(delays)) > 1
     assert backoff_delay(0, 12.0, 60) == 12.0
     assert backoff_delay(0, 600.0, 60) == 60.0
+
+
+async def test_a_rate_limit_spaces_calls_so_no_window_exceeds_it() -> None:
+    gate = Gate.for_provider(DummyProvider(), LimitSettings(per_minute=1200))  # one call per 50 ms at most
+    times = []
+    for _ in range(12):
+        await gate.admit()
+        times.append(time.monotonic())
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.049  # a burst would have let the first calls through together
