@@ -11,7 +11,7 @@ from opentelemetry import trace
 
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED, PostObserved
-from bus.records import GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected
+from bus.records import Accepted, GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected
 from runtime import metrics
 from runtime.engagement import AuthorRanks
 from runtime.inputs import Line, read_batches
@@ -51,9 +51,11 @@ def parse_line(data: bytes) -> InputEvent | str:
 class Ingestor:
     """Reads each source in turn; each batch of lines is made durable before it is announced.
 
-    Accepted posts go to the ledger (`posts.jsonl`), rejected lines to `rejected.jsonl`, both
-    fsynced, then each post is published on `posts.observed` with its engagement score and whether
-    it is selected for mining. A post whose platform and id were accepted before is a duplicate.
+    Each post of a batch is ranked among its author's posts, then the batch's accepted posts (with
+    the decision) go to the ledger `posts.jsonl` and its rejected lines to `rejected.jsonl`, both
+    fsynced, and only then is each post published on `posts.observed`. A post whose platform and
+    id were accepted before is a duplicate. `recover` re-announces what an earlier run accepted and
+    selected but neither mined nor recorded as failed.
     """
 
     name = "ingestor"
@@ -61,7 +63,7 @@ class Ingestor:
     def __init__(
         self,
         bus: Bus,
-        ledger: JsonlStore[PostEvent],
+        ledger: JsonlStore[Accepted],
         rejected: JsonlStore[Rejected],
         *,
         min_engagement: float,
@@ -78,10 +80,19 @@ class Ingestor:
         self._batch_max_lines = batch_max_lines
         self._ranks = AuthorRanks()
         self._seen: set[str] = set()
-        for post in ledger.read():
-            self._seen.add(post.key)
-            self._ranks.add(post.author, post.metrics)
+        for accepted in ledger.read():
+            self._seen.add(accepted.post.key)
+            self._ranks.add(accepted.post.author, accepted.post.metrics)
         self.counts = IngestCounts()
+
+    async def recover(self, finished: set[str]) -> int:
+        """Announce again the selected posts of earlier runs whose key is not in `finished`."""
+        pending = [a for a in self._ledger.read() if a.selected and a.post.key not in finished]
+        if pending:
+            log.info("resuming %d selected posts accepted before the last stop", len(pending))
+        for accepted in pending:
+            await self._announce(accepted)
+        return len(pending)
 
     async def run(self, sources: list[str]) -> None:
         """Ingest every source, in order."""
@@ -89,10 +100,17 @@ class Ingestor:
             name = "stdin" if source == "-" else source
             async for batch in read_batches(source, self._max_line_bytes, self._batch_max_lines):
                 await self.ingest(name, batch)
-            log.info("read %s: %s", name, self.counts)
+            log.info(
+                "read %s: %d lines, %d posts accepted (%d selected), %d rejected",
+                name,
+                self.counts.lines,
+                self.counts.accepted,
+                self.counts.selected,
+                self.counts.rejected,
+            )
 
     async def ingest(self, source: str, lines: list[Line]) -> None:
-        """Validate, persist and announce one batch of lines from `source`."""
+        """Validate, rank, persist and announce one batch of lines from `source`."""
         posts: list[tuple[Line, PostEvent]] = []
         rejected: list[Rejected] = []
         now = datetime.now(UTC)
@@ -107,19 +125,21 @@ class Ingestor:
             else:
                 raw = line.data.decode("utf-8", errors="backslashreplace")
                 rejected.append(Rejected(source=source, line=line.number, raw=raw, reason=checked, rejected_at=now))
-        await self._rejected.append_many(rejected)
-        await self._ledger.append_many(post for _, post in posts)
-        self.counts.rejected += len(rejected)
-        self.counts.accepted += len(posts)
-        metrics.events_read.add(len(rejected) + len(posts))
-        metrics.events_accepted.add(len(posts))
-        for record in rejected:
-            metrics.events_rejected.add(1, {"reer.reason": record.reason.split(":", 1)[0]})
-            log.warning("rejected %s line %d: %s", source, record.line, record.reason)
         for _, post in posts:
             self._ranks.add(post.author, post.metrics)
-        for line, post in posts:
-            await self._announce(source, line, post)
+        accepted = [self._decide(source, line, post, now) for line, post in posts]
+        await self._rejected.append_many(rejected)
+        await self._ledger.append_many(accepted)
+        self.counts.rejected += len(rejected)
+        self.counts.accepted += len(accepted)
+        self.counts.selected += sum(a.selected for a in accepted)
+        metrics.events_read.add(len(rejected) + len(posts))
+        metrics.events_accepted.add(len(posts))
+        for refused in rejected:
+            metrics.events_rejected.add(1, {"reer.reason": refused.reason.split(":", 1)[0]})
+            log.warning("rejected %s line %d: %s", source, refused.line, refused.reason)
+        for record in accepted:
+            await self._announce(record)
 
     def _check(self, line: Line) -> PostEvent | str:
         if line.too_long:
@@ -133,18 +153,25 @@ class Ingestor:
             return f"duplicate: post {event.key} was already accepted"
         return event
 
-    async def _announce(self, source: str, line: Line, post: PostEvent) -> None:
+    def _decide(self, source: str, line: Line, post: PostEvent, now: datetime) -> Accepted:
         engagement = self._ranks.score(post.author, post.metrics)
         selected = engagement >= self._min_engagement and self._ranks.count(post.author) >= self._min_author_posts
-        self.counts.selected += selected
+        return Accepted(
+            post=post, engagement=engagement, selected=selected, source=source, line=line.number, accepted_at=now
+        )
+
+    async def _announce(self, accepted: Accepted) -> None:
+        post = accepted.post
         with tracer.start_as_current_span(
             "ingest post",
             attributes={
                 "reer.post.key": post.key,
-                "reer.source": source,
-                "reer.source.line": line.number,
-                "reer.engagement": engagement,
-                "reer.selected": selected,
+                "reer.source": accepted.source,
+                "reer.source.line": accepted.line,
+                "reer.engagement": accepted.engagement,
+                "reer.selected": accepted.selected,
             },
         ):
-            await self.bus.publish(POSTS_OBSERVED, PostObserved(post=post, engagement=engagement, selected=selected))
+            await self.bus.publish(
+                POSTS_OBSERVED, PostObserved(post=post, engagement=accepted.engagement, selected=accepted.selected)
+            )

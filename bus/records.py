@@ -102,6 +102,20 @@ class Rejected(msgspec.Struct, frozen=True, kw_only=True):
     rejected_at: datetime
 
 
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """An accepted post with the decision taken on it (`posts.jsonl`, the ledger).
+
+    Written before the post is announced, so a restart can finish what a crash interrupted.
+    """
+
+    post: PostEvent
+    engagement: float
+    selected: bool
+    source: str
+    line: int
+    accepted_at: datetime
+
+
 class Brief(msgspec.Struct, frozen=True, kw_only=True):
     """The writing brief `x` a post answers, derived from the post's features, not its words."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def _start(args: argparse.Namespace) -> int:
 
     from runtime.config import ConfigError, load_settings
     from runtime.daemon import make_data_dir, open_chains, serve
+    from runtime.lock import DataDirLockedError, exclusive
     from runtime.logs import setup_logging
     from runtime.providers import ProviderConfigError
     from runtime.telemetry import setup_telemetry
@@ -118,22 +120,22 @@ def _start(args: argparse.Namespace) -> int:
         "min_engagement": args.min_engagement,
         "log_format": args.log_format,
     }
-    try:
-        settings = load_settings(_data_dir(args), **flags)
-        make_data_dir(settings.data_dir)
-        chains = open_chains(settings)
-        telemetry = setup_telemetry(args.metrics_port)
-    except (ConfigError, ProviderConfigError, OSError) as exc:
-        print(f"reer-runtime: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    setup_logging(settings.log_format, settings.log_level)
-    try:
+    with ExitStack() as stack:
+        try:
+            settings = load_settings(_data_dir(args), **flags)
+            make_data_dir(settings.data_dir)
+            stack.enter_context(exclusive(settings.data_dir))
+            chains = open_chains(settings)
+            telemetry = setup_telemetry(args.metrics_port)
+        except (ConfigError, ProviderConfigError, DataDirLockedError, OSError) as exc:
+            print(f"reer-runtime: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        stack.callback(telemetry.shutdown)
+        setup_logging(settings.log_format, settings.log_level)
         run = partial(
             serve, settings, chains, sources, exit_when_idle=args.exit_when_idle, stats_reader=telemetry.stats_reader
         )
         code: int = anyio.run(run)
-    finally:
-        telemetry.shutdown()
     return code
 
 

@@ -19,7 +19,7 @@ from actors.miner import Miner
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
 from bus.messages import Role
-from bus.records import DeadLetter, Failure, PostEvent, Rejected, Trace
+from bus.records import Accepted, DeadLetter, Failure, Rejected, Trace
 from runtime import metrics
 from runtime.config import DEFAULT_MODEL, Settings
 from runtime.providers import Provider, open_provider
@@ -37,7 +37,7 @@ EXIT_INTERRUPTED = 130
 class Stores:
     """The files of a data dir."""
 
-    posts: JsonlStore[PostEvent]
+    posts: JsonlStore[Accepted]
     rejected: JsonlStore[Rejected]
     traces: JsonlStore[Trace]
     failures: JsonlStore[Failure]
@@ -46,7 +46,7 @@ class Stores:
     @classmethod
     def at(cls, data_dir: Path) -> Stores:
         return cls(
-            posts=JsonlStore(data_dir / "posts.jsonl", PostEvent),
+            posts=JsonlStore(data_dir / "posts.jsonl", Accepted),
             rejected=JsonlStore(data_dir / "rejected.jsonl", Rejected),
             traces=JsonlStore(data_dir / "traces.jsonl", Trace),
             failures=JsonlStore(data_dir / "failed.jsonl", Failure),
@@ -87,6 +87,12 @@ async def serve(
     """
     make_data_dir(settings.data_dir)
     stores = Stores.at(settings.data_dir)
+    log.info(
+        "started: data dir %s, generator %s, scorer %s",
+        settings.data_dir,
+        ",".join(p.uri for p in chains["generator"]),
+        ",".join(p.uri for p in chains["scorer"]),
+    )
     if any(p.uri == DEFAULT_MODEL for chain in chains.values() for p in chain):
         log.warning(
             "%s is a small demonstration model (135M parameters): it runs the whole pipeline, but its plans "
@@ -131,7 +137,8 @@ async def serve(
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
                     tg.start_soon(_write_stats, stats_reader, settings)
-                await _run(bus, ingestor, [limiter, miner, writer], sources, settings, exit_when_idle)
+                finished = writer.mined | {f.post.key for f in stores.failures.read()}
+                await _run(bus, ingestor, finished, [limiter, miner, writer], sources, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* CrashLoopError as group:
             crash = group.exceptions[0]
@@ -156,6 +163,7 @@ async def serve(
 async def _run(
     bus: Bus,
     ingestor: Ingestor,
+    finished: set[str],
     consumers: list[Limiter | Miner | TraceWriter],
     sources: list[str],
     settings: Settings,
@@ -169,6 +177,7 @@ async def _run(
         async with anyio.create_task_group() as watcher:
             watcher.start_soon(_watch_signals, stopping, ingest_scope)
             with ingest_scope:
+                await ingestor.recover(finished)
                 await ingestor.run(sources)
             if not exit_when_idle and not stopping.is_set():
                 log.info("input consumed; running until SIGINT or SIGTERM")

@@ -12,11 +12,12 @@ from typing import Any
 
 import msgspec
 
-from bus.records import DeadLetter, Failure, InputEvent, Rejected, Trace
+from bus.records import Accepted, DeadLetter, Failure, InputEvent, Rejected, Trace
 
 RECORDS: dict[str, Any] = {
     "event": InputEvent,
     "trace": Trace,
+    "accepted": Accepted,
     "rejected": Rejected,
     "failure": Failure,
     "dead-letter": DeadLetter,

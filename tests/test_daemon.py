@@ -57,7 +57,7 @@ def test_fifty_posts_mined_end_to_end_with_one_trace_per_post(tmp_path: Path, ru
     assert validate_store(data / "traces.jsonl", "trace") == len(traces) >= 5
     assert len({t.post.key for t in traces}) == len(traces)
     assert all(t.engagement >= 0.8 and t.scores.final <= t.scores.initial for t in traces)
-    assert validate_store(data / "posts.jsonl", "event") == 50
+    assert validate_store(data / "posts.jsonl", "accepted") == 50
     assert validate_store(data / "rejected.jsonl", "rejected") == 3
     rejected = [json.loads(line) for line in (data / "rejected.jsonl").read_text().splitlines()]
     assert [r["line"] for r in rejected] == [21, 22, 23]

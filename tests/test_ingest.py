@@ -10,7 +10,7 @@ import pytest
 from actors.ingestor import Ingestor, parse_line
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED
-from bus.records import PostEvent, Rejected
+from bus.records import Accepted, PostEvent, Rejected
 from runtime.inputs import Line, LineSplitter
 from runtime.store import JsonlStore
 from tests.helpers import post_line
@@ -49,7 +49,7 @@ def test_long_lines_are_cut_and_flagged_and_numbers_count_every_line() -> None:
 
 
 async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_path: Path) -> None:
-    ledger = JsonlStore(tmp_path / "posts.jsonl", PostEvent)
+    ledger = JsonlStore(tmp_path / "posts.jsonl", Accepted)
     rejected = JsonlStore(tmp_path / "rejected.jsonl", Rejected)
     ledger.open()
     rejected.open()
@@ -63,7 +63,8 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
     await ingestor.ingest("file.jsonl", [Line(n, s.encode()) for n, s in enumerate(lines, start=1)])
     bus.close()
 
-    assert [p.id for p in ledger.read()] == ["0", "1", "2", "3"]
+    assert [a.post.id for a in ledger.read()] == ["0", "1", "2", "3"]
+    assert [a.line for a in ledger.read()] == [1, 2, 3, 4]
     reasons = {r.line: r.reason for r in rejected.read()}
     assert reasons[5].startswith("invalid JSON")
     assert reasons[7] == "duplicate: post x:2 was already accepted"
