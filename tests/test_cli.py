@@ -44,3 +44,21 @@ def test_traces_lists_filters_and_prints_json(tmp_path: Path, run_daemon: RunDae
     (tmp_path / "data" / "traces.jsonl").write_text("{}\n")
     broken = run_daemon("traces")
     assert broken.returncode == 1 and "traces.jsonl:1:" in broken.stderr
+
+
+def test_validate_reports_every_problem_and_exits_one(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(post_line(1) + "\n")
+    assert run_daemon("start", "--input", str(posts), "--exit-when-idle").returncode == 0
+    clean = run_daemon("validate", "--provider", "dummy://")
+    assert clean.returncode == 0, clean.stdout
+    data = tmp_path / "data"
+    (data / "traces.jsonl").write_bytes(b'{"half": ')  # a torn record
+    (data / "rejected.jsonl").write_text('{"source": 3}\n')  # a corrupt one
+    (data / "config.toml").write_text("min_engagement = 7\n")
+    broken = run_daemon("validate", "--provider", "dummy://")
+    problems = [line for line in broken.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert broken.returncode == 1 and len(problems) == 3, broken.stdout
+    assert any("torn last record" in p for p in problems)
+    assert any("rejected.jsonl:1" in p for p in problems)
+    assert any("min_engagement" in p for p in problems)
