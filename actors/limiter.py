@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
-from dataclasses import dataclass
 
 import anyio
 import msgspec
-from aiolimiter import AsyncLimiter
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from actors.base import Consumer
+from actors.gate import Gate
 from bus.bus import Bus
 from bus.messages import (
     PROVIDER_REQUESTS,
@@ -45,44 +45,25 @@ def backoff_delay(attempt: int, retry_after: float | None, max_retry_after: floa
     return float(min(0.5 * 2**attempt, 8.0) * jitter)
 
 
-@dataclass
-class Gate:
-    """What stands between callers and one provider: its rate limits and concurrency cap.
-
-    A limit of N calls per minute (or hour) spaces calls at least 60/N s (3600/N s) apart: an
-    aiolimiter bucket of capacity 1. A bucket of capacity N would let a burst of N through and
-    then keep leaking, up to almost 2N calls in the first minute; spacing keeps every window at N.
-    """
-
-    provider: Provider
-    limits: LimitSettings
-    per_minute: AsyncLimiter | None
-    per_hour: AsyncLimiter | None
-    slots: anyio.CapacityLimiter
-
-    @classmethod
-    def for_provider(cls, provider: Provider, limits: LimitSettings) -> Gate:
-        return cls(
-            provider=provider,
-            limits=limits,
-            per_minute=AsyncLimiter(1, 60 / limits.per_minute) if limits.per_minute else None,
-            per_hour=AsyncLimiter(1, 3600 / limits.per_hour) if limits.per_hour else None,
-            slots=anyio.CapacityLimiter(limits.concurrency),
-        )
-
-    async def admit(self) -> None:
-        """Wait until both rate limits allow one more call."""
-        for bucket in (self.per_minute, self.per_hour):
-            if bucket is not None:
-                await bucket.acquire()
+def malformed(result: Generation | TokenScores) -> str | None:
+    """What is wrong with an answer's shape, or None."""
+    if isinstance(result, TokenScores):
+        if not result.logprobs:
+            return "no log-probabilities"
+        if not all(math.isfinite(x) and x <= 1e-6 for x in result.logprobs):
+            return "log-probabilities that are not finite and at most 0"
+    elif result.finish_reason not in ("stop", "length"):
+        return f"finish reason {result.finish_reason!r}"
+    return None
 
 
 class Limiter(Consumer[ProviderRequest]):
     """Makes each requested call on the first provider of the role's chain that succeeds.
 
     A call is retried on its provider while the error is retryable (with backoff and jitter, or the
-    provider's Retry-After), then the next provider of the chain is tried. Each attempt is a CLIENT
-    span named after the GenAI conventions.
+    provider's Retry-After), then the next provider of the chain is tried. A provider whose circuit
+    is open is skipped at once. An answer of the wrong shape counts as a retryable error. Each
+    attempt is a CLIENT span named after the GenAI conventions.
     """
 
     name = "limiter"
@@ -104,6 +85,8 @@ class Limiter(Consumer[ProviderRequest]):
                     settings = limits.get(provider.uri) or limits.get("default") or LimitSettings()
                     gates[provider.uri] = Gate.for_provider(provider, settings)
         self._chains = {role: [gates[p.uri] for p in chain] for role, chain in chains.items()}
+        self.gates = gates
+        metrics.observe_circuits(lambda: {uri: gate.circuit.state for uri, gate in gates.items()})
 
     async def handle(self, message: ProviderRequest) -> None:
         try:
@@ -130,9 +113,12 @@ class Limiter(Consumer[ProviderRequest]):
     async def _attempts(self, gate: Gate, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
         attempt = 0
         while True:
+            if not gate.circuit.allows():
+                raise ProviderError(f"circuit open (retry in {gate.circuit.retry_in():.0f}s)")
             try:
-                return await self._once(gate, call)
+                result = await self._once(gate, call)
             except ProviderError as exc:
+                gate.circuit.failed()
                 if not exc.retryable or attempt >= gate.limits.max_retries:
                     raise
                 delay = backoff_delay(attempt, exc.retry_after, gate.limits.max_retry_after_s)
@@ -140,6 +126,9 @@ class Limiter(Consumer[ProviderRequest]):
                 attempt += 1
                 metrics.provider_retries.add(1, {"reer.provider": gate.provider.uri})
                 await anyio.sleep(delay)
+            else:
+                gate.circuit.succeeded()
+                return result
 
     async def _once(self, gate: Gate, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
         provider = gate.provider
@@ -182,6 +171,11 @@ class Limiter(Consumer[ProviderRequest]):
                     error = ProviderError(f"{type(exc).__qualname__}: {exc}")
                     self._failed(span, error, type(exc).__qualname__, attrs, started, provider.uri)
                     raise error from exc
+                span.set_attribute("reer.circuit.state", gate.circuit.state)
+                if problem := malformed(result):
+                    error = ProviderError(f"malformed answer: {problem}", retryable=True)
+                    self._failed(span, error, "malformed", attrs, started, provider.uri)
+                    raise error
                 metrics.operation_duration.record(time.perf_counter() - started, attrs)
                 metrics.provider_calls.add(1, {"reer.provider": provider.uri, "reer.outcome": "ok"})
                 metrics.token_usage.record(result.input_tokens, {**attrs, "gen_ai.token.type": "input"})

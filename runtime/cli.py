@@ -63,6 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     start.set_defaults(command=_start)
 
+    retry = commands.add_parser(
+        "retry-failed",
+        help="mine again the posts whose mining failed (failed.jsonl), then exit",
+        description="Run the daemon on no new input, resuming every selected post that has no trace yet, "
+        "including those recorded as failed. Takes the same model flags as start.",
+    )
+    retry.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
+    retry.add_argument("--provider", metavar="URI", help="the model for both roles")
+    retry.add_argument("--generator", metavar="URI[,URI...]")
+    retry.add_argument("--scorer", metavar="URI[,URI...]")
+    retry.add_argument("--log-format", choices=["text", "json"])
+    retry.set_defaults(command=_start, retry_failed=True, input=None, exit_when_idle=True, min_engagement=None,
+                       metrics_port=None)  # fmt: skip
+
     traces = commands.add_parser("traces", help="list the mined traces", description="List the mined traces.")
     traces.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
     traces.add_argument(
@@ -109,7 +123,8 @@ def _start(args: argparse.Namespace) -> int:
     from runtime.providers import ProviderConfigError
     from runtime.telemetry import setup_telemetry
 
-    sources = args.input or ["-"]
+    retrying = getattr(args, "retry_failed", False)
+    sources = [] if retrying else args.input or ["-"]
     missing = [s for s in sources if s != "-" and not Path(s).is_file()]
     if missing:
         print(f"reer-runtime: no such input file: {', '.join(missing)}", file=sys.stderr)
@@ -119,6 +134,7 @@ def _start(args: argparse.Namespace) -> int:
         "scorer": args.scorer or args.provider,
         "min_engagement": args.min_engagement,
         "log_format": args.log_format,
+        "retry_failed_on_start": True if retrying else None,
     }
     with ExitStack() as stack:
         try:

@@ -53,6 +53,8 @@ class LimitSettings(BaseModel):
     max_retries: int = Field(3, ge=0)
     timeout_s: float = Field(300.0, gt=0)
     max_retry_after_s: float = Field(60.0, ge=0)
+    circuit_failures: int = Field(5, ge=1, description="failed attempts in a row that open the circuit")
+    circuit_reset_s: float = Field(30.0, gt=0, description="how long an open circuit refuses calls")
 
 
 class Settings(BaseSettings):
@@ -72,6 +74,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0)
     stats_interval_s: float = Field(10.0, gt=0, description="how often stats.json is rewritten")
     max_consecutive_failures: int = Field(5, ge=1)
+    retry_failed_on_start: bool = Field(False, description="mine again, at start, the posts in failed.jsonl")
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     search: SearchSettings = Field(default_factory=SearchSettings)

@@ -137,7 +137,8 @@ async def serve(
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
                     tg.start_soon(_write_stats, stats_reader, settings)
-                finished = writer.mined | {f.post.key for f in stores.failures.read()}
+                failed = set() if settings.retry_failed_on_start else {f.post.key for f in stores.failures.read()}
+                finished = writer.mined | failed
                 await _run(bus, ingestor, finished, [limiter, miner, writer], sources, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* CrashLoopError as group:

@@ -66,6 +66,18 @@ def observe_queue_depths(depths: Callable[[], dict[str, int]]) -> None:
     meter.create_observable_gauge("reer.bus.queue.depth", [callback], "{message}", "Messages waiting per topic")
 
 
+def observe_circuits(states: Callable[[], dict[str, str]]) -> None:
+    """Report each provider's circuit as the gauge `reer.provider.circuit.state` (0 closed, 1 half-open, 2 open)."""
+    codes = {"closed": 0, "half_open": 1, "open": 2}
+
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(codes[state], {"reer.provider": uri}) for uri, state in states().items()]
+
+    meter.create_observable_gauge(
+        "reer.provider.circuit.state", [callback], "1", "Circuit breaker per provider: 0 closed, 1 half-open, 2 open"
+    )
+
+
 def observe_cache(name: str, stats: Callable[[], tuple[int, int]]) -> None:
     """Report a prefix cache's reused (hit) and computed (miss) tokens as `reer.cache.tokens`."""
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
 
 POSTS = 30
@@ -81,3 +81,34 @@ def test_a_second_daemon_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -
         capture_output=True, text=True, cwd=ROOT, check=False,
     )  # fmt: skip
     assert readers.returncode == 0
+
+
+def test_faulty_providers_are_retried_and_failed_posts_can_be_mined_later(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(post_line(i, author="f") for i in range(8)) + "\n")
+    flaky = "fault://?base=dummy://&error=0.2&rate_limit=0.1&retry_after=0.01&hang=0.05&malformed=0.05&seed=5"
+    env = {"REER_GENERATOR": flaky, "REER_SCORER": flaky, "REER_LIMITS__DEFAULT__TIMEOUT_S": "1",
+           "REER_LIMITS__DEFAULT__MAX_RETRIES": "8", "REER_LIMITS__DEFAULT__CIRCUIT_FAILURES": "50"}  # fmt: skip
+    done = run_daemon("start", "--input", str(source), "--exit-when-idle", "--min-engagement", "0.5", env=env)
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "data"
+    assert len((data / "traces.jsonl").read_text().splitlines()) == 4  # every selected post, despite the faults
+    stats = json.loads(run_daemon("stats", "--json").stdout)
+    assert stats["retries"] > 0 and stats["posts"]["failed"] == 0
+
+    more = tmp_path / "more.jsonl"
+    more.write_text("\n".join(post_line(i, author="g") for i in range(100, 104)) + "\n")
+    broken = {"REER_SCORER": "fault://?base=dummy://&fatal=1"}
+    failing = run_daemon("start", "--input", str(more), "--exit-when-idle", "--min-engagement", "0.5", env=broken)
+    assert failing.returncode == 0, failing.stderr
+    failures = [json.loads(x) for x in (data / "failed.jsonl").read_text().splitlines()]
+    assert len(failures) == 2 and all("injected: 400 bad request" in f["reason"] for f in failures)
+    assert run_daemon("start", "--exit-when-idle", stdin="").returncode == 0
+    assert len((data / "traces.jsonl").read_text().splitlines()) == 4  # failed posts wait for a retry
+
+    retried = run_daemon("retry-failed")
+    assert retried.returncode == 0, retried.stderr
+    assert "resuming 2 selected posts" in retried.stderr
+    assert len((data / "traces.jsonl").read_text().splitlines()) == 6

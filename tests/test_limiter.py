@@ -10,13 +10,14 @@ import anyio
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors.limiter import Gate, Limiter, backoff_delay
+from actors.gate import Gate
+from actors.limiter import Limiter, backoff_delay
 from actors.model_client import ModelClient
 from bus.bus import Bus
 from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from bus.records import DeadLetter
 from runtime.config import LimitSettings
-from runtime.providers import Provider, ProviderError
+from runtime.providers import Provider, ProviderConfigError, ProviderError, open_provider
 from runtime.providers.dummy import DummyProvider
 from runtime.store import JsonlStore
 
@@ -123,3 +124,42 @@ async def test_a_rate_limit_spaces_calls_so_no_window_exceeds_it() -> None:
         times.append(time.monotonic())
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.049  # a burst would have let the first calls through together
+
+
+def fault(uri: str, tmp_path: Path) -> Provider:
+    return open_provider(uri, tmp_path)
+
+
+async def test_malformed_answers_are_retried_then_fall_back(tmp_path: Path) -> None:
+    broken = fault("fault://?base=dummy://&malformed=1&seed=1", tmp_path)
+    result = await call_through(tmp_path, [broken, DummyProvider("dummy://b")], LimitSettings(max_retries=1))
+    assert isinstance(result, Generation) and result.provider == "dummy://b"
+    assert broken.injected["malformed"] == 2  # type: ignore[attr-defined]
+
+
+async def test_an_open_circuit_skips_its_provider_until_it_resets(tmp_path: Path) -> None:
+    down = Flaky("flaky://down", failures=6, error=ProviderError("503", retryable=True, retry_after=0))
+    limits = LimitSettings(max_retries=0, circuit_failures=2, circuit_reset_s=0.2)
+    dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
+    dead.open()
+    bus = Bus()
+    limiter = Limiter(bus, dead, {"generator": [down, DummyProvider("dummy://b")], "scorer": []}, {"default": limits})
+    circuit = limiter.gates["flaky://down"].circuit
+    answers = [(await limiter.call("generator", CALL)).provider for _ in range(4)]
+    assert answers == ["dummy://b"] * 4
+    assert down.calls == 2 and circuit.state == "open"  # two failures opened it; later calls skipped it
+    await anyio.sleep(0.2)  # the reset period itself, not a stand-in for synchronisation
+    assert circuit.allows() and circuit.state == "half_open"
+    await limiter.call("generator", CALL)
+    assert down.calls == 3 and circuit.state == "open"  # the trial failed: open again
+    down.failures = 0
+    await anyio.sleep(0.2)
+    result = await limiter.call("generator", CALL)
+    assert result.provider == "flaky://down" and circuit.state == "closed"
+
+
+def test_fault_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ProviderConfigError, match="unknown option"):
+        open_provider("fault://?base=dummy://&explode=1", tmp_path)
+    with pytest.raises(ProviderConfigError, match="sum to at most 1"):
+        open_provider("fault://?error=0.7&hang=0.7", tmp_path)

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from runtime.providers.base import Provider, ProviderConfigError
 
-SCHEMES = ("mlx", "dummy")
+SCHEMES = ("mlx", "dummy", "fault")
 
 
 def open_provider(uri: str, data_dir: Path) -> Provider:
@@ -25,6 +25,10 @@ def open_provider(uri: str, data_dir: Path) -> Provider:
             return MlxProvider.open(uri, data_dir)
         except ImportError as exc:
             raise ProviderConfigError(f"{uri}: mlx-lm is not installed ({exc}); {INSTALL_HINT}") from None
+    if scheme == "fault":
+        from runtime.providers.fault import FaultProvider
+
+        return FaultProvider.open(uri, data_dir, open_provider)
     if scheme == "dummy":
         from runtime.providers.dummy import DummyProvider
 

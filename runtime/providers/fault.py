@@ -1,0 +1,93 @@
+"""`fault://`: a provider that wraps another and injects failures, for tests and drills.
+
+    fault://?base=dummy://&error=0.2&fatal=0.05&rate_limit=0.1&retry_after=0.5&hang=0.05&malformed=0.05&seed=7
+
+Each call draws one outcome from the probabilities given (the rest pass through to `base`):
+`error` a retryable 503, `fatal` a non-retryable 400, `rate_limit` a 429 with `retry_after`
+seconds, `hang` a call that never returns (the Limiter's timeout ends it), `malformed` an answer
+of the wrong shape (no log-probabilities, or empty text).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+
+from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
+from runtime.providers.base import Provider, ProviderConfigError, ProviderError
+
+OUTCOMES = ("error", "fatal", "rate_limit", "hang", "malformed")
+
+
+class FaultProvider:
+    """Injects the configured failures in front of `base`."""
+
+    def __init__(self, uri: str, base: Provider, odds: dict[str, float], retry_after: float, seed: int | None) -> None:
+        self.uri = uri
+        self.base = base
+        self.system = base.system
+        self.model = base.model
+        self.can_score = base.can_score
+        self._odds = odds
+        self._retry_after = retry_after
+        self._rng = random.Random(seed)
+        self.injected: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+
+    @classmethod
+    def open(cls, uri: str, data_dir: Path, opener: object) -> FaultProvider:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(uri).query).items()}
+        base_uri = query.pop("base", "dummy://")
+        try:
+            odds = {name: float(query.pop(name, "0")) for name in OUTCOMES}
+            retry_after = float(query.pop("retry_after", "0"))
+            seed = int(query.pop("seed")) if "seed" in query else None
+        except ValueError as exc:
+            raise ProviderConfigError(f"bad option in {uri!r}: {exc}") from None
+        if query:
+            raise ProviderConfigError(f"unknown option(s) in {uri!r}: {', '.join(query)}; known: base, seed, "
+                                      f"retry_after, {', '.join(OUTCOMES)}")  # fmt: skip
+        if any(not 0 <= p <= 1 for p in odds.values()) or sum(odds.values()) > 1:
+            raise ProviderConfigError(f"bad option in {uri!r}: probabilities must be in [0, 1] and sum to at most 1")
+        assert callable(opener)
+        return cls(uri, opener(base_uri, data_dir), odds, retry_after, seed)
+
+    def _draw(self) -> str | None:
+        roll = self._rng.random()
+        for name in OUTCOMES:
+            roll -= self._odds[name]
+            if roll < 0:
+                self.injected[name] += 1
+                return name
+        return None
+
+    async def _fail(self, outcome: str) -> None:
+        if outcome == "error":
+            raise ProviderError("injected: 503 service unavailable", retryable=True)
+        if outcome == "fatal":
+            raise ProviderError("injected: 400 bad request", retryable=False)
+        if outcome == "rate_limit":
+            raise ProviderError("injected: 429 too many requests", retryable=True, retry_after=self._retry_after)
+        if outcome == "hang":
+            await anyio.sleep_forever()
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        outcome = self._draw()
+        if outcome == "malformed":
+            return Generation(text="", input_tokens=0, output_tokens=0, finish_reason="error", provider=self.uri)
+        if outcome:
+            await self._fail(outcome)
+        return await self.base.generate(call)
+
+    async def score(self, call: ScoreCall) -> TokenScores:
+        outcome = self._draw()
+        if outcome == "malformed":
+            return TokenScores(logprobs=[], input_tokens=0, provider=self.uri)
+        if outcome:
+            await self._fail(outcome)
+        return await self.base.score(call)
+
+    async def aclose(self) -> None:
+        await self.base.aclose()
