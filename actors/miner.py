@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import anyio
+import msgspec
 from opentelemetry import trace
 
 from actors.base import Consumer
@@ -81,19 +82,11 @@ class Miner(Consumer[PostObserved]):
         metrics.score_improvement.record(result.scores.no_plan - result.scores.final)
         span.set_attribute("reer.score.final", result.scores.final)
         record = Trace(
+            **msgspec.structs.asdict(result),
             trace_id=uuid.uuid4().hex,
             post=post,
             engagement=message.engagement,
             brief=brief,
-            plan_initial=result.plan_initial,
-            plan=result.plan,
-            scores=result.scores,
-            overlap=result.overlap,
-            steps=result.steps,
-            leak_rejections=result.leak_rejections,
-            generators=result.generators,
-            scorers=result.scorers,
-            timings=result.timings,
             otel_trace_id=format(span.get_span_context().trace_id, "032x"),
             mined_at=datetime.now(UTC),
         )

@@ -161,14 +161,9 @@ class Timings(msgspec.Struct, frozen=True, kw_only=True):
     score_calls: int
 
 
-class Trace(msgspec.Struct, frozen=True, kw_only=True):
-    """A mined REER trace `(x, z, y)` with everything needed to judge it (`traces.jsonl`)."""
+class Mining(msgspec.Struct, frozen=True, kw_only=True):
+    """What one REER search found: the plans, their scores, every step, and what it cost."""
 
-    schema_version: int = 1
-    trace_id: str
-    post: PostEvent
-    engagement: float
-    brief: Brief
     plan_initial: str
     plan: str
     scores: Scores
@@ -178,6 +173,16 @@ class Trace(msgspec.Struct, frozen=True, kw_only=True):
     generators: list[str]
     scorers: list[str]
     timings: Timings
+
+
+class Trace(Mining, frozen=True, kw_only=True):
+    """A mined REER trace `(x, z, y)` with everything needed to judge it (`traces.jsonl`)."""
+
+    schema_version: int = 1
+    trace_id: str
+    post: PostEvent
+    engagement: float
+    brief: Brief
     otel_trace_id: str
     mined_at: datetime
 

@@ -32,53 +32,50 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir", help="where traces, posts and configuration live (default: $REER_HOME, else ~/.reer)"
     )
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
+    models = argparse.ArgumentParser(add_help=False)
+    models.add_argument("--provider", metavar="URI", help="the model for both roles, e.g. mlx://smollm2-135m")
+    models.add_argument("--generator", metavar="URI[,URI...]", help="models that write plans, in fallback order")
+    models.add_argument("--scorer", metavar="URI[,URI...]", help="models that score plans, in fallback order")
+    models.add_argument("--log-format", choices=["text", "json"])
     commands = parser.add_subparsers(title="commands")
 
     start = commands.add_parser(
         "start",
+        parents=[data_dir, models],
         help="run the daemon: read events, mine the good posts, write traces",
         description=(
             "Read JSON Lines events (posts) from files or stdin, mine a REER strategy for each post that did "
             "well for its author, and append the traces to <data-dir>/traces.jsonl. Rejected lines go to "
-            "<data-dir>/rejected.jsonl with the reason. Exit codes: 0 done, 2 bad usage or configuration, "
-            "3 an actor kept failing, 130 interrupted twice."
+            "<data-dir>/rejected.jsonl with the reason. Exit codes: 0 done, 2 bad usage or configuration "
+            "(or another daemon on the data dir), 3 an actor kept failing, 130 interrupted twice."
         ),
     )
     start.add_argument(
-        "--input",
-        "-i",
-        action="append",
-        metavar="PATH",
-        help="a JSON Lines file; '-' is stdin (the default); repeat for several",
+        "--input", "-i", action="append", metavar="PATH", help="a JSON Lines file; '-' is stdin (the default); repeat"
     )
-    start.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
-    start.add_argument("--provider", metavar="URI", help="the model for both roles, e.g. dummy://")
-    start.add_argument("--generator", metavar="URI[,URI...]", help="models that write plans, in fallback order")
-    start.add_argument("--scorer", metavar="URI[,URI...]", help="models that score plans, in fallback order")
     start.add_argument("--min-engagement", type=float, metavar="X", help="mine posts scoring at least X in [0, 1]")
     start.add_argument("--exit-when-idle", action="store_true", help="exit 0 once the input is consumed and mined")
-    start.add_argument("--log-format", choices=["text", "json"])
     start.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"
     )
-    start.set_defaults(command=_start)
+    start.set_defaults(command=_start, retry_failed=False)
 
     retry = commands.add_parser(
         "retry-failed",
+        parents=[data_dir, models],
         help="mine again the posts whose mining failed (failed.jsonl), then exit",
         description="Run the daemon on no new input, resuming every selected post that has no trace yet, "
-        "including those recorded as failed. Takes the same model flags as start.",
+        "including those recorded as failed.",
     )
-    retry.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
-    retry.add_argument("--provider", metavar="URI", help="the model for both roles")
-    retry.add_argument("--generator", metavar="URI[,URI...]")
-    retry.add_argument("--scorer", metavar="URI[,URI...]")
-    retry.add_argument("--log-format", choices=["text", "json"])
-    retry.set_defaults(command=_start, retry_failed=True, input=None, exit_when_idle=True, min_engagement=None,
-                       metrics_port=None)  # fmt: skip
+    retry.set_defaults(
+        command=_start, retry_failed=True, input=None, exit_when_idle=True, min_engagement=None, metrics_port=None
+    )
 
-    traces = commands.add_parser("traces", help="list the mined traces", description="List the mined traces.")
-    traces.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
+    traces = commands.add_parser(
+        "traces", parents=[data_dir], help="list the mined traces", description="List the mined traces."
+    )
     traces.add_argument(
         "--min-score", type=float, default=0.0, metavar="X", help="only posts whose engagement score is at least X"
     )
@@ -88,20 +85,20 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser(
         "stats",
+        parents=[data_dir],
         help="the last run's figures: counts, success rate, model latencies, rejections",
         description="Summarise the snapshot the daemon writes to <data-dir>/stats.json while it runs and at exit.",
     )
-    stats.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
     stats.add_argument("--json", action="store_true", help="the snapshot as JSON")
     stats.set_defaults(command=_stats)
 
     validate = commands.add_parser(
         "validate",
+        parents=[data_dir],
         help="check the configuration, stores, schemas and models; exit 1 on any problem",
         description="Check the configuration, every store, the schemas and each configured model (which "
         "BLAS and device the local model uses). Reports every problem found; exits 1 if there is any.",
     )
-    validate.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
     validate.add_argument("--provider", metavar="URI", help="check this model instead of the configured ones")
     validate.set_defaults(command=_validate)
     return parser
@@ -123,7 +120,7 @@ def _start(args: argparse.Namespace) -> int:
     from runtime.providers import ProviderConfigError
     from runtime.telemetry import setup_telemetry
 
-    retrying = getattr(args, "retry_failed", False)
+    retrying = args.retry_failed
     sources = [] if retrying else args.input or ["-"]
     missing = [s for s in sources if s != "-" and not Path(s).is_file()]
     if missing:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
-from bus.records import Brief, Candidate, Scores, Step, Timings
+from bus.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.config import SearchSettings
 from runtime.reer import prompts
 from runtime.reer.plans import join_segments, leak_reason, overlap, split_segments
@@ -24,21 +24,6 @@ class Model(Protocol):
 
 class NoPlanError(RuntimeError):
     """Every initial plan the generator wrote copied the post."""
-
-
-@dataclass
-class SearchResult:
-    """What a search found, ready to become a trace."""
-
-    plan_initial: str
-    plan: str
-    scores: Scores
-    overlap: float
-    steps: list[Step]
-    leak_rejections: int
-    timings: Timings
-    generators: list[str]
-    scorers: list[str]
 
 
 def clipped_nll(logprobs: list[float], clip_min: float) -> float:
@@ -71,7 +56,7 @@ class Search:
         self._calls = 0
         self._clock = _Clock()
 
-    async def run(self) -> SearchResult:
+    async def run(self) -> Mining:
         s = self.settings
         no_plan = await self.score(None)
         plan0, leaks = await self._initial_plan()
@@ -99,7 +84,7 @@ class Search:
             steps.append(Step(segment=index, best_before=best_before, candidates=candidates))
         plan = join_segments(segments)
         c = self._clock
-        return SearchResult(
+        return Mining(
             plan_initial=plan0,
             plan=plan,
             scores=Scores(no_plan=no_plan, initial=initial, final=best),
