@@ -93,22 +93,22 @@ async def serve(
         ",".join(p.uri for p in chains["generator"]),
         ",".join(p.uri for p in chains["scorer"]),
     )
-    if any(p.uri == DEFAULT_MODEL for chain in chains.values() for p in chain):
+    providers = list({p.uri: p for chain in chains.values() for p in chain}.values())
+    if any(p.uri == DEFAULT_MODEL for p in providers):
         log.warning(
             "%s is a small demonstration model (135M parameters): it runs the whole pipeline, but its plans "
             "are not strategies worth reading. Point --generator and --scorer at a larger model "
-            "(README, 'Choosing models').",
+            "(README, 'Providers').",
             DEFAULT_MODEL,
         )
     async with AsyncExitStack() as stack:
         for store in stores.all():
             store.open()
             stack.callback(store.close)
-        for provider in {p.uri: p for chain in chains.values() for p in chain}.values():
-            stack.push_async_callback(provider.aclose)
         bus = Bus(settings.bus_buffer)
         metrics.observe_queue_depths(bus.queue_depths)
-        for provider in {p.uri: p for chain in chains.values() for p in chain}.values():
+        for provider in providers:
+            stack.push_async_callback(provider.aclose)
             cache_stats = getattr(provider, "cache_stats", None)
             if cache_stats is not None:
                 metrics.observe_cache(f"{provider.uri} prefix", cache_stats)
