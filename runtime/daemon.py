@@ -188,7 +188,7 @@ async def _run(
                 await bus.wait_idle()
             watcher.cancel_scope.cancel()
         if drain.cancelled_caught:
-            log.warning("grace period of %.0fs over with %d deliveries unfinished; stopping", grace, bus.pending)
+            log.warning("grace period of %gs over with %d deliveries unfinished; stopping", grace, bus.pending)
             tg.cancel_scope.cancel()
         bus.close()
 

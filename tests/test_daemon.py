@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -149,3 +150,42 @@ def test_bad_usage_exits_two_with_a_clear_message(tmp_path: Path, run_daemon: Ru
     config = run_daemon("start", "--exit-when-idle", stdin="")
     assert config.returncode == 2 and "min_engagement: Input should be less than or equal to 1" in config.stderr
     assert "Traceback" not in missing.stderr + provider.stderr + config.stderr
+
+
+def hung_daemon(tmp_path: Path, grace: str) -> subprocess.Popen[str]:
+    """A daemon whose model never answers, with one selected post in flight."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env |= {"REER_SHUTDOWN_GRACE_S": grace, "REER_LIMITS__DEFAULT__TIMEOUT_S": "600"}
+    source = tmp_path / "one.jsonl"
+    source.write_text(post_line(1) + "\n")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), "start", "--input", str(source),
+         "--provider", "fault://?base=dummy://&hang=1"],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert daemon.stderr is not None
+    for line in daemon.stderr:
+        if "running until SIGINT or SIGTERM" in line:
+            break
+    return daemon
+
+
+def test_sigterm_waits_at_most_the_grace_period_then_exits_zero(tmp_path: Path) -> None:
+    daemon = hung_daemon(tmp_path, grace="0.5")
+    daemon.send_signal(signal.SIGTERM)
+    _, rest = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, rest
+    assert "grace period of 0.5s over with" in rest
+    assert len((tmp_path / "data" / "posts.jsonl").read_text().splitlines()) == 1  # accepted work kept
+
+
+def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
+    daemon = hung_daemon(tmp_path, grace="600")
+    assert daemon.stderr is not None
+    daemon.send_signal(signal.SIGTERM)
+    for line in daemon.stderr:
+        if "SIGTERM: no more input" in line:
+            break
+    daemon.send_signal(signal.SIGINT)
+    _, rest = daemon.communicate(timeout=60)
+    assert daemon.returncode == 130 and "second SIGINT: exiting now" in rest
