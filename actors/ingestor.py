@@ -45,6 +45,8 @@ def parse_line(data: bytes) -> InputEvent | str:
         return f"invalid event: {exc}"
     except msgspec.DecodeError as exc:
         return f"invalid JSON: {exc}"
+    except RecursionError:
+        return "invalid JSON: nested too deeply to read"
     return event
 
 
@@ -70,8 +72,10 @@ class Ingestor:
         min_author_posts: int,
         max_line_bytes: int,
         batch_max_lines: int,
+        max_text_chars: int = 10_000,
     ) -> None:
         self.bus = bus
+        self._max_text_chars = max_text_chars
         self._ledger = ledger
         self._rejected = rejected
         self._min_engagement = min_engagement
@@ -151,6 +155,8 @@ class Ingestor:
             return f"not available yet: {event.__struct_config__.tag!r} events need the Generator and Optimizer"
         if event.key in self._seen:
             return f"duplicate: post {event.key} was already accepted"
+        if len(event.text) > self._max_text_chars:
+            return f"too long: the text has {len(event.text)} characters, over max_text_chars ({self._max_text_chars})"
         return event
 
     def _decide(self, source: str, line: Line, post: PostEvent, now: datetime) -> Accepted:

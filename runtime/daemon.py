@@ -131,6 +131,7 @@ async def serve(
             min_author_posts=settings.min_author_posts,
             max_line_bytes=settings.max_line_bytes,
             batch_max_lines=settings.batch_max_lines,
+            max_text_chars=settings.max_text_chars,
         )
         crash: BaseException | None = None
         try:

@@ -34,6 +34,11 @@ mutated = st.builds(
 )
 garbage = st.binary(max_size=300).map(lambda b: b.replace(b"\n", b" "))
 deep = st.integers(1, 300).map(lambda n: b"[" * n + b"]" * n)
+deep_extra = st.integers(
+    1, 5000
+).map(  # deep nesting where unknown fields are skipped
+    lambda n: post_line(n)[:-1].encode() + b', "extra": ' + b"[" * n + b"]" * n + b"}"
+)
 lines = st.lists(
     st.one_of(valid, mutated, garbage, deep, json_values.map(lambda v: json.dumps(v).encode())), max_size=25
 )

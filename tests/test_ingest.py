@@ -29,6 +29,7 @@ pytestmark = pytest.mark.anyio
         (post_line(1, text="").encode(), "at `$.text`"),
         (b'{"type": "post", "id": "1"}', "Object missing required field `text`"),
         (b'{"type": "tweet"}', "Invalid value 'tweet' - at `$.type`"),
+        (post_line(1)[:-1].encode() + b', "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
         (b'{"type": "post", "text": "caf\xe9"}', "not UTF-8: byte 29"),
     ],
 )
@@ -82,3 +83,17 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
     )
     assert again.counts.accepted == 0
     assert again._check(Line(1, post_line(3, author="a").encode())) == "duplicate: post x:3 was already accepted"
+
+
+async def test_text_longer_than_the_limit_is_rejected_with_the_numbers(tmp_path: Path) -> None:
+    ledger = JsonlStore(tmp_path / "posts.jsonl", Accepted)
+    rejected = JsonlStore(tmp_path / "rejected.jsonl", Rejected)
+    ledger.open()
+    rejected.open()
+    ingestor = Ingestor(
+        Bus(), ledger, rejected, min_engagement=1, min_author_posts=1, max_line_bytes=10_000, batch_max_lines=9,
+        max_text_chars=20,
+    )  # fmt: skip
+    assert ingestor._check(Line(1, post_line(1, text="x" * 21).encode())) == (
+        "too long: the text has 21 characters, over max_text_chars (20)"
+    )
