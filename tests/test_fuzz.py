@@ -40,7 +40,8 @@ deep_extra = st.integers(
     lambda n: post_line(n)[:-1].encode() + b', "extra": ' + b"[" * n + b"]" * n + b"}"
 )
 lines = st.lists(
-    st.one_of(valid, mutated, garbage, deep, json_values.map(lambda v: json.dumps(v).encode())), max_size=25
+    st.one_of(valid, mutated, garbage, deep, deep_extra, json_values.map(lambda v: json.dumps(v).encode())),
+    max_size=25,
 )
 
 
