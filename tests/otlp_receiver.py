@@ -28,6 +28,7 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     service: str
     status_code: int
+    start_ns: int
 
 
 def _value(v: AnyValue) -> Any:
@@ -61,6 +62,7 @@ class Receiver:
                                 attributes={a.key: _value(a.value) for a in s.attributes},
                                 service=str(resource.get("service.name")),
                                 status_code=s.status.code,
+                                start_ns=s.start_time_unix_nano,
                             )
                         )
 

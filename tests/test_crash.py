@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -11,6 +14,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
+from tests.otlp_receiver import http_receiver
 
 POSTS = 30
 BAD = ["{not json", '{"type": "post", "id": "7"}']
@@ -112,3 +116,28 @@ def test_faulty_providers_are_retried_and_failed_posts_can_be_mined_later(
     assert retried.returncode == 0, retried.stderr
     assert "resuming 2 selected posts" in retried.stderr
     assert len((data / "traces.jsonl").read_text().splitlines()) == 6
+
+
+def test_no_minute_holds_more_calls_than_the_limit_under_ten_times_the_demand(tmp_path: Path) -> None:
+    limit = 30  # calls per minute to the one provider both roles use
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(post_line(i, author="r") for i in range(40)) + "\n")
+    with http_receiver() as receiver:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "REER_LIMITS__DEFAULT__PER_MINUTE": str(limit),
+                "REER_SHUTDOWN_GRACE_S": "0", "REER_MINER_CONCURRENCY": "8"}  # fmt: skip
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), "start", "--input",
+             str(source), "--provider", "dummy://", "--min-engagement", "0.5"],
+            stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
+        )  # fmt: skip
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(timeout=75)  # the run must outlast a whole minute for windows to mean anything
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
+        starts = sorted(s.start_ns / 1e9 for s in receiver.spans if s.kind == "CLIENT")
+    # 20 selected posts want about 20 x 10 calls: over ten times what 75 s at 30 a minute allow
+    assert limit <= len(starts) <= limit * 75 / 60 + 1
+    for i, first in enumerate(starts):
+        in_window = bisect.bisect_left(starts, first + 60) - i
+        assert in_window <= limit, f"{in_window} calls in the minute from call {i}"
