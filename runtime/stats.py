@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 
 STATS_FILE = "stats.json"
+CIRCUIT_STATES = ("closed", "half_open", "open")
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
@@ -80,6 +81,10 @@ def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
         "retries": _total(p["reer.provider.retries"]),
         "fallbacks": _total(p["reer.provider.fallbacks"]),
         "rate_limit_wait_s": round(sum(w.sum for w in waits), 3),
+        "circuits": {
+            str(x.attributes.get("reer.provider")): CIRCUIT_STATES[int(x.value)]
+            for x in p["reer.provider.circuit.state"]
+        },
         "cache_tokens": {
             f"{x.attributes.get('reer.cache')} {x.attributes.get('reer.cache.result')}": int(x.value)
             for x in p["reer.cache.tokens"]
@@ -118,6 +123,8 @@ def print_stats(data_dir: Path, as_json: bool) -> int:
     for name, figures in stats["providers"].items():
         latency = f"p50 {figures['p50_s']:.3f}s, p95 {figures['p95_s']:.3f}s" if "p50_s" in figures else "no success"
         lines.append(f"model:    {name}: {figures['calls']} calls, {figures['errors']} errors, {latency}")
+    for uri, state in stats.get("circuits", {}).items():
+        lines.append(f"circuit:  {uri}: {state}")
     for reason, n in list(e["rejected_by_reason"].items())[:5]:
         lines.append(f"rejected: {n} x {reason}")
     for name, n in stats["cache_tokens"].items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from runtime.config import ConfigError, load_settings
 from runtime.daemon import Stores
 from runtime.providers import ProviderConfigError, open_provider
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
+from runtime.stats import STATS_FILE
 from runtime.store import CorruptRecordError
 
 
@@ -49,6 +51,15 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
             bad(f"schemas out of date: {', '.join(drifted)} (python -m runtime.schemas --write)")
         else:
             ok(f"schemas in {SCHEMA_DIR}")
+
+    stats_file = data_dir / STATS_FILE
+    if stats_file.exists():
+        circuits = json.loads(stats_file.read_text()).get("circuits", {})
+        for uri, state in circuits.items():
+            if state == "closed":
+                ok(f"{uri}: circuit closed at the last snapshot")
+            else:
+                bad(f"{uri}: circuit {state} at the last snapshot (the provider kept failing; see the logs)")
 
     uris = [provider] if provider else sorted(set(settings.generator + settings.scorer)) if settings else []
     for uri in uris:

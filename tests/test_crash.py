@@ -141,3 +141,17 @@ def test_no_minute_holds_more_calls_than_the_limit_under_ten_times_the_demand(tm
     for i, first in enumerate(starts):
         in_window = bisect.bisect_left(starts, first + 60) - i
         assert in_window <= limit, f"{in_window} calls in the minute from call {i}"
+
+
+def test_an_open_circuit_shows_in_stats_and_validate(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(post_line(i, author="c") for i in range(4)) + "\n")
+    env = {"REER_GENERATOR": "fault://?base=dummy://&fatal=1,dummy://", "REER_LIMITS__DEFAULT__CIRCUIT_FAILURES": "2",
+           "REER_LIMITS__DEFAULT__CIRCUIT_RESET_S": "600"}  # fmt: skip
+    done = run_daemon("start", "--input", str(source), "--exit-when-idle", "--min-engagement", "0.5", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "circuit for fault://?base=dummy://&fatal=1: closed -> open" in done.stderr
+    assert len((tmp_path / "data" / "traces.jsonl").read_text().splitlines()) == 2  # the fallback mined them
+    assert "circuit:  fault://?base=dummy://&fatal=1: open" in run_daemon("stats").stdout
+    checked = run_daemon("validate", "--provider", "dummy://")
+    assert checked.returncode == 1 and "circuit open at the last snapshot" in checked.stdout
