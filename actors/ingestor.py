@@ -84,14 +84,17 @@ class Ingestor:
         self._batch_max_lines = batch_max_lines
         self._ranks = AuthorRanks()
         self._seen: set[str] = set()
+        self._selected_before: list[Accepted] = []
         for accepted in ledger.read():
             self._seen.add(accepted.post.key)
             self._ranks.add(accepted.post.author, accepted.post.metrics)
+            if accepted.selected:
+                self._selected_before.append(accepted)
         self.counts = IngestCounts()
 
     async def recover(self, finished: set[str]) -> int:
         """Announce again the selected posts of earlier runs whose key is not in `finished`."""
-        pending = [a for a in self._ledger.read() if a.selected and a.post.key not in finished]
+        pending = [a for a in self._selected_before if a.post.key not in finished]
         if pending:
             log.info("resuming %d selected posts accepted before the last stop", len(pending))
         for accepted in pending:
