@@ -27,7 +27,6 @@ class Provider(Protocol):
     system: str
     """The `gen_ai.provider.name` of the calls it makes."""
     model: str
-    can_score: bool
 
     async def generate(self, call: GenerateCall) -> Generation:
         """Continue a chat."""

