@@ -127,7 +127,7 @@ class Brief(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
-    """One proposed rewrite of a plan segment, with its score or the reason it was refused."""
+    """One proposed rewrite of a plan section, with its score or the reason it was refused."""
 
     text: str
     score: float | None
@@ -136,9 +136,10 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Step(msgspec.Struct, frozen=True, kw_only=True):
-    """One refinement step: the segment rewritten and the candidates tried for it."""
+    """One refinement step: the plan section rewritten and the candidates tried for it."""
 
-    segment: int
+    section: str = ""
+    """Empty in traces of schema version 1, whose plans had no named sections."""
     best_before: float
     candidates: list[Candidate]
 
@@ -166,6 +167,8 @@ class Mining(msgspec.Struct, frozen=True, kw_only=True):
 
     plan_initial: str
     plan: str
+    sections: dict[str, str] = {}
+    """The found plan's sections by name (`Angle`, `Hook`, ...); empty in schema version 1."""
     scores: Scores
     overlap: float
     steps: list[Step]
@@ -178,7 +181,7 @@ class Mining(msgspec.Struct, frozen=True, kw_only=True):
 class Trace(Mining, frozen=True, kw_only=True):
     """A mined REER trace `(x, z, y)` with everything needed to judge it (`traces.jsonl`)."""
 
-    schema_version: int = 1
+    schema_version: int = 2
     trace_id: str
     post: PostEvent
     engagement: float

@@ -30,16 +30,14 @@ class ConfigError(ValueError):
 class SearchSettings(BaseModel):
     """REER search parameters; defaults are those of the authors' code (see docs/reer.md)."""
 
-    max_steps: int = Field(10, ge=0, description="segments refined, left to right")
-    num_expansion: int = Field(2, ge=1, description="candidate rewrites per segment")
+    max_steps: int = Field(10, ge=0, description="plan sections refined, in order (there are five)")
+    num_expansion: int = Field(2, ge=1, description="candidate rewrites per section")
     stop_thresh: float = Field(0.25, ge=0, description="stop once the clipped mean NLL is below this")
     clip_min: float = Field(-2.0, lt=0, description="token log-probabilities are clipped to [clip_min, 0]")
-    min_segment_chars: int = Field(100, ge=1, description="shorter plan segments merge into the next")
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(0.85, gt=0, le=1)
-    plan_max_tokens: int = Field(320, ge=16)
-    segment_max_tokens: int = Field(200, ge=16)
-    init_attempts: int = Field(3, ge=1, description="tries for an initial plan that does not copy the post")
+    section_max_tokens: int = Field(120, ge=8, description="longest plan section the generator may write")
+    init_attempts: int = Field(3, ge=1, description="tries for each initial plan section that does not copy the post")
     max_overlap: float = Field(0.10, ge=0, le=1, description="share of the post's word 3-grams a plan may hold")
     max_copied_words: int = Field(6, ge=2, description="this many post words in a row make a plan a copy")
 

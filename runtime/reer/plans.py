@@ -1,4 +1,4 @@
-"""Plan text: splitting into segments, and telling a plan from a copy of the post."""
+"""Plan text: its sections as one text, and telling a plan from a copy of the post."""
 
 from __future__ import annotations
 
@@ -7,40 +7,9 @@ import re
 _WORD = re.compile(r"\w+")
 
 
-def split_segments(plan: str, min_chars: int = 100) -> list[str]:
-    """Segments of a plan, as the authors' code splits them.
-
-    Split on blank lines; a segment shorter than `min_chars` merges into the next; if that leaves a
-    single segment, split on single newlines instead (merging the same way).
-    """
-    segments = _merge(re.split(r"\n\s*\n", plan.strip()), min_chars, "\n\n")
-    if len(segments) == 1:
-        by_line = _merge(plan.strip().split("\n"), min_chars, "\n")
-        if len(by_line) > 1:
-            return by_line
-    return segments
-
-
-def _merge(parts: list[str], min_chars: int, joiner: str) -> list[str]:
-    merged: list[str] = []
-    carry = ""
-    for part in (p.strip() for p in parts):
-        if not part:
-            continue
-        carry = f"{carry}{joiner}{part}" if carry else part
-        if len(carry) >= min_chars:
-            merged.append(carry)
-            carry = ""
-    if carry:
-        if merged:
-            merged[-1] = f"{merged[-1]}{joiner}{carry}"
-        else:
-            merged.append(carry)
-    return merged
-
-
-def join_segments(segments: list[str]) -> str:
-    return "\n\n".join(segments)
+def render_plan(sections: dict[str, str]) -> str:
+    """The plan's text: one `Name: text` line per section, in order."""
+    return "\n".join(f"{name}: {text}" for name, text in sections.items())
 
 
 def words(text: str) -> list[str]:

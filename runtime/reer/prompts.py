@@ -11,6 +11,17 @@ SYSTEM = (
 
 PLAN_PREFILL = "I will"
 
+SECTIONS: dict[str, str] = {
+    "Angle": "the point of view the post takes and why it matters to the reader",
+    "Hook": "how the first line earns the reader's attention",
+    "Structure": "what the post says, in which order",
+    "Tone": "the voice and register",
+    "Call to action": "what the reader is left to do, answer or feel",
+}
+"""The named sections of a plan, in order, each one line starting with its name."""
+
+_SECTION_LIST = "\n".join(f"{name}: {purpose}" for name, purpose in SECTIONS.items())
+
 
 def fence(post: str) -> str:
     """The post as inert data inside tags it cannot close."""
@@ -24,27 +35,23 @@ def initial_plan(brief: str, post: str) -> list[ChatMessage]:
         ChatMessage(
             "user",
             f"Brief: {brief}\n\nThis post performed well for its author:\n{fence(post)}\n\n"
-            "Write, in the first person and the future tense, the thinking a skilled writer would go "
-            "through before writing a post like this for the brief: the angle, the hook, the structure, "
-            "the tone and the call to action. Write plain paragraphs separated by blank lines, with no "
-            "bullet points. Do not copy or quote the post.",
+            "Write, in the first person and the future tense, the plan a skilled writer would make "
+            "before writing a post like this for the brief, as one line for each of these sections:\n"
+            f"{_SECTION_LIST}\n\nDo not copy or quote the post.",
         ),
     ]
 
 
-def rewrite_segment(brief: str, post: str, segments: list[str], index: int) -> list[ChatMessage]:
-    """Ask for a better version of segment `index`, shown in place within the whole plan."""
-    marked = "\n\n".join(
-        f"[SEGMENT TO REPLACE]\n{s}\n[END SEGMENT]" if i == index else s for i, s in enumerate(segments)
-    )
+def rewrite_section(brief: str, post: str, plan: str, section: str) -> list[ChatMessage]:
+    """Ask for a better version of one section of `plan`, which is shown whole."""
     return [
         ChatMessage("system", SYSTEM),
         ChatMessage(
             "user",
-            f"Brief: {brief}\n\nTarget post:\n{fence(post)}\n\nA plan for writing it:\n{marked}\n\n"
-            "Analyse the marked segment and write an improved version that leads more directly to the "
-            "target post, keeping the first person, the future tense and any self-critique. Do not copy "
-            "or quote the post. Answer with the new segment only.",
+            f"Brief: {brief}\n\nTarget post:\n{fence(post)}\n\nA plan for writing it:\n{plan}\n\n"
+            f"Write an improved {section} line ({SECTIONS[section]}) that leads more directly to the "
+            "target post, in the first person and the future tense. Do not copy or quote the post. "
+            f"Answer with the {section} line only.",
         ),
     ]
 

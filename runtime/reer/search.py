@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
+from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from bus.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.config import SearchSettings
 from runtime.reer import prompts
-from runtime.reer.plans import join_segments, leak_reason, overlap, split_segments
+from runtime.reer.plans import leak_reason, overlap, render_plan
 
 
 class Model(Protocol):
@@ -59,34 +59,37 @@ class Search:
     async def run(self) -> Mining:
         s = self.settings
         no_plan = await self.score(None)
-        plan0, leaks = await self._initial_plan()
+        sections, leaks = await self._initial_plan()
+        plan0 = render_plan(sections)
         initial = best = await self.score(plan0)
-        segments = split_segments(plan0, s.min_segment_chars)
         steps: list[Step] = []
-        for index in range(min(s.max_steps, len(segments))):
+        for name in list(sections)[: s.max_steps]:
             if best < s.stop_thresh:
                 break
             best_before = best
             candidates = []
             for _ in range(s.num_expansion):
-                text = await self._rewrite(segments, index)
-                trial = [*segments[:index], text, *segments[index + 1 :]]
-                reason = self._leak(join_segments(trial)) if text else "empty rewrite"
+                text = await self._section(
+                    prompts.rewrite_section(self.brief.text, self.post, render_plan(sections), name), "", name
+                )
+                trial = {**sections, name: text}
+                reason = self._leak(render_plan(trial)) if text != prompts.PLAN_PREFILL else "empty rewrite"
                 if reason:
                     leaks += reason != "empty rewrite"
                     candidates.append(Candidate(text=text, score=None, accepted=False, rejected_reason=reason))
                     continue
-                score = await self.score(join_segments(trial))
+                score = await self.score(render_plan(trial))
                 accepted = score < best
                 candidates.append(Candidate(text=text, score=score, accepted=accepted))
                 if accepted:
-                    best, segments = score, trial
-            steps.append(Step(segment=index, best_before=best_before, candidates=candidates))
-        plan = join_segments(segments)
+                    best, sections = score, trial
+            steps.append(Step(section=name, best_before=best_before, candidates=candidates))
+        plan = render_plan(sections)
         c = self._clock
         return Mining(
             plan_initial=plan0,
             plan=plan,
+            sections=sections,
             scores=Scores(no_plan=no_plan, initial=initial, final=best),
             overlap=overlap(plan, self.post),
             steps=steps,
@@ -113,40 +116,43 @@ class Search:
         self._clock.scorers.add(result.provider)
         return clipped_nll(result.logprobs, self.settings.clip_min)
 
-    async def _initial_plan(self) -> tuple[str, int]:
-        leaks = 0
-        reasons = []
-        for _ in range(self.settings.init_attempts):
-            text = await self._generate(
-                GenerateCall(
-                    messages=prompts.initial_plan(self.brief.text, self.post),
-                    prefill=prompts.PLAN_PREFILL,
-                    max_tokens=self.settings.plan_max_tokens,
-                    temperature=self.settings.temperature,
-                    top_p=self.settings.top_p,
-                    seed=self._next_seed(),
-                )
-            )
-            plan = (prompts.PLAN_PREFILL + text).strip()
-            reason = self._leak(plan)
-            if reason is None:
-                return plan, leaks
-            leaks += 1
-            reasons.append(reason)
-        raise NoPlanError(f"all {leaks} initial plans copied the post ({'; '.join(reasons)})")
+    async def _initial_plan(self) -> tuple[dict[str, str], int]:
+        """Write the plan one section at a time, each prefilled with its name and ended at the line's end.
 
-    async def _rewrite(self, segments: list[str], index: int) -> str:
+        A section that makes the plan a copy of the post is drawn again, `init_attempts` times at most.
+        """
+        messages = prompts.initial_plan(self.brief.text, self.post)
+        sections: dict[str, str] = {}
+        leaks = 0
+        for name in prompts.SECTIONS:
+            reasons = []
+            for _ in range(self.settings.init_attempts):
+                done = render_plan(sections) + "\n" if sections else ""
+                text = await self._section(messages, done, name)
+                reason = self._leak(render_plan({**sections, name: text}))
+                if reason is None:
+                    sections[name] = text
+                    break
+                leaks += 1
+                reasons.append(reason)
+            else:
+                raise NoPlanError(f"all {leaks} tries at the {name} section copied the post ({'; '.join(reasons)})")
+        return sections, leaks
+
+    async def _section(self, messages: list[ChatMessage], done: str, name: str) -> str:
+        """One section's text: the answer is prefilled with the sections `done` and `Name: I will`."""
         text = await self._generate(
             GenerateCall(
-                messages=prompts.rewrite_segment(self.brief.text, self.post, segments, index),
-                max_tokens=self.settings.segment_max_tokens,
+                messages=messages,
+                prefill=f"{done}{name}: {prompts.PLAN_PREFILL}",
+                max_tokens=self.settings.section_max_tokens,
                 temperature=self.settings.temperature,
                 top_p=self.settings.top_p,
-                stop=["\n\n"],
+                stop=["\n"],
                 seed=self._next_seed(),
             )
         )
-        return text.strip()
+        return " ".join(f"{prompts.PLAN_PREFILL}{text}".split())
 
     async def _generate(self, call: GenerateCall) -> str:
         started = time.perf_counter()
