@@ -114,7 +114,7 @@ def _start(args: argparse.Namespace) -> int:
     import anyio
 
     from runtime.config import ConfigError, load_settings
-    from runtime.daemon import make_data_dir, open_chains, serve
+    from runtime.daemon import check_chains, make_data_dir, open_chains, serve
     from runtime.lock import DataDirLockedError, exclusive
     from runtime.logs import setup_logging
     from runtime.providers import ProviderConfigError
@@ -145,6 +145,11 @@ def _start(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         stack.callback(telemetry.shutdown)
         setup_logging(settings.log_format, settings.log_level)
+        try:
+            anyio.run(check_chains, chains)
+        except ProviderConfigError as exc:
+            print(f"reer-runtime: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         run = partial(
             serve, settings, chains, sources, exit_when_idle=args.exit_when_idle, stats_reader=telemetry.stats_reader
         )

@@ -72,6 +72,16 @@ def open_chains(settings: Settings) -> dict[Role, list[Provider]]:
     return {"generator": chain(settings.generator), "scorer": chain(settings.scorer)}
 
 
+async def check_chains(chains: dict[Role, list[Provider]]) -> None:
+    """Ask every provider whether it can serve its role, logging what each says.
+
+    Raises `ProviderConfigError` for one that cannot, such as a chat API configured as a scorer.
+    """
+    for role, chain in chains.items():
+        for provider in chain:
+            log.info("%s %s: %s", role, provider.uri, await provider.check(role))
+
+
 async def serve(
     settings: Settings,
     chains: dict[Role, list[Provider]],

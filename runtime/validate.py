@@ -6,6 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import anyio
+
+from bus.messages import Role
 from runtime.config import ConfigError, load_settings
 from runtime.daemon import Stores
 from runtime.providers import ProviderConfigError, open_provider
@@ -61,10 +64,16 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
             else:
                 bad(f"{uri}: circuit {state} at the last snapshot (the provider kept failing; see the logs)")
 
-    uris = [provider] if provider else sorted(set(settings.generator + settings.scorer)) if settings else []
-    for uri in uris:
+    roles: dict[str, list[Role]] = {provider: ["generator", "scorer"]} if provider else {}
+    if settings and not provider:
+        for role in ("generator", "scorer"):
+            for uri in getattr(settings, role):
+                roles.setdefault(uri, []).append(role)
+    for uri in sorted(roles):
         try:
             model = open_provider(uri, data_dir)
+            for role in roles[uri]:
+                ok(f"{uri} as {role}: {anyio.run(model.check, role)}")
         except ProviderConfigError as exc:
             bad(str(exc))
             continue
@@ -75,8 +84,6 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
             line = f"{uri}: {model.model} on {getattr(model, 'device', '?')}, BLAS {blas.name} ({blas.detail}), "
             line += f"float32 matmul {measure_gflops():.0f} GFLOP/s"
             (ok if blas.fast else bad)(line)
-        else:
-            ok(f"{uri}: {model.model}")
 
     print(f"{len(problems)} problem(s) found" if problems else "no problems found", file=sys.stderr)
     return 1 if problems else 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
+from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
 class ProviderError(Exception):
@@ -28,6 +28,13 @@ class Provider(Protocol):
     """The `gen_ai.provider.name` of the calls it makes."""
     model: str
 
+    async def check(self, role: Role) -> str:
+        """Make sure, at start, that this provider can serve `role`: a line saying what it found.
+
+        Raises `ProviderConfigError` saying why not and what to do instead.
+        """
+        ...
+
     async def generate(self, call: GenerateCall) -> Generation:
         """Continue a chat."""
         ...
@@ -39,3 +46,8 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release the model."""
         ...
+
+
+def render_chat(messages: list[ChatMessage]) -> str:
+    """A chat as plain prompt text, ending where the assistant's answer starts, for models without a template."""
+    return "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages) + "<|assistant|>\n"

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
-from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
-from runtime.providers.base import ProviderConfigError
+from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
+from runtime.providers.base import ProviderConfigError, render_chat
 
 Counts = dict[bytes, dict[int, int]]
 
@@ -72,11 +72,6 @@ def corpus_counts(order: int) -> NgramCounts:
     counts = NgramCounts(order)
     counts.add_text(resources.files("runtime.providers").joinpath("dummy_corpus.txt").read_bytes())
     return counts
-
-
-def render_chat(messages: list[ChatMessage]) -> str:
-    """The prompt text a chat becomes, ending where the assistant's answer starts."""
-    return "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages) + "<|assistant|>\n"
 
 
 class DummyModel:
@@ -172,6 +167,9 @@ class DummyProvider:
         if not 1 <= order <= 12 or not 0 <= weight <= 1:
             raise ProviderConfigError(f"bad option in {uri!r}: order must be 1-12 and weight 0-1")
         return cls(uri, order, weight)
+
+    async def check(self, role: Role) -> str:
+        return f"byte-level {self.model} model"
 
     async def generate(self, call: GenerateCall) -> Generation:
         context = (render_chat(call.messages) + call.prefill).encode()

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
-from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
+from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.base import Provider, ProviderConfigError, ProviderError
 
 OUTCOMES = ("error", "fatal", "rate_limit", "hang", "malformed")
@@ -71,6 +71,9 @@ class FaultProvider:
             raise ProviderError("injected: 429 too many requests", retryable=True, retry_after=self._retry_after)
         if outcome == "hang":
             await anyio.sleep_forever()
+
+    async def check(self, role: Role) -> str:
+        return f"faults injected in front of {self.base.uri} ({await self.base.check(role)})"
 
     async def generate(self, call: GenerateCall) -> Generation:
         outcome = self._draw()

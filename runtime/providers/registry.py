@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from runtime.providers.base import Provider, ProviderConfigError
 
-SCHEMES = ("mlx", "dummy", "fault")
+SCHEMES = ("mlx", "openai", "dummy", "fault")
 
 
 def open_provider(uri: str, data_dir: Path) -> Provider:
@@ -25,6 +25,10 @@ def open_provider(uri: str, data_dir: Path) -> Provider:
             return MlxProvider.open(uri, data_dir)
         except ImportError as exc:
             raise ProviderConfigError(f"{uri}: mlx-lm is not installed ({exc}); {INSTALL_HINT}") from None
+    if scheme == "openai":
+        from runtime.providers.server import ServerProvider
+
+        return ServerProvider.from_uri(uri)
     if scheme == "fault":
         from runtime.providers.fault import FaultProvider
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
+from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.base import ProviderConfigError, ProviderError
 from runtime.providers.mlx import blas
 
@@ -96,6 +96,9 @@ class MlxProvider:
         return cls(uri, source, model)
 
     # -- the async API, from any event loop ------------------------------------------------------
+
+    async def check(self, role: Role) -> str:
+        return f"{self.model} on {self.device or 'the default device'}, BLAS {self.blas.name}"
 
     async def generate(self, call: GenerateCall) -> Generation:
         def start() -> Any:

@@ -1,0 +1,172 @@
+"""`openai://` against a real HTTP server on loopback: generation, scoring, start checks, errors, keys."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from actors.limiter import Limiter
+from bus.bus import Bus
+from bus.messages import ChatMessage, GenerateCall, ScoreCall
+from bus.records import DeadLetter
+from runtime.config import LimitSettings
+from runtime.providers import ProviderConfigError, ProviderError, open_provider
+from runtime.providers.base import render_chat
+from runtime.providers.dummy import DummyModel, DummyProvider
+from runtime.providers.server import ServerProvider
+from runtime.store import JsonlStore
+from tests.conftest import RunDaemon
+from tests.helpers import post_line
+from tests.openai_server import Failure, FakeServer, serving
+
+pytestmark = pytest.mark.anyio
+
+CHAT = [ChatMessage("system", "You write plans."), ChatMessage("user", "Plan a post about backups.")]
+KEY = "sk-reer-test-5f1c9a7e2b8d4c6f0a3e9b1d7c5a2f8e"
+
+
+def provider(uri: str) -> ServerProvider:
+    opened = open_provider(uri, Path("/nonexistent"))
+    assert isinstance(opened, ServerProvider)
+    return opened
+
+
+async def test_generation_is_the_servers_continuation_of_the_prefilled_answer() -> None:
+    call = GenerateCall(messages=CHAT, prefill="Angle: I will", max_tokens=40, stop=["\n"], seed=7)
+    with serving(FakeServer()) as server:
+        model = provider(server.uri())
+        result = await model.generate(call)
+        await model.aclose()
+        (sent,) = server.calls("/v1/chat/completions")
+    expected = await DummyProvider().generate(call)  # what the model behind the server writes
+    assert result.text == expected.text and result.finish_reason == expected.finish_reason
+    assert sent["messages"][-1] == {"role": "assistant", "content": "Angle: I will"}
+    assert sent["continue_final_message"] is True and sent["stop"] == ["\n"] and sent["seed"] == 7
+    assert result.output_tokens == expected.output_tokens
+
+
+async def test_scores_are_the_prompt_log_probabilities_of_the_target_tokens_only() -> None:
+    call = ScoreCall(messages=CHAT, prefix="<think>\nI will keep it short.\n</think>\n", target="Test your backups.")
+    with serving(FakeServer()) as server:
+        model = provider(server.uri())
+        result = await model.score(call)
+        await model.aclose()
+    context = render_chat(CHAT) + call.prefix
+    assert len(result.logprobs) == len(call.target)  # one token per character on this server
+    direct = DummyModel().score(context.encode(), call.target.encode())
+    assert math.fsum(result.logprobs) == pytest.approx(math.fsum(direct))
+    assert result.input_tokens == len(context)
+
+
+async def test_the_start_check_says_what_the_server_can_do() -> None:
+    with serving(FakeServer()) as server:
+        model = provider(server.uri())
+        assert "chat completions" in await model.check("generator")
+        assert "prompt log-probabilities by echo" in await model.check("scorer")
+        with pytest.raises(ProviderConfigError, match="does not serve other; it serves fake-model"):
+            await provider(server.uri().replace("fake-model", "other")).check("generator")
+    with serving(FakeServer(echo=False)) as server:
+        chat_only = provider(server.uri())
+        assert await chat_only.check("generator")
+        with pytest.raises(ProviderConfigError, match=r"cannot be a scorer.*use it as --generator"):
+            await chat_only.check("scorer")
+    with pytest.raises(ProviderConfigError, match=r"cannot reach .* is the server running"):
+        await provider(f"openai://127.0.0.1:{server.port}/fake-model").check("generator")
+
+
+async def test_http_errors_become_retryable_or_final_provider_errors() -> None:
+    failures = [Failure(429, retry_after="2.5"), Failure(503), Failure(400)]
+    with serving(FakeServer(failures=failures)) as server:
+        model = provider(server.uri())
+        call = GenerateCall(messages=CHAT, max_tokens=5)
+        errors = []
+        for _ in range(3):
+            with pytest.raises(ProviderError) as caught:
+                await model.generate(call)
+            errors.append(caught.value)
+        assert (await model.generate(call)).text is not None
+        await model.aclose()
+    assert [(e.retryable, e.retry_after) for e in errors] == [(True, 2.5), (True, None), (False, None)]
+    assert "answered 429" in str(errors[0]) and "answered 400" in str(errors[2])
+
+
+async def test_the_limiter_honours_retry_after_and_ends_a_hung_call_at_its_timeout(tmp_path: Path) -> None:
+    failures = [Failure(429, retry_after="0.2"), Failure(hang_s=3.0)]
+    with serving(FakeServer(failures=failures)) as server:
+        model = provider(server.uri())
+        limits = {model.uri: LimitSettings(timeout_s=0.5, max_retries=3)}
+        dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
+        limiter = Limiter(Bus(8), dead, {"generator": [model], "scorer": [model]}, limits)
+        result = await limiter.call("generator", GenerateCall(messages=CHAT, max_tokens=5, seed=1))
+        await model.aclose()
+        assert len(server.calls("/v1/chat/completions")) == 3  # 429, the hang, then the answer
+    assert result.provider == model.uri and result.finish_reason in ("stop", "length")
+
+
+def test_keys_come_from_a_private_file_or_the_environment_never_the_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o644)
+    with pytest.raises(ProviderConfigError, match=r"readable by others.*chmod 600"):
+        provider(f"openai://h:1/m?key_file={key_file}")
+    key_file.chmod(0o600)
+    assert provider(f"openai://h:1/m?key_file={key_file}")._headers() == {"Authorization": f"Bearer {KEY}"}
+    monkeypatch.setenv("MY_KEY", KEY)
+    assert provider("openai://h:1/m?key_env=MY_KEY")._headers() == {"Authorization": f"Bearer {KEY}"}
+    with pytest.raises(ProviderConfigError, match="NOT_SET named by key_env is not set"):
+        provider("openai://h:1/m?key_env=NOT_SET")
+    for uri in (f"openai://h:1/m?key={KEY}", f"openai://user:{KEY}@h:1/m"):
+        with pytest.raises(ProviderConfigError, match="key in the URI") as caught:
+            provider(uri)
+        assert KEY not in str(caught.value)
+    with pytest.raises(ProviderConfigError, match="expected openai://HOST:PORT/MODEL"):
+        provider("openai://h:1")
+
+
+async def test_a_refused_key_is_not_quoted_back_in_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WRONG_KEY", KEY)
+    with serving(FakeServer(key="sk-the-right-one")) as server:
+        model = provider(server.uri(key_env="WRONG_KEY"))
+        with pytest.raises(ProviderError) as caught:
+            await model.generate(GenerateCall(messages=CHAT, max_tokens=5))
+        await model.aclose()
+    assert "answered 401" in str(caught.value) and not caught.value.retryable
+    assert KEY not in str(caught.value) and KEY[3:20] not in str(caught.value)
+
+
+def test_the_daemon_mines_with_a_server_generator_and_scorer(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY)
+    key_file.chmod(0o600)
+    posts = tmp_path / "in.jsonl"
+    posts.write_text("".join(post_line(i) + "\n" for i in range(12)))
+    with serving(FakeServer(key=KEY)) as server:
+        uri = server.uri(key_file=str(key_file))
+        done = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--provider", uri)
+        chats, scores = server.calls("/v1/chat/completions"), server.calls("/v1/completions")
+    assert done.returncode == 0, done.stderr
+    assert f"scorer {uri}: fake-model" in done.stderr and "prompt log-probabilities by echo" in done.stderr
+    traces = [json.loads(line) for line in (tmp_path / "data" / "traces.jsonl").read_text().splitlines()]
+    assert traces and all(t["generators"] == [uri] and t["scorers"] == [uri] for t in traces)
+    assert len(chats) == sum(t["timings"]["generate_calls"] for t in traces)
+    assert len(scores) == 1 + sum(t["timings"]["score_calls"] for t in traces)  # the start check probes once
+
+
+def test_a_scorer_that_cannot_score_is_refused_at_start(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    posts = tmp_path / "in.jsonl"
+    posts.write_text(post_line(1) + "\n")
+    with serving(FakeServer(echo=False)) as server:
+        done = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--scorer", server.uri())
+        assert server.calls("/v1/chat/completions") == []
+        checked = run_daemon("validate", env={"REER_GENERATOR": server.uri(), "REER_SCORER": server.uri()})
+    assert checked.returncode == 1
+    assert f"ok       {server.uri()} as generator: fake-model" in checked.stdout
+    assert f"PROBLEM  {server.uri()} cannot be a scorer" in checked.stdout
+    assert done.returncode == 2
+    assert "cannot be a scorer" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "posts.jsonl").exists()  # refused before reading any input
