@@ -101,7 +101,7 @@ class Limiter(Consumer[ProviderRequest]):
         for index, gate in enumerate(self._chains[role]):
             if index > 0:
                 metrics.provider_fallbacks.add(1, {"gen_ai.provider.name": gate.provider.system, "reer.role": role})
-                log.warning("falling back to %s for a %s call", gate.provider.uri, role)
+                log.warning("falling back to %s for a %s call after: %s", gate.provider.uri, role, errors[-1])
                 trace.get_current_span().add_event("fallback", {"reer.provider": gate.provider.uri})
             try:
                 result = await self._attempts(gate, call)

@@ -37,6 +37,8 @@ class Failure:
 class FakeServer:
     model: str = "fake-model"
     key: str | None = None
+    public_models: bool = False
+    """List models without asking for the key (so a bad key passes the start check and fails later)."""
     echo: bool = True
     generator: Provider = field(default_factory=DummyProvider)
     failures: list[Failure] = field(default_factory=list)
@@ -58,7 +60,8 @@ class FakeServer:
         with self._lock:
             self.requests.append((path, body))
             failure = self.failures.pop(0) if self.failures and path != "/v1/models" else None
-        if self.key is not None and auth != f"Bearer {self.key}":
+        needs_key = self.key is not None and not (self.public_models and path == "/v1/models")
+        if needs_key and auth != f"Bearer {self.key}":
             given = (auth or "").removeprefix("Bearer ")
             return 401, {}, {"error": {"message": f"Incorrect API key provided: {given}", "code": "invalid_api_key"}}
         if failure is not None:

@@ -44,6 +44,8 @@ class Receiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
     sums: dict[str, float] = field(default_factory=dict)
     """The last cumulative value of each counter received, summed over its attribute sets."""
+    raw: list[bytes] = field(default_factory=list)
+    """Every request body received over HTTP, as sent."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
@@ -84,6 +86,7 @@ def http_receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            receiver.raw.append(body)
             if self.path == "/v1/traces":
                 request = trace_service_pb2.ExportTraceServiceRequest()
                 request.ParseFromString(body)
