@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("reer-runtime.ingestor")
 
 _decoder = msgspec.json.Decoder(InputEvent)
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 @dataclass
@@ -33,12 +36,23 @@ class IngestCounts:
     selected: int = 0
 
 
-def parse_line(data: bytes) -> InputEvent | str:
+def nesting_depth(data: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", data)):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_line(data: bytes, max_nesting: int = 32) -> InputEvent | str:
     """The event on one line, or the reason it is not one."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return f"not UTF-8: byte {exc.start} ({data[exc.start : exc.start + 1]!r}) {exc.reason}"
+    if (depth := nesting_depth(data)) > max_nesting:
+        return f"too deeply nested: {depth} levels, over max_nesting ({max_nesting})"
     try:
         event: InputEvent = _decoder.decode(data)
     except msgspec.ValidationError as exc:
@@ -73,8 +87,10 @@ class Ingestor:
         max_line_bytes: int,
         batch_max_lines: int,
         max_text_chars: int = 10_000,
+        max_nesting: int = 32,
     ) -> None:
         self.bus = bus
+        self._max_nesting = max_nesting
         self._max_text_chars = max_text_chars
         self._ledger = ledger
         self._rejected = rejected
@@ -151,7 +167,7 @@ class Ingestor:
     def _check(self, line: Line) -> PostEvent | str:
         if line.too_long:
             return f"too long: the line is over the limit of {self._max_line_bytes} bytes (max_line_bytes)"
-        event = parse_line(line.data)
+        event = parse_line(line.data, self._max_nesting)
         if isinstance(event, str):
             return event
         if isinstance(event, GenerateEvent | OptimizeEvent):

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     bus_buffer: int = Field(64, ge=1)
     max_line_bytes: int = Field(1_000_000, ge=64, description="longer input lines are rejected")
     max_text_chars: int = Field(10_000, ge=1, description="posts with longer text are rejected")
+    max_nesting: int = Field(32, ge=2, le=900, description="lines whose JSON nests deeper are rejected")
     batch_max_lines: int = Field(10_000, ge=1)
     shutdown_grace_s: float = Field(30.0, ge=0)
     stats_interval_s: float = Field(10.0, gt=0, description="how often stats.json is rewritten")

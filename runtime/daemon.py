@@ -142,6 +142,7 @@ async def serve(
             max_line_bytes=settings.max_line_bytes,
             batch_max_lines=settings.batch_max_lines,
             max_text_chars=settings.max_text_chars,
+            max_nesting=settings.max_nesting,
         )
         crash: BaseException | None = None
         try:

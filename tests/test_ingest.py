@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.ingestor import Ingestor, parse_line
+from actors.ingestor import Ingestor, nesting_depth, parse_line
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED
 from bus.records import Accepted, PostEvent, Rejected
@@ -29,18 +29,21 @@ pytestmark = pytest.mark.anyio
         (post_line(1, text="").encode(), "at `$.text`"),
         (b'{"type": "post", "id": "1"}', "Object missing required field `text`"),
         (b'{"type": "tweet"}', "Invalid value 'tweet' - at `$.type`"),
-        (post_line(1)[:-1].encode() + b', "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (post_line(1)[:-1].encode() + b', "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "100001 levels"),
+        (post_line(1, extra={"a": [[{"b": [1]}]]}).encode(), "too deeply nested: 6 levels, over max_nesting (4)"),
         (b'{"type": "post", "text": "caf\xe9"}', "not UTF-8: byte 29"),
     ],
 )
 def test_each_bad_line_gets_a_specific_reason(raw: bytes, reason: str) -> None:
-    result = parse_line(raw)
+    result = parse_line(raw, max_nesting=4)
     assert isinstance(result, str) and reason in result
 
 
 def test_a_valid_post_parses() -> None:
     event = parse_line(post_line(7).encode())
     assert isinstance(event, PostEvent) and event.key == "x:7"
+    brackets = post_line(8, text='Brackets [[[{{{ and quotes \\" in text', extra={"a": [[1]]}).encode()
+    assert nesting_depth(brackets) == 4 and isinstance(parse_line(brackets, max_nesting=4), PostEvent)
 
 
 def test_long_lines_are_cut_and_flagged_and_numbers_count_every_line() -> None:

@@ -21,7 +21,8 @@ def test_no_key_appears_in_anything_the_daemon_writes_or_exports(tmp_path: Path,
     key_file.write_text(GOOD)
     key_file.chmod(0o600)
     posts = tmp_path / "in.jsonl"
-    lines = [post_line(i) for i in range(10)] + [post_line(10, text=INJECTION, metrics={"impressions": 1000, "likes": 500, "reposts": 9, "replies": 4})]
+    loud = {"impressions": 1000, "likes": 500, "reposts": 9, "replies": 4}
+    lines = [post_line(i) for i in range(10)] + [post_line(10, text=INJECTION, metrics=loud)]
     posts.write_text("\n".join(lines) + "\n")
     with serving(FakeServer(key=GOOD, public_models=True)) as server, http_receiver() as receiver:
         revoked, good = server.uri(key_env="REVOKED_KEY"), server.uri(key_file=str(key_file))
