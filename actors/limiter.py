@@ -97,7 +97,7 @@ class Limiter(Consumer[ProviderRequest]):
 
     async def call(self, role: Role, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
         """Make `call` along the role's chain; raises the last `ProviderError` if all fail."""
-        errors = []
+        errors: list[str] = []
         for index, gate in enumerate(self._chains[role]):
             if index > 0:
                 metrics.provider_fallbacks.add(1, {"gen_ai.provider.name": gate.provider.system, "reer.role": role})
