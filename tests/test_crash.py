@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -141,6 +142,30 @@ def test_no_minute_holds_more_calls_than_the_limit_under_ten_times_the_demand(tm
     for i, first in enumerate(starts):
         in_window = bisect.bisect_left(starts, first + 60) - i
         assert in_window <= limit, f"{in_window} calls in the minute from call {i}"
+
+
+def test_an_hourly_limit_spaces_calls_so_no_hour_holds_more_than_the_limit(tmp_path: Path) -> None:
+    per_hour = 720  # one call every 5 s: 720 calls fit in any hour, and a burst of them never comes first
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(post_line(i, author="h") for i in range(10)) + "\n")
+    with http_receiver() as receiver:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "REER_LIMITS__DEFAULT__PER_HOUR": str(per_hour),
+                "REER_SHUTDOWN_GRACE_S": "0", "REER_MINER_CONCURRENCY": "8"}  # fmt: skip
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), "start", "--input",
+             str(source), "--provider", "dummy://", "--min-engagement", "0.5"],
+            stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
+        )  # fmt: skip
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(timeout=30)  # 5 selected posts want about 50 calls; the limit allows 7 in 30 s
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
+        starts = sorted(s.start_ns / 1e9 for s in receiver.spans if s.kind == "CLIENT")
+    spacing = 3600 / per_hour
+    assert 5 <= len(starts) <= 30 / spacing + 1
+    # calls at least 3600/N s apart: no window of 3600 s can hold more than N of them
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= spacing * 0.99
 
 
 def test_an_open_circuit_shows_in_stats_and_validate(tmp_path: Path, run_daemon: RunDaemon) -> None:
