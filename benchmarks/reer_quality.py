@@ -75,13 +75,18 @@ class Roles:
 
     def __init__(self, generator: Provider, scorer: Provider) -> None:
         self.generator, self.scorer = generator, scorer
+        self.tokens = dict.fromkeys(("generate_in", "generate_out", "score_in"), 0)
+        """Tokens sent and received over the whole run, for the cost of a post on a paid API."""
 
     async def generate(self, call: GenerateCall) -> Generation:
         result = await self.generator.generate(call)
+        self.tokens["generate_in"] += result.input_tokens
+        self.tokens["generate_out"] += result.output_tokens
         return msgspec.structs.replace(result, provider=self.generator.uri)
 
     async def score(self, call: ScoreCall) -> TokenScores:
         result = await self.scorer.score(call)
+        self.tokens["score_in"] += result.input_tokens + len(result.logprobs)
         return msgspec.structs.replace(result, provider=self.scorer.uri)
 
 
@@ -150,6 +155,7 @@ async def _table(model: Roles, n: int, concurrency: int) -> dict[str, object]:
         "mean": {k: mean(k) for k in ("no_plan", "initial", "final", "overlap", "seconds", "generate_s", "score_s")}
         if mined
         else {},
+        "tokens_per_post": {k: round(v / max(1, len(rows))) for k, v in model.tokens.items()},
         "improved_over_no_plan": sum(float(r["final"]) < float(r["no_plan"]) for r in mined),  # type: ignore[arg-type]
         "seconds_total": round(elapsed, 1),
         "rows": sorted(rows, key=lambda r: -float(r["engagement"])),  # type: ignore[arg-type]

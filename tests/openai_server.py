@@ -40,6 +40,8 @@ class FakeServer:
     public_models: bool = False
     """List models without asking for the key (so a bad key passes the start check and fails later)."""
     echo: bool = True
+    continues: bool = True
+    """Whether it continues a final assistant message; if not, it refuses the request as OpenAI does."""
     generator: Provider = field(default_factory=DummyProvider)
     failures: list[Failure] = field(default_factory=list)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -75,6 +77,8 @@ class FakeServer:
         if body.get("model") != self.model:
             return 404, {}, {"error": {"message": f"model {body.get('model')!r} not found"}}
         if path == "/v1/chat/completions":
+            if body.get("continue_final_message") and not self.continues:
+                return 400, {}, {"error": {"message": "Unrecognized request argument: continue_final_message"}}
             return 200, {}, self._chat(body)
         if path == "/v1/completions":
             if not (self.echo and body.get("echo")):

@@ -48,6 +48,21 @@ async def test_generation_is_the_servers_continuation_of_the_prefilled_answer() 
     assert result.output_tokens == expected.output_tokens
 
 
+async def test_a_server_that_will_not_continue_an_answer_is_told_to_begin_with_the_prefill() -> None:
+    call = GenerateCall(messages=CHAT, prefill="Angle: I will", max_tokens=40, seed=7)
+    with serving(FakeServer(continues=False)) as server:
+        model = provider(server.uri())
+        assert "told to begin with the prefill" in await model.check("generator")
+        result = await model.generate(call)
+        await model.aclose()
+        sent = server.calls("/v1/chat/completions")[-1]
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"] and "continue_final_message" not in sent
+    assert sent["messages"][-1]["content"].endswith(
+        "Begin your answer with exactly this text, then go on:\nAngle: I will"
+    )
+    assert result.finish_reason in ("stop", "length") and result.output_tokens > 0
+
+
 async def test_scores_are_the_prompt_log_probabilities_of_the_target_tokens_only() -> None:
     call = ScoreCall(messages=CHAT, prefix="<think>\nI will keep it short.\n</think>\n", target="Test your backups.")
     with serving(FakeServer()) as server:
@@ -64,7 +79,7 @@ async def test_scores_are_the_prompt_log_probabilities_of_the_target_tokens_only
 async def test_the_start_check_says_what_the_server_can_do() -> None:
     with serving(FakeServer()) as server:
         model = provider(server.uri())
-        assert "chat completions" in await model.check("generator")
+        assert "continues a prefilled answer" in await model.check("generator")
         assert "prompt log-probabilities by echo" in await model.check("scorer")
         with pytest.raises(ProviderConfigError, match="does not serve other; it serves fake-model"):
             await provider(server.uri().replace("fake-model", "other")).check("generator")
@@ -153,8 +168,9 @@ def test_the_daemon_mines_with_a_server_generator_and_scorer(tmp_path: Path, run
     assert f"scorer {uri}: fake-model" in done.stderr and "prompt log-probabilities by echo" in done.stderr
     traces = [json.loads(line) for line in (tmp_path / "data" / "traces.jsonl").read_text().splitlines()]
     assert traces and all(t["generators"] == [uri] and t["scorers"] == [uri] for t in traces)
-    assert len(chats) == sum(t["timings"]["generate_calls"] for t in traces)
-    assert len(scores) == 1 + sum(t["timings"]["score_calls"] for t in traces)  # the start check probes once
+    # the start check makes one trial of each
+    assert len(chats) == 1 + sum(t["timings"]["generate_calls"] for t in traces)
+    assert len(scores) == 1 + sum(t["timings"]["score_calls"] for t in traces)
 
 
 def test_a_scorer_that_cannot_score_is_refused_at_start(tmp_path: Path, run_daemon: RunDaemon) -> None:

@@ -1,7 +1,9 @@
 """`openai://HOST:PORT/MODEL`: a model behind an OpenAI-compatible HTTP server (vLLM, llama.cpp, LM Studio).
 
 Generation uses `/v1/chat/completions`; a prefilled answer is sent as a final assistant message to
-be continued (vLLM's `continue_final_message`; llama.cpp's server continues it by itself). Scoring
+be continued (vLLM's `continue_final_message`; llama.cpp's server continues it by itself). A server
+that refuses that (OpenAI's own API) is found at start and asked instead, in the last user message,
+to begin its answer with the prefill. Scoring
 uses `/v1/completions` with `echo` and `logprobs`, which returns the prompt's log-probabilities;
 chat APIs such as OpenAI's own do not, so such a server can only be a generator. The chat of a
 score call is rendered as plain text (`render_chat`): a scorer is typically a base model.
@@ -21,12 +23,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
+from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.base import ProviderConfigError, ProviderError, render_chat
 
 OPTIONS = ("tls", "key_env", "key_file")
 RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
 PROBE = ("The quick brown", " fox jumps over the lazy dog")
+PROBE_CALL = GenerateCall(messages=[ChatMessage("user", "Say hello.")], prefill="Hello", max_tokens=1)
 
 
 def read_key(uri: str, key_env: str | None, key_file: str | None) -> str | None:
@@ -60,6 +63,8 @@ class ServerProvider:
         self.base_url = base_url
         self._key = key
         self._client: httpx.AsyncClient | None = None
+        self.continues = True
+        """Whether the server continues a final assistant message; found by `check`."""
 
     @classmethod
     def from_uri(cls, uri: str) -> ServerProvider:
@@ -138,7 +143,14 @@ class ServerProvider:
                         f"{self.uri}: the server does not serve {self.model}; it serves {', '.join(map(str, served))}"
                     )
             if role == "generator":
-                return f"{self.model} at {self.base_url}: chat completions"
+                try:
+                    await self._post(client, "/chat/completions", self._chat_body(PROBE_CALL))
+                except ProviderError as exc:
+                    if exc.retryable:
+                        raise ProviderConfigError(f"{self.uri}: a trial chat completion failed: {exc}") from None
+                    self.continues = False
+                how = "continues a prefilled answer" if self.continues else "told to begin with the prefill"
+                return f"{self.model} at {self.base_url}: chat completions ({how})"
             try:
                 scores, _ = await self._score(client, *PROBE)
             except ProviderError as exc:
@@ -181,7 +193,7 @@ class ServerProvider:
             raise ProviderError("/completions gave no log-probability for a scored token", retryable=True)
         return [float(v) for v in chosen], sum(o + len(t) <= len(context) for t, o in zip(tokens, offsets, strict=True))
 
-    async def generate(self, call: GenerateCall) -> Generation:
+    def _chat_body(self, call: GenerateCall) -> dict[str, Any]:
         messages = [{"role": m.role, "content": m.content} for m in call.messages]
         body: dict[str, Any] = {
             "model": self.model,
@@ -193,10 +205,16 @@ class ServerProvider:
             body["stop"] = call.stop
         if call.seed is not None:
             body["seed"] = call.seed
-        if call.prefill:
+        if call.prefill and self.continues:
             messages.append({"role": "assistant", "content": call.prefill})
             body |= {"continue_final_message": True, "add_generation_prompt": False}
-        data = await self._post(self._http(), "/chat/completions", {**body, "messages": messages})
+        elif call.prefill:
+            last = messages[-1]
+            last["content"] += f"\n\nBegin your answer with exactly this text, then go on:\n{call.prefill}"
+        return {**body, "messages": messages}
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        data = await self._post(self._http(), "/chat/completions", self._chat_body(call))
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
