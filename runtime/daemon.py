@@ -108,7 +108,7 @@ async def serve(
         log.warning(
             "%s is a small demonstration model (135M parameters): it runs the whole pipeline, but its plans "
             "are not strategies worth reading. Point --generator and --scorer at a larger model "
-            "(README, 'Providers').",
+            "(README, 'Choosing models').",
             DEFAULT_MODEL,
         )
     async with AsyncExitStack() as stack:
