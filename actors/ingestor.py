@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,7 +12,14 @@ import msgspec
 from opentelemetry import trace
 
 from bus.bus import Bus
-from bus.messages import POSTS_OBSERVED, PostObserved
+from bus.messages import (
+    GENERATE_REQUESTED,
+    OPTIMIZE_REQUESTED,
+    POSTS_OBSERVED,
+    GenerateRequested,
+    OptimizeRequested,
+    PostObserved,
+)
 from bus.records import Accepted, GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected
 from runtime import metrics
 from runtime.engagement import AuthorRanks
@@ -135,6 +143,7 @@ class Ingestor:
     async def ingest(self, source: str, lines: list[Line]) -> None:
         """Validate, rank, persist and announce one batch of lines from `source`."""
         posts: list[tuple[Line, PostEvent]] = []
+        requests: list[GenerateEvent | OptimizeEvent] = []
         rejected: list[Rejected] = []
         now = datetime.now(UTC)
         for line in lines:
@@ -145,6 +154,8 @@ class Ingestor:
             if isinstance(checked, PostEvent):
                 posts.append((line, checked))
                 self._seen.add(checked.key)
+            elif isinstance(checked, GenerateEvent | OptimizeEvent):
+                requests.append(checked)
             else:
                 raw = line.data.decode("utf-8", errors="backslashreplace")
                 rejected.append(Rejected(source=source, line=line.number, raw=raw, reason=checked, rejected_at=now))
@@ -163,15 +174,28 @@ class Ingestor:
             log.warning("rejected %s line %d: %s", source, refused.line, refused.reason)
         for record in accepted:
             await self._announce(record)
+        for request in requests:
+            await self.submit(request)
 
-    def _check(self, line: Line) -> PostEvent | str:
+    async def submit(self, request: GenerateEvent | OptimizeEvent) -> None:
+        """Pass a request for drafts or for a compile to the Generator or the Optimizer, in a trace of its own."""
+        kind = request.__struct_config__.tag
+        with tracer.start_as_current_span(f"ingest {kind} request", attributes={"reer.request": str(kind)}):
+            if isinstance(request, GenerateEvent):
+                await self.bus.publish(
+                    GENERATE_REQUESTED, GenerateRequested(request_id=uuid.uuid4().hex[:16], request=request)
+                )
+            else:
+                await self.bus.publish(OPTIMIZE_REQUESTED, OptimizeRequested(request=request))
+
+    def _check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | str:
         if line.too_long:
             return f"too long: the line is over the limit of {self._max_line_bytes} bytes (max_line_bytes)"
         event = parse_line(line.data, self._max_nesting)
         if isinstance(event, str):
             return event
         if isinstance(event, GenerateEvent | OptimizeEvent):
-            return f"not available yet: {event.__struct_config__.tag!r} events need the Generator and Optimizer"
+            return event
         if event.key in self._seen:
             return f"duplicate: post {event.key} was already accepted"
         if len(event.text) > self._max_text_chars:

@@ -77,3 +77,19 @@ class ModelClient:
             trace.get_current_span().add_event("provider failed", {"error": reply.error or ""})
             raise ProviderError(reply.error or "no result")
         return reply.result
+
+
+class ThreadModels:
+    """A `ModelClient` for code running in a worker thread (DSPy): blocking calls, counted."""
+
+    def __init__(self, client: ModelClient) -> None:
+        self._client = client
+        self.calls = 0
+
+    def generate(self, call: GenerateCall) -> Generation:
+        self.calls += 1
+        return anyio.from_thread.run(self._client.generate, call)
+
+    def score(self, call: ScoreCall) -> TokenScores:
+        self.calls += 1
+        return anyio.from_thread.run(self._client.score, call)

@@ -37,6 +37,7 @@ class TraceMined(Message, frozen=True, kw_only=True):
 class GenerateRequested(Message, frozen=True, kw_only=True):
     """A user asked for drafts."""
 
+    request_id: str
     request: GenerateEvent
 
 

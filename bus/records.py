@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -70,19 +70,30 @@ class PostEvent(msgspec.Struct, frozen=True, tag="post", tag_field="type"):
         return f"{self.platform.value}:{self.id}"
 
 
-class GenerateEvent(msgspec.Struct, frozen=True, tag="generate", tag_field="type"):
-    """A request for new drafts on a topic."""
+MAX_THREAD_POSTS = 25
+
+
+class GenerateEvent(msgspec.Struct, frozen=True, tag="generate", tag_field="type", kw_only=True):
+    """A request for new drafts: the brief, and how many candidates to write."""
 
     topic: NonEmpty
     platform: Platform = Platform.X
+    audience: str = ""
+    style: str = ""
+    length: Literal["short", "medium", "long"] = "short"
+    thread_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_THREAD_POSTS)] = 1
+    key_message: str = ""
+    call_to_action: str = ""
     n: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
-    thread_size: Annotated[int, msgspec.Meta(ge=1, le=25)] = 1
 
 
-class OptimizeEvent(msgspec.Struct, frozen=True, tag="optimize", tag_field="type"):
-    """A request to compile the writer program on the traces."""
+Optimizer = Literal["bootstrap", "mipro", "gepa"]
 
-    optimizer: str = "bootstrap"
+
+class OptimizeEvent(msgspec.Struct, frozen=True, tag="optimize", tag_field="type", kw_only=True):
+    """A request to compile the writer program on the traces (with the configured optimizer if none)."""
+
+    optimizer: Optimizer | None = None
 
 
 InputEvent = PostEvent | GenerateEvent | OptimizeEvent
@@ -206,3 +217,57 @@ class Failure(msgspec.Struct, frozen=True, kw_only=True):
     post: PostEvent
     reason: str
     failed_at: datetime
+
+
+class Features(msgspec.Struct, frozen=True, kw_only=True):
+    """What a draft contains, counted over all its parts."""
+
+    chars: int
+    words: int
+    hashtags: int
+    mentions: int
+    links: int
+
+
+class Draft(msgspec.Struct, frozen=True, kw_only=True):
+    """One candidate post or thread written by the writer program (`drafts.jsonl`).
+
+    A draft that breaks the platform's limits and cannot be repaired is kept with `rejected_reason`.
+    """
+
+    draft_id: str
+    request_id: str
+    request: GenerateEvent
+    parts: list[str]
+    """The post, or the posts of the thread in order."""
+    features: Features
+    plan: str
+    program_version: int
+    """The compiled program that wrote it; 0 is the uncompiled program."""
+    provider: list[str]
+    trace_ids: list[str]
+    """The mined traces whose strategies the program was shown."""
+    score: float
+    score_parts: dict[str, float]
+    repaired: str | None = None
+    rejected_reason: str | None = None
+    otel_trace_id: str
+    created_at: datetime
+
+
+class Program(msgspec.Struct, frozen=True, kw_only=True):
+    """One compiled writer program (`programs/index.jsonl`); the file is `programs/v{version}.json`."""
+
+    version: int
+    optimizer: Optimizer
+    score: float
+    """Its mean metric on the validation traces."""
+    baseline: float
+    """The promoted program's mean metric on the same traces when this one was compiled."""
+    promoted: bool
+    train_trace_ids: list[str]
+    val_trace_ids: list[str]
+    demo_trace_ids: list[str]
+    model_calls: int
+    compile_s: float
+    created_at: datetime

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
+import msgspec
+
+from bus.records import GenerateEvent, OptimizeEvent, Platform
 from runtime import __version__
 
 EXIT_USAGE = 2
@@ -60,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"
     )
-    start.set_defaults(command=_start, retry_failed=False)
+    start.set_defaults(command=_start, retry_failed=False, request=None)
 
     retry = commands.add_parser(
         "retry-failed",
@@ -70,8 +74,53 @@ def _parser() -> argparse.ArgumentParser:
         "including those recorded as failed.",
     )
     retry.set_defaults(
-        command=_start, retry_failed=True, input=None, exit_when_idle=True, min_engagement=None, metrics_port=None
+        command=_start,
+        request=None,
+        retry_failed=True,
+        input=None,
+        exit_when_idle=True,
+        min_engagement=None,
+        metrics_port=None,
     )
+
+    generate = commands.add_parser(
+        "generate",
+        parents=[data_dir, models],
+        help="write new drafts for a brief with the current writer program, then exit",
+        description=(
+            "Write N candidate drafts for the brief with the newest promoted writer program (the "
+            "uncompiled one until `optimize` has promoted one). Each draft is printed and appended to "
+            "<data-dir>/drafts.jsonl with its plan, features and score; a draft that breaks the platform's "
+            "limits is kept with the reason."
+        ),
+    )
+    generate.add_argument("--topic", required=True, help="what the post is about")
+    generate.add_argument("--platform", default="x", choices=[p.value for p in Platform], help="default: x")
+    generate.add_argument("--n", type=int, default=3, metavar="N", help="how many drafts (default 3, at most 20)")
+    generate.add_argument("--thread-size", type=int, default=1, metavar="K", help="posts in a thread (default 1)")
+    generate.add_argument("--length", default="short", choices=["short", "medium", "long"])
+    generate.add_argument("--audience", default="", help="who it is for")
+    generate.add_argument("--style", default="", help="e.g. 'plain, first person, no hashtags'")
+    generate.add_argument("--key-message", default="", help="the one thing the reader should remember")
+    generate.add_argument("--cta", default="", help="the call to action")
+    generate.set_defaults(command=_start, request="generate", retry_failed=False, input=None, exit_when_idle=True,
+                          min_engagement=None, metrics_port=None)  # fmt: skip
+
+    optimize = commands.add_parser(
+        "optimize",
+        parents=[data_dir, models],
+        help="compile the writer program on the mined traces, then exit",
+        description=(
+            "Compile the writer program on the traces in the store with a DSPy optimizer, measure it "
+            "against the current program on held-out traces, save it under <data-dir>/programs/ and "
+            "promote it if it scores at least as well."
+        ),
+    )
+    optimize.add_argument(
+        "--optimizer", choices=["bootstrap", "mipro", "gepa"], help="default: writer.optimizer (bootstrap)"
+    )
+    optimize.set_defaults(command=_start, request="optimize", retry_failed=False, input=None, exit_when_idle=True,
+                          min_engagement=None, metrics_port=None)  # fmt: skip
 
     traces = commands.add_parser(
         "traces", parents=[data_dir], help="list the mined traces", description="List the mined traces."
@@ -111,6 +160,9 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def _start(args: argparse.Namespace) -> int:
+    # DSPy keeps its cache in the data dir, and litellm (loaded only for cloud models) stays offline
+    os.environ.setdefault("DSPY_CACHEDIR", str(_data_dir(args) / "dspy-cache"))
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import anyio
 
     from runtime.config import ConfigError, load_settings
@@ -121,7 +173,12 @@ def _start(args: argparse.Namespace) -> int:
     from runtime.telemetry import setup_telemetry
 
     retrying = args.retry_failed
-    sources = [] if retrying else args.input or ["-"]
+    try:
+        requests = _requests(args)
+    except msgspec.ValidationError as exc:
+        print(f"reer-runtime: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sources = [] if retrying or requests else args.input or ["-"]
     missing = [s for s in sources if s != "-" and not Path(s).is_file()]
     if missing:
         print(f"reer-runtime: no such input file: {', '.join(missing)}", file=sys.stderr)
@@ -151,10 +208,28 @@ def _start(args: argparse.Namespace) -> int:
             print(f"reer-runtime: {exc}", file=sys.stderr)
             return EXIT_USAGE
         run = partial(
-            serve, settings, chains, sources, exit_when_idle=args.exit_when_idle, stats_reader=telemetry.stats_reader
+            serve,
+            settings,
+            chains,
+            sources,
+            exit_when_idle=args.exit_when_idle,
+            requests=requests,
+            stats_reader=telemetry.stats_reader,
         )
         code: int = anyio.run(run)
     return code
+
+
+def _requests(args: argparse.Namespace) -> list[GenerateEvent | OptimizeEvent]:
+    """The request `generate` or `optimize` makes, checked like one read from the input."""
+    if args.request == "generate":
+        fields = {"topic": args.topic, "platform": args.platform, "n": args.n, "thread_size": args.thread_size,
+                  "length": args.length, "audience": args.audience, "style": args.style,
+                  "key_message": args.key_message, "call_to_action": args.cta}  # fmt: skip
+        return [msgspec.convert(fields, GenerateEvent)]
+    if args.request == "optimize":
+        return [OptimizeEvent(optimizer=args.optimizer)]
+    return []
 
 
 def _stats(args: argparse.Namespace) -> int:

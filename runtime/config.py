@@ -55,6 +55,24 @@ class LimitSettings(BaseModel):
     circuit_reset_s: float = Field(30.0, gt=0, description="how long an open circuit refuses calls")
 
 
+class WriterSettings(BaseModel):
+    """The writer program: how it is compiled and how drafts are sampled."""
+
+    optimizer: Literal["bootstrap", "mipro", "gepa"] = Field("bootstrap", description="used when a request names none")
+    optimize_after: int | None = Field(
+        50, ge=1, description="compile after this many new traces (none: only on request)"
+    )
+    min_traces: int = Field(4, ge=2, description="fewer traces than this are not enough to compile on")
+    max_traces: int = Field(200, ge=2, description="the most recent traces used to compile")
+    val_fraction: float = Field(0.25, gt=0, lt=1, description="share of the traces kept to validate a program")
+    max_demos: int = Field(4, ge=0, description="demonstrations per predictor")
+    mipro_candidates: int = Field(3, ge=1)
+    mipro_trials: int = Field(4, ge=1)
+    gepa_max_metric_calls: int = Field(40, ge=1, description="GEPA's budget of metric calls")
+    temperature: float = Field(0.9, ge=0, description="sampling temperature of drafts")
+    max_tokens: int = Field(400, ge=16, description="longest answer of one writer step")
+
+
 class Settings(BaseSettings):
     """Everything `reer-runtime start` can be told."""
 
@@ -78,6 +96,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     search: SearchSettings = Field(default_factory=SearchSettings)
+    writer: WriterSettings = Field(default_factory=WriterSettings)
     limits: dict[str, LimitSettings] = Field(
         default_factory=dict, description="per provider URI; the key 'default' applies to the others"
     )

@@ -8,23 +8,27 @@ import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from actors.base import CrashLoopError
+from actors.base import Consumer, CrashLoopError
+from actors.generator import GeneratorActor, print_draft
 from actors.ingestor import Ingestor
 from actors.limiter import Limiter
 from actors.miner import Miner
+from actors.optimizer import AutoOptimize, OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
 from bus.messages import Role
-from bus.records import Accepted, DeadLetter, Failure, Rejected, Trace
+from bus.records import Accepted, DeadLetter, Draft, Failure, GenerateEvent, OptimizeEvent, Rejected, Trace
 from runtime import metrics
 from runtime.config import DEFAULT_MODEL, Settings
 from runtime.providers import Provider, open_provider
 from runtime.stats import write_snapshot
 from runtime.store import JsonlStore
+from runtime.writer.programs import Programs
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class Stores:
     traces: JsonlStore[Trace]
     failures: JsonlStore[Failure]
     dead_letters: JsonlStore[DeadLetter]
+    drafts: JsonlStore[Draft]
+    programs: Programs
 
     @classmethod
     def at(cls, data_dir: Path) -> Stores:
@@ -51,10 +57,13 @@ class Stores:
             traces=JsonlStore(data_dir / "traces.jsonl", Trace),
             failures=JsonlStore(data_dir / "failed.jsonl", Failure),
             dead_letters=JsonlStore(data_dir / "dead-letters.jsonl", DeadLetter),
+            drafts=JsonlStore(data_dir / "drafts.jsonl", Draft),
+            programs=Programs(data_dir / "programs"),
         )
 
     def all(self) -> list[JsonlStore[object]]:
-        return [self.posts, self.rejected, self.traces, self.failures, self.dead_letters]  # type: ignore[list-item]
+        stores = [self.posts, self.rejected, self.traces, self.failures, self.dead_letters, self.drafts]
+        return [*stores, self.programs.index]  # type: ignore[list-item]
 
 
 def make_data_dir(path: Path) -> None:
@@ -88,9 +97,12 @@ async def serve(
     sources: list[str],
     *,
     exit_when_idle: bool,
+    requests: list[GenerateEvent | OptimizeEvent] | None = None,
     stats_reader: InMemoryMetricReader | None = None,
 ) -> int:
     """Run the actors until the input is done (`exit_when_idle`) or a signal arrives; drain; exit code.
+
+    `requests` (from `reer-runtime generate` and `optimize`) are handled after the input is read.
 
     With `stats_reader`, a snapshot of the metrics goes to `<data-dir>/stats.json` every
     `stats_interval_s` and at the end.
@@ -133,6 +145,14 @@ async def serve(
             already_mined=writer.mined,
         )
         limiter = Limiter(bus, stores.dead_letters, chains, settings.limits)
+        writers: list[Consumer[Any]] = [
+            OptimizerActor(bus, stores.dead_letters, stores.traces, stores.programs, settings),
+            GeneratorActor(
+                bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, print_draft
+            ),
+        ]
+        if settings.writer.optimize_after:
+            writers.append(AutoOptimize(bus, stores.dead_letters, settings.writer.optimize_after))
         ingestor = Ingestor(
             bus,
             stores.posts,
@@ -151,7 +171,8 @@ async def serve(
                     tg.start_soon(_write_stats, stats_reader, settings)
                 failed = set() if settings.retry_failed_on_start else {f.post.key for f in stores.failures.read()}
                 finished = writer.mined | failed
-                await _run(bus, ingestor, finished, [limiter, miner, writer], sources, settings, exit_when_idle)
+                consumers: list[Consumer[Any]] = [limiter, miner, writer, *writers]
+                await _run(bus, ingestor, finished, consumers, sources, requests or [], settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* CrashLoopError as group:
             crash = group.exceptions[0]
@@ -177,8 +198,9 @@ async def _run(
     bus: Bus,
     ingestor: Ingestor,
     finished: set[str],
-    consumers: list[Limiter | Miner | TraceWriter],
+    consumers: list[Consumer[Any]],
     sources: list[str],
+    requests: list[GenerateEvent | OptimizeEvent],
     settings: Settings,
     exit_when_idle: bool,
 ) -> None:
@@ -192,6 +214,8 @@ async def _run(
             with ingest_scope:
                 await ingestor.recover(finished)
                 await ingestor.run(sources)
+                for request in requests:
+                    await ingestor.submit(request)
             if not exit_when_idle and not stopping.is_set():
                 log.info("input consumed; running until SIGINT or SIGTERM")
                 await stopping.wait()

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from bus.records import Accepted, DeadLetter, Failure, InputEvent, Rejected, Trace
+from bus.records import Accepted, DeadLetter, Draft, Failure, InputEvent, Program, Rejected, Trace
 
 RECORDS: dict[str, Any] = {
     "event": InputEvent,
@@ -21,6 +21,8 @@ RECORDS: dict[str, Any] = {
     "rejected": Rejected,
     "failure": Failure,
     "dead-letter": DeadLetter,
+    "candidate": Draft,
+    "program": Program,
 }
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

@@ -1,0 +1,146 @@
+"""The Generator: writes candidate drafts for a brief with the newest promoted writer program."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import anyio
+import dspy
+from opentelemetry import trace
+
+from actors.base import Consumer
+from actors.model_client import ModelClient, ThreadModels
+from bus.bus import Bus
+from bus.messages import GENERATE_REQUESTED, GenerateRequested
+from bus.records import DeadLetter, Draft, GenerateEvent, Program, Trace
+from runtime.config import Settings
+from runtime.store import JsonlStore
+from runtime.writer.limits import features, fit
+from runtime.writer.lm import limiter_lm, providers_used
+from runtime.writer.metric import WriterMetric
+from runtime.writer.program import Writer, render_brief
+from runtime.writer.programs import Programs
+from runtime.writer.spans import ModuleSpans
+
+log = logging.getLogger(__name__)
+
+
+class GeneratorActor(Consumer[GenerateRequested]):
+    """For each `generate` request, writes `n` drafts, fits them to the platform, scores and stores them.
+
+    The program is the newest promoted one, looked up for every request, so a compile that finishes
+    while the daemon runs is used from the next request on. Drafts are scored by the writer's metric
+    against the author's best mined post (the highest-engagement trace); with no traces yet, only the
+    platform limits count.
+    """
+
+    name = "generator"
+
+    def __init__(
+        self,
+        bus: Bus,
+        dead_letters: JsonlStore[DeadLetter],
+        drafts: JsonlStore[Draft],
+        traces: JsonlStore[Trace],
+        programs: Programs,
+        settings: Settings,
+        show: Callable[[Draft], None] | None = None,
+    ) -> None:
+        super().__init__(bus, GENERATE_REQUESTED, dead_letters)
+        self._drafts = drafts
+        self._traces = traces
+        self._programs = programs
+        self._settings = settings
+        self._show = show
+        self._loaded: tuple[int, Writer] | None = None
+        self.model = ModelClient(bus, self.name)
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.model.run)
+            await super().run()
+
+    def _program(self) -> tuple[Program | None, Writer]:
+        record = self._programs.current()
+        version = record.version if record else 0
+        if self._loaded is None or self._loaded[0] != version:
+            self._loaded = (version, self._programs.load(record))
+            log.info("writing with program v%d", version)
+        return record, self._loaded[1]
+
+    async def handle(self, message: GenerateRequested) -> None:
+        request = message.request
+        record, program = self._program()
+        best = max(self._traces.read(), key=lambda t: t.engagement, default=None)
+        models = ThreadModels(self.model)
+        span = trace.get_current_span()
+        span.set_attributes({"reer.program.version": record.version if record else 0, "reer.drafts": request.n})
+        drafts = []
+        for index in range(request.n):
+            drafts.append(await anyio.to_thread.run_sync(self._draft, message, index, program, record, best, models))
+        await self._drafts.append_many(drafts)
+        for draft in drafts:
+            if self._show is not None:
+                self._show(draft)
+
+    def _draft(
+        self,
+        message: GenerateRequested,
+        index: int,
+        program: Writer,
+        record: Program | None,
+        best: Trace | None,
+        models: ThreadModels,
+    ) -> Draft:
+        request = message.request
+        brief = render_brief(request)
+        lm = limiter_lm(models.generate, temperature=self._settings.writer.temperature,
+                        max_tokens=self._settings.writer.max_tokens)  # fmt: skip
+        used: set[str] = set()
+        token = providers_used.set(used)
+        try:
+            with dspy.context(lm=lm, callbacks=[ModuleSpans()]):
+                prediction = program(brief=brief)
+            plan, text, failure = str(prediction.plan), str(prediction.post), None
+        except Exception as exc:  # a model that breaks DSPy's answer format
+            plan, text, failure = "", "", f"the model's answer could not be read: {str(exc).splitlines()[0][:300]}"
+        finally:
+            providers_used.reset(token)
+        fitted = fit(text, request.platform, request.thread_size)
+        rejected = failure or fitted.rejected
+        score, parts = self._score(request, brief, plan, text, best, models) if not rejected else (0.0, {"limits": 0.0})
+        return Draft(
+            draft_id=f"{message.request_id}-{index + 1}",
+            request_id=message.request_id,
+            request=request,
+            parts=fitted.parts,
+            features=features(fitted.parts),
+            plan=plan,
+            program_version=record.version if record else 0,
+            provider=sorted(used),
+            trace_ids=record.demo_trace_ids if record else [],
+            score=score,
+            score_parts=parts,
+            repaired=fitted.repaired,
+            rejected_reason=rejected,
+            otel_trace_id=format(trace.get_current_span().get_span_context().trace_id, "032x"),
+            created_at=datetime.now(UTC),
+        )
+
+    def _score(
+        self, request: GenerateEvent, brief: str, plan: str, text: str, best: Trace | None, models: ThreadModels
+    ) -> tuple[float, dict[str, float]]:
+        if best is None:
+            return 1.0, {"limits": 1.0}
+        metric = WriterMetric(models.score, self._settings.search.clip_min)
+        measured = metric.measure(brief, plan, text, request.platform, request.thread_size, best.post.text)
+        return measured.score, measured.parts
+
+
+def print_draft(draft: Draft) -> None:
+    """Show a draft on standard output: a header line, then its posts separated by `---`."""
+    verdict = f"REJECTED: {draft.rejected_reason}" if draft.rejected_reason else f"score {draft.score:.3f}"
+    print(f"=== draft {draft.draft_id} (program v{draft.program_version}, {verdict})")
+    print("\n---\n".join(draft.parts) if draft.parts else "(empty)", flush=True)

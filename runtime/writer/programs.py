@@ -1,0 +1,45 @@
+"""The compiled programs of a data dir: `programs/v{N}.json` (DSPy's own JSON) and their index."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bus.records import Program
+from runtime.store import JsonlStore
+from runtime.writer.program import Writer
+
+
+class Programs:
+    """Saved programs and `index.jsonl`, one `Program` record each; the newest promoted one is current."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.index = JsonlStore(folder / "index.jsonl", Program)
+
+    def records(self) -> list[Program]:
+        return list(self.index.read()) if self.index.path.exists() else []
+
+    def current(self) -> Program | None:
+        """The newest promoted program, or None while only the uncompiled program exists."""
+        return next((r for r in reversed(self.records()) if r.promoted), None)
+
+    def path(self, version: int) -> Path:
+        return self.folder / f"v{version}.json"
+
+    def load(self, record: Program | None) -> Writer:
+        """The program of `record`, read with plain DSPy (`Writer().load`); None gives the uncompiled one."""
+        program = Writer()
+        if record is not None:
+            program.load(str(self.path(record.version)))
+        return program
+
+    def save(self, program: Writer, version: int) -> None:
+        """Write the program's file durably (written aside, fsynced, then renamed into place)."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        final = self.path(version)
+        partial = self.folder / f".v{version}.partial.json"
+        program.save(str(partial))
+        with open(partial, "rb") as written:
+            os.fsync(written.fileno())
+        partial.replace(final)
