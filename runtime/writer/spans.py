@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextvars import Token
 from typing import Any
 
 from dspy.utils.callback import BaseCallback
 from opentelemetry import context, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 tracer = trace.get_tracer("reer-runtime.writer")
@@ -15,12 +17,14 @@ class ModuleSpans(BaseCallback):
     """Opens a span when a DSPy module (the writer, each of its predictors) starts; ends it when it ends."""
 
     def __init__(self) -> None:
-        self._open: dict[str, tuple[trace.Span, object]] = {}
+        self._open: dict[str, tuple[trace.Span, Token[Context]]] = {}
 
     def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         name = type(instance).__name__
-        signature = getattr(getattr(instance, "signature", None), "__name__", None)
-        span = tracer.start_span(f"dspy {signature or name}", attributes={"dspy.module": name})
+        signature = getattr(instance, "signature", None)
+        if signature is not None:  # a predictor: named by what it produces, which survives save and load
+            name += f"({', '.join(signature.output_fields)})"
+        span = tracer.start_span(f"dspy {name}", attributes={"dspy.module": type(instance).__name__})
         self._open[call_id] = (span, context.attach(trace.set_span_in_context(span)))
 
     def on_module_end(self, call_id: str, outputs: Any | None, exception: Exception | None = None) -> None:
@@ -28,5 +32,5 @@ class ModuleSpans(BaseCallback):
         if exception is not None:
             span.set_status(Status(StatusCode.ERROR, str(exception)[:500]))
             span.set_attribute("error.type", type(exception).__qualname__)
-        context.detach(token)  # type: ignore[arg-type]
+        context.detach(token)
         span.end()

@@ -1,0 +1,337 @@
+"""The writer: platform limits, the metric, the DSPy program over the Limiter, the Optimizer and Generator."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import dspy
+import pytest
+from dspy.utils import DummyLM
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from actors.generator import GeneratorActor
+from actors.limiter import Limiter
+from actors.optimizer import OptimizerActor, demo_ids
+from bus.bus import Bus
+from bus.messages import (
+    GENERATE_REQUESTED,
+    OPTIMIZE_REQUESTED,
+    GenerateCall,
+    GenerateRequested,
+    Generation,
+    OptimizeRequested,
+    Role,
+)
+from bus.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent, Platform, Program, Scores, Timings, Trace
+from runtime.config import Settings
+from runtime.providers.dummy import DummyProvider
+from runtime.reer.brief import derive_brief
+from runtime.store import JsonlStore
+from runtime.writer.compile import split
+from runtime.writer.limits import features, fit
+from runtime.writer.lm import limiter_lm
+from runtime.writer.metric import WriterMetric, closeness
+from runtime.writer.program import Writer, example, render_brief
+from runtime.writer.programs import Programs
+from tests.conftest import RunDaemon
+from tests.helpers import make_post, post_line
+from tests.openai_server import FakeServer, serving
+from tests.test_schemas import validate_store
+
+pytestmark = pytest.mark.anyio
+
+PLAN = "Angle: I will show why restores matter.\nHook: I will open with a lost file.\nStructure: I will tell then ask."
+POST = "Backups you never restored are only hopes. Test a restore this week. What did yours teach you?"
+
+
+class ScriptedWriter(DummyProvider):
+    """Answers DSPy's field-prefilled requests with a fixed plan or post; scores with the real `dummy://` model."""
+
+    def __init__(self, post: str = POST) -> None:
+        super().__init__("dummy://scripted")
+        self.post = post
+        self.calls: list[GenerateCall] = []
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        self.calls.append(call)
+        text = PLAN if "[[ ## plan ## ]]" in call.prefill else self.post
+        return Generation(text=text, input_tokens=10, output_tokens=len(text), finish_reason="stop")
+
+
+def sync_generate(provider: DummyProvider) -> object:
+    return lambda call: anyio.from_thread.run(provider.generate, call)
+
+
+# --- platform limits ---------------------------------------------------------------------------
+
+
+def test_limits_are_enforced_repaired_or_refused_with_a_reason() -> None:
+    assert fit("A short post.", Platform.X, 1).parts == ["A short post."]
+    long_post = "This sentence is forty characters long. " * 8
+    refused = fit(long_post, Platform.X, 1)
+    assert refused.rejected == f"over the x limit: {len(long_post.strip())} characters (at most 280)"
+    assert fit(long_post, Platform.LINKEDIN, 1).rejected is None  # 3,000 there
+    split_thread = fit(long_post, Platform.X, 3)
+    assert split_thread.rejected is None and len(split_thread.parts) == 2
+    assert all(len(p) <= 280 for p in split_thread.parts) and "split posts over 280" in (split_thread.repaired or "")
+    thread = fit("1/ First post.\n---\n2/ Second post.\n---\n3/ Third.", Platform.BLUESKY, 2)
+    assert thread.parts == ["First post.", "Second post.", "Third."]
+    assert thread.rejected == "a thread of 3 posts, over the 2 asked for"
+    assert fit("One.\n---\nTwo.", Platform.X, 1).parts == ["One.\n\nTwo."]
+    assert fit("   ", Platform.X, 1).rejected == "empty draft"
+    many = "\n---\n".join(f"Post {i}." for i in range(26))
+    assert fit(many, Platform.X, 25).rejected == "a thread of 26 posts, over the 25 asked for"
+    counted = features(["Ship it #buildinpublic @friend https://example.com", "Two words"])
+    assert (counted.hashtags, counted.mentions, counted.links, counted.words) == (1, 1, 1, 7)
+
+
+# --- the metric --------------------------------------------------------------------------------
+
+
+def scorer() -> WriterMetric:
+    model = DummyProvider()
+    return WriterMetric(lambda call: anyio.run(model.score, call), clip_min=-2.0)
+
+
+def test_the_metric_refuses_broken_limits_and_rewards_plans_that_explain_the_post() -> None:
+    metric = scorer()
+    brief = "Write a short post for x (at most 280 characters)."
+    too_long = metric.measure(brief, PLAN, "x" * 300, Platform.X, 1, POST)
+    assert too_long.score == 0.0 and "breaks the platform's limits" in too_long.feedback
+    explaining = metric.measure(brief, f"I will say: {POST}", POST, Platform.X, 1, POST)
+    unrelated = metric.measure(brief, "I will talk about the weather in spring.", POST, Platform.X, 1, POST)
+    assert explaining.parts["reer"] > unrelated.parts["reer"]  # the scorer finds the post likelier
+    assert explaining.parts["closeness"] == pytest.approx(1.0)
+    assert explaining.score == pytest.approx((explaining.parts["closeness"] + explaining.parts["reer"]) / 2)
+    assert closeness("abc def", "xyz uvw") == 0.0
+    gold = dspy.Example(brief=brief, post=POST, platform="x").with_inputs("brief")
+    graded = WriterMetric(metric.score_call, -2.0, feedback=True)(gold, dspy.Prediction(plan=PLAN, post=POST))
+    assert isinstance(graded, dspy.Prediction) and "nats per token" in graded.feedback and graded.score > 0
+
+
+# --- the program over the Limiter's bridge -----------------------------------------------------
+
+
+async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief() -> None:
+    provider = ScriptedWriter()
+    lm = limiter_lm(sync_generate(provider), temperature=0.5, max_tokens=64)  # type: ignore[arg-type]
+    request = GenerateEvent(topic="restore tests", audience="indie devs", thread_size=2, call_to_action="reply")
+
+    def run() -> dspy.Prediction:
+        with dspy.context(lm=lm):
+            return Writer()(brief=render_brief(request))
+
+    prediction = await anyio.to_thread.run_sync(run)
+    assert prediction.plan == PLAN and prediction.post == POST
+    plan_call, write_call = provider.calls
+    assert plan_call.prefill == "[[ ## plan ## ]]\n" and write_call.prefill == "[[ ## post ## ]]\n"
+    assert "[[ ## completed ## ]]" in plan_call.stop and plan_call.temperature == 0.5 and plan_call.max_tokens == 64
+    brief = plan_call.messages[-1].content
+    assert "Topic: restore tests." in brief and "a thread of 2 posts, each at most 280" in brief
+    assert "Audience: indie devs." in brief and "Call to action: reply." in brief
+    assert PLAN in write_call.messages[-1].content  # the writer step sees the plan
+
+
+def test_the_program_runs_on_dspys_dummy_lm() -> None:
+    lm = DummyLM([{"plan": PLAN}, {"post": POST}])
+    with dspy.context(lm=lm):
+        prediction = Writer()(brief="Write a short post for x.")
+    assert (prediction.plan, prediction.post) == (PLAN, POST)
+
+
+def make_trace(i: int, post: str, plan: str = PLAN) -> Trace:
+    source = make_post(i, post)
+    return Trace(
+        trace_id=f"t{i}",
+        post=source,
+        engagement=1.0 - i / 100,
+        brief=derive_brief(source),
+        otel_trace_id="0" * 32,
+        mined_at=datetime.now(UTC),
+        plan_initial=plan,
+        plan=plan,
+        scores=Scores(no_plan=1.5, initial=1.4, final=1.3),
+        overlap=0.0,
+        steps=[],
+        leak_rejections=0,
+        generators=["dummy://"],
+        scorers=["dummy://"],
+        timings=Timings(total_s=1, generate_s=1, score_s=0, generate_calls=1, score_calls=1),
+    )
+
+
+POSTS = [
+    "Shipped dark mode after three weekends. Thank you, testers!",
+    "Removing the free tier cut signups but doubled paid conversions. Would you?",
+    "Backups you never restored are hopes. Test one this week.",
+    "We answer every support email within a day. It is our best marketing.",
+    "Pricing page rewrite: one plan, one price, fewer questions.",
+    "Our changelog is the most read page after pricing. Write it for humans.",
+]
+
+
+async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy(tmp_path: Path) -> None:
+    traces = [make_trace(i, text) for i, text in enumerate(POSTS)]
+    trainset, valset = split([example(t) for t in traces], 0.25)
+    assert len(valset) == 2 and {e.trace_id for e in trainset + valset} == {t.trace_id for t in traces}
+    provider = ScriptedWriter()
+    lm = limiter_lm(sync_generate(provider))  # type: ignore[arg-type]
+    metric = WriterMetric(lambda call: anyio.from_thread.run(provider.score, call), -2.0)
+
+    def compile_it() -> Writer:
+        from runtime.writer.compile import compile_writer
+
+        return compile_writer("bootstrap", trainset, valset, metric, lm, Settings(data_dir=tmp_path).writer)
+
+    program = await anyio.to_thread.run_sync(compile_it)
+    demos = program.plan.demos
+    assert demos and all(d.brief in {e.brief for e in trainset} for d in demos)
+    assert set(demo_ids(program, trainset)) <= {e.trace_id for e in trainset} and demo_ids(program, trainset)
+    programs = Programs(tmp_path / "programs")
+    programs.save(program, 1)
+    loaded = Writer()
+    loaded.load(str(tmp_path / "programs" / "v1.json"))  # plain DSPy, no custom state
+    assert [(d["brief"], d["plan"]) for d in loaded.plan.demos] == [(d.brief, d.plan) for d in demos]
+    assert not list((tmp_path / "programs").glob(".*partial*"))
+
+
+# --- the actors on a real bus and Limiter ------------------------------------------------------
+
+
+async def run_actors(
+    tmp_path: Path, provider: DummyProvider, messages: list[object], traces: int = len(POSTS)
+) -> tuple[list[Draft], list[Program]]:
+    settings = Settings(data_dir=tmp_path, writer={"min_traces": 4, "max_demos": 2})
+    dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
+    store = JsonlStore(tmp_path / "traces.jsonl", Trace)
+    drafts = JsonlStore(tmp_path / "drafts.jsonl", Draft)
+    programs = Programs(tmp_path / "programs")
+    for opened in (dead, store, drafts, programs.index):
+        opened.open()
+    await store.append_many([make_trace(i, text) for i, text in enumerate(POSTS[:traces])])
+    bus = Bus()
+    chains: dict[Role, list[DummyProvider]] = {"generator": [provider], "scorer": [provider]}
+    actors = [
+        Limiter(bus, dead, chains, {}),  # type: ignore[arg-type]
+        OptimizerActor(bus, dead, store, programs, settings),
+        GeneratorActor(bus, dead, drafts, store, programs, settings),
+    ]
+    async with anyio.create_task_group() as tg:
+        for actor in actors:
+            tg.start_soon(actor.run)
+        for message in messages:
+            if isinstance(message, GenerateRequested):
+                await bus.publish(GENERATE_REQUESTED, message)
+            else:
+                assert isinstance(message, OptimizeRequested)
+                await bus.publish(OPTIMIZE_REQUESTED, message)
+            await bus.wait_idle()
+        bus.close()
+    assert not list(dead.read())
+    return list(drafts.read()), programs.records()
+
+
+async def test_optimize_then_generate_uses_the_promoted_program_without_a_restart(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="restore tests", n=2))
+    again = GenerateRequested(request_id="r2", request=GenerateEvent(topic="pricing", platform=Platform.BLUESKY, n=1))
+    optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap"))
+    drafts, programs = await run_actors(tmp_path, ScriptedWriter(), [ask, optimize, again])
+    (program,) = programs
+    assert program.version == 1 and program.promoted == (program.score >= program.baseline)
+    assert program.model_calls > 0 and set(program.demo_trace_ids) <= set(program.train_trace_ids)
+    assert [d.program_version for d in drafts] == [0, 0, 1 if program.promoted else 0]
+    assert [d.draft_id for d in drafts] == ["r1-1", "r1-2", "r2-1"]
+    for draft in drafts:
+        assert draft.parts == [POST] and draft.plan == PLAN and draft.rejected_reason is None
+        assert draft.provider == ["dummy://scripted"] and 0 < draft.score <= 1
+        assert set(draft.score_parts) == {"limits", "closeness", "reer"}
+    assert drafts[2].trace_ids == program.demo_trace_ids
+    # the DSPy modules and the model calls are spans in the trace of the request that caused them
+    finished = spans.get_finished_spans()
+    (process,) = [s for s in finished if s.name == "process generate.requested" and s.attributes["reer.drafts"] == 1]
+    in_trace = [s for s in finished if s.context.trace_id == process.context.trace_id]
+    assert {"dspy Writer", "dspy Predict(plan)", "dspy Predict(post)"} <= {s.name for s in in_trace}
+    assert sum(s.name.startswith("chat ") for s in in_trace) == 2  # plan and write, through the Limiter
+    assert any(s.name.startswith("score ") for s in in_trace)  # the metric's scorer call
+
+
+async def test_a_draft_over_the_limit_is_kept_with_the_reason(tmp_path: Path) -> None:
+    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="long", n=1))
+    (draft,), _ = await run_actors(tmp_path, ScriptedWriter(post="word " * 80), [ask])
+    assert draft.rejected_reason == "over the x limit: 399 characters (at most 280)" and draft.score == 0.0
+
+
+async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> None:
+    programs = Programs(tmp_path / "programs")
+    programs.index.open()
+    for version, promoted in ((1, True), (2, False)):
+        programs.save(Writer(), version)
+        await programs.index.append(
+            Program(
+                version=version,
+                optimizer="bootstrap",
+                score=0.1 * version,
+                baseline=0.5,
+                promoted=promoted,
+                train_trace_ids=[],
+                val_trace_ids=[],
+                demo_trace_ids=[f"t{version}"],
+                model_calls=0,
+                compile_s=0,
+                created_at=datetime.now(UTC),
+            )
+        )
+    programs.index.close()
+    ask = GenerateRequested(request_id="r", request=GenerateEvent(topic="x", n=1))
+    (draft,), _ = await run_actors(tmp_path, ScriptedWriter(), [ask])
+    assert draft.program_version == 1 and draft.trace_ids == ["t1"]
+
+
+async def test_too_few_traces_compile_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    optimize = OptimizeRequested(request=OptimizeEvent())
+    _, programs = await run_actors(tmp_path, ScriptedWriter(), [optimize], traces=3)
+    assert programs == [] and "not compiling: 3 traces in the store, at least 4 needed" in caplog.text
+
+
+# --- the whole loop, as a user runs it --------------------------------------------------------
+
+
+def test_mine_optimize_generate_as_subprocesses_with_valid_records(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    posts = tmp_path / "in.jsonl"
+    request = {"type": "generate", "topic": "restore tests", "platform": "bluesky", "n": 1}
+    posts.write_text("".join(post_line(i) + "\n" for i in range(24)) + json.dumps(request) + "\n")
+    data = tmp_path / "data"
+    with serving(FakeServer(generator=ScriptedWriter())) as server:
+        env = {"REER_GENERATOR": server.uri(), "REER_SCORER": "dummy://"}
+        mined = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.5", env=env)
+        assert mined.returncode == 0, mined.stderr
+        assert mined.stdout.count("=== draft") == 1  # the generate event in the input, with program v0
+        optimized = run_daemon("optimize", "--optimizer", "bootstrap", env=env)
+        assert optimized.returncode == 0, optimized.stderr
+        assert "compiling program v1 with bootstrap" in optimized.stderr
+        drafted = run_daemon("generate", "--topic", "pricing pages", "--n", "2", "--thread-size", "2", env=env)
+        assert drafted.returncode == 0, drafted.stderr
+    assert drafted.stdout.count("=== draft") == 2 and POST in drafted.stdout
+    assert validate_store(data / "traces.jsonl", "trace") >= 4
+    assert validate_store(data / "posts.jsonl", "accepted") == 24
+    assert validate_store(data / "programs" / "index.jsonl", "program") == 1
+    assert validate_store(data / "drafts.jsonl", "candidate") == 3
+    program = json.loads((data / "programs" / "index.jsonl").read_text())
+    drafts = [json.loads(line) for line in (data / "drafts.jsonl").read_text().splitlines()]
+    assert drafts[0]["request"]["platform"] == "bluesky" and drafts[0]["program_version"] == 0
+    expected = program["version"] if program["promoted"] else 0
+    assert [d["program_version"] for d in drafts[1:]] == [expected, expected]
+    assert all(d["parts"] == [POST] and d["rejected_reason"] is None for d in drafts)
+    loaded = Writer()
+    loaded.load(str(data / "programs" / "v1.json"))  # plain DSPy reads what the Optimizer saved
+    assert len(loaded.plan.demos) == len(json.loads((data / "programs" / "v1.json").read_text())["plan"]["demos"])
+
+
+def test_generate_explains_bad_arguments(run_daemon: RunDaemon) -> None:
+    done = run_daemon("generate", "--topic", "x", "--n", "50")
+    assert done.returncode == 2 and "Expected `int` <= 20 - at `$.n`" in done.stderr
