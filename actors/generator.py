@@ -72,8 +72,10 @@ class GeneratorActor(Consumer[GenerateRequested]):
 
     async def handle(self, message: GenerateRequested) -> None:
         request = message.request
-        record, program = self._program()
-        best = max(self._traces.read(), key=lambda t: t.engagement, default=None)
+        record, program = await anyio.to_thread.run_sync(self._program)
+        best = await anyio.to_thread.run_sync(
+            lambda: max(self._traces.read(), key=lambda t: t.engagement, default=None)
+        )
         models = ThreadModels(self.model)
         span = trace.get_current_span()
         span.set_attributes({"reer.program.version": record.version if record else 0, "reer.drafts": request.n})

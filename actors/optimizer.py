@@ -60,7 +60,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
     async def handle(self, message: OptimizeRequested) -> None:
         settings = self._settings.writer
         optimizer: Optimizer = message.request.optimizer or settings.optimizer
-        traces = list(self._traces.read())[-settings.max_traces :]
+        traces = (await anyio.to_thread.run_sync(list, self._traces.read()))[-settings.max_traces :]
         if len(traces) < settings.min_traces:
             log.warning("not compiling: %d traces in the store, at least %d needed (writer.min_traces)",
                         len(traces), settings.min_traces)  # fmt: skip
