@@ -94,7 +94,7 @@ class FakeServer:
         call = GenerateCall(
             messages=[ChatMessage(m["role"], m["content"]) for m in messages],
             prefill=prefill,
-            max_tokens=body.get("max_tokens", 256),
+            max_tokens=body.get("max_tokens") or body.get("max_completion_tokens", 256),
             temperature=body.get("temperature", 1.0),
             top_p=body.get("top_p", 1.0),
             stop=body.get("stop") or [],

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from runtime.providers.base import Provider, ProviderConfigError
 
-SCHEMES = ("mlx", "openai", "dummy", "fault")
+SCHEMES = ("mlx", "openai", "dspy", "dummy", "fault")
 
 
 def open_provider(uri: str, data_dir: Path) -> Provider:
@@ -29,6 +29,10 @@ def open_provider(uri: str, data_dir: Path) -> Provider:
         from runtime.providers.server import ServerProvider
 
         return ServerProvider.from_uri(uri)
+    if scheme == "dspy":
+        from runtime.providers.dspy_lm import DspyProvider
+
+        return DspyProvider.from_uri(uri)
     if scheme == "fault":
         from runtime.providers.fault import FaultProvider
 

@@ -1,0 +1,87 @@
+"""`dspy://<provider>/<model>`: a chat model reached through DSPy's `dspy.LM` (litellm model strings).
+
+    dspy://openai/gpt-4o-mini        dspy://anthropic/claude-haiku-4-5        dspy://ollama_chat/llama3.1
+
+Keys come from the provider's usual environment variables (`OPENAI_API_KEY`, ...); `?api_base=URL`
+points at another endpoint. A generator only: chat APIs return no log-probabilities for a prompt,
+so a scorer on `dspy://` is refused at start. The Limiter owns retries, so DSPy's are off, and so
+is its cache. A prefilled answer is asked for in the last user message, as chat APIs do not
+continue an assistant message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
+from runtime.providers.base import ProviderConfigError, ProviderError
+
+RETRYABLE = ("LMRateLimitError", "LMServerError", "LMTimeoutError", "LMTransportError")
+
+
+class DspyProvider:
+    """The provider behind `dspy://`."""
+
+    system = "dspy"
+
+    def __init__(self, uri: str, model: str, api_base: str | None) -> None:
+        import dspy
+
+        self.uri = uri
+        self.model = model
+        extra = {"api_base": api_base} if api_base else {}
+        self._lm = dspy.LM(model, cache=False, num_retries=0, **extra)
+
+    @classmethod
+    def from_uri(cls, uri: str) -> DspyProvider:
+        parts = urlsplit(uri)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if set(query) - {"api_base"}:
+            raise ProviderConfigError(f"unknown option(s) in {uri!r}; known: api_base")
+        model = f"{parts.netloc}{parts.path}".strip("/")
+        if "/" not in model:
+            raise ProviderConfigError(f"{uri!r}: expected dspy://PROVIDER/MODEL, e.g. dspy://openai/gpt-4o-mini")
+        return cls(uri, model, query.get("api_base"))
+
+    async def check(self, role: Role) -> str:
+        if role == "scorer":
+            raise ProviderConfigError(
+                f"{self.uri} cannot be a scorer: chat APIs reached through DSPy return no log-probabilities for a "
+                "prompt. Use it as --generator and score with mlx://... or an openai:// server that echoes them."
+            )
+        return f"{self.model} through dspy.LM (litellm)"
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in call.messages]
+        if call.prefill:
+            messages[-1]["content"] += f"\n\nBegin your answer with exactly this text, then go on:\n{call.prefill}"
+        options: dict[str, Any] = {"temperature": call.temperature, "max_tokens": call.max_tokens, "top_p": call.top_p}
+        if call.stop:
+            options["stop"] = call.stop
+        if call.seed is not None:
+            options["seed"] = call.seed
+        try:
+            response = await self._lm.aforward(messages=messages, **options)
+        except Exception as exc:  # DSPy's LMError family, named by class
+            name = type(exc).__name__
+            raise ProviderError(f"{name}: {exc}", retryable=name in RETRYABLE,
+                                retry_after=getattr(exc, "retry_after", None)) from None  # fmt: skip
+        choice = response.choices[0]
+        text = choice.message.content or ""
+        if call.prefill and text.startswith(call.prefill):
+            text = text[len(call.prefill) :]
+        usage = getattr(response, "usage", None)
+        return Generation(
+            text=text,
+            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            finish_reason=choice.finish_reason or "stop",
+            provider=self.uri,
+        )
+
+    async def score(self, call: ScoreCall) -> TokenScores:
+        raise ProviderError(f"{self.uri} cannot score: chat APIs return no prompt log-probabilities")
+
+    async def aclose(self) -> None:
+        return None
