@@ -41,14 +41,13 @@ async def test_a_litellm_model_generates_with_the_key_from_the_environment(monke
 
 async def test_rate_limits_are_retryable_and_refused_keys_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    with serving(FakeServer(key=KEY, failures=[Failure(429, retry_after="3")])) as server:
-        with pytest.raises(ProviderError) as limited:
-            await provider(server).generate(CALL)
+    limited_server = FakeServer(key=KEY, failures=[Failure(429, retry_after="3")])
+    with serving(limited_server) as server, pytest.raises(ProviderError) as limited:
+        await provider(server).generate(CALL)
     assert limited.value.retryable
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
-    with serving(FakeServer(key=KEY)) as server:
-        with pytest.raises(ProviderError) as refused:
-            await provider(server).generate(CALL)
+    with serving(FakeServer(key=KEY)) as server, pytest.raises(ProviderError) as refused:
+        await provider(server).generate(CALL)
     assert not refused.value.retryable and "LMAuthError" in str(refused.value)
 
 
