@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +28,9 @@ from runtime.inputs import Line, read_batches
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
+
+Reader = Callable[[str], AsyncIterator[list[Line]]]
+"""Batches of input lines from a source."""
 tracer = trace.get_tracer("reer-runtime.ingestor")
 
 _decoder = msgspec.json.Decoder(InputEvent)
@@ -96,9 +100,13 @@ class Ingestor:
         batch_max_lines: int,
         max_text_chars: int = 10_000,
         max_nesting: int = 32,
+        mine_all_kinds: bool = False,
+        read: Reader | None = None,
     ) -> None:
         self.bus = bus
         self._max_nesting = max_nesting
+        self._mine_all_kinds = mine_all_kinds
+        self._read: Reader = read or (lambda source: read_batches(source, max_line_bytes, batch_max_lines))
         self._max_text_chars = max_text_chars
         self._ledger = ledger
         self._rejected = rejected
@@ -111,7 +119,8 @@ class Ingestor:
         self._selected_before: list[Accepted] = []
         for accepted in ledger.read():
             self._seen.add(accepted.post.key)
-            self._ranks.add(accepted.post.author, accepted.post.metrics)
+            if self._minable(accepted.post):
+                self._ranks.add(accepted.post.author, accepted.post.metrics)
             if accepted.selected:
                 self._selected_before.append(accepted)
         self.counts = IngestCounts()
@@ -129,8 +138,12 @@ class Ingestor:
         """Ingest every source, in order."""
         for source in sources:
             name = "stdin" if source == "-" else source
-            async for batch in read_batches(source, self._max_line_bytes, self._batch_max_lines):
-                await self.ingest(name, batch)
+            try:
+                async for batch in self._read(source):
+                    await self.ingest(name, batch)
+            except (OSError, ValueError) as exc:  # a whole source unreadable: say so, go on with the others
+                log.error("cannot read %s: %s", name, exc)
+                continue
             log.info(
                 "read %s: %d lines, %d posts accepted (%d selected), %d rejected",
                 name,
@@ -160,7 +173,8 @@ class Ingestor:
                 raw = line.data.decode("utf-8", errors="backslashreplace")
                 rejected.append(Rejected(source=source, line=line.number, raw=raw, reason=checked, rejected_at=now))
         for _, post in posts:
-            self._ranks.add(post.author, post.metrics)
+            if self._minable(post):
+                self._ranks.add(post.author, post.metrics)
         accepted = [self._decide(source, line, post, now) for line, post in posts]
         await self._rejected.append_many(rejected)
         await self._ledger.append_many(accepted)
@@ -189,6 +203,8 @@ class Ingestor:
                 await self.bus.publish(OPTIMIZE_REQUESTED, OptimizeRequested(request=request))
 
     def _check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | str:
+        if line.reason:
+            return line.reason
         if line.too_long:
             return f"too long: the line is over the limit of {self._max_line_bytes} bytes (max_line_bytes)"
         event = parse_line(line.data, self._max_nesting)
@@ -202,9 +218,17 @@ class Ingestor:
             return f"too long: the text has {len(event.text)} characters, over max_text_chars ({self._max_text_chars})"
         return event
 
+    def _minable(self, post: PostEvent) -> bool:
+        """Reposts and replies are not the author's own writing: not ranked or mined unless configured."""
+        return post.kind == "original" or self._mine_all_kinds
+
     def _decide(self, source: str, line: Line, post: PostEvent, now: datetime) -> Accepted:
         engagement = self._ranks.score(post.author, post.metrics)
-        selected = engagement >= self._min_engagement and self._ranks.count(post.author) >= self._min_author_posts
+        selected = (
+            self._minable(post)
+            and engagement >= self._min_engagement
+            and self._ranks.count(post.author) >= self._min_author_posts
+        )
         return Accepted(
             post=post, engagement=engagement, selected=selected, source=source, line=line.number, accepted_at=now
         )

@@ -54,8 +54,11 @@ class Metrics(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 # Input events: one JSON object per line, told apart by "type".
 
 
+PostKind = Literal["original", "repost", "reply"]
+
+
 class PostEvent(msgspec.Struct, frozen=True, tag="post", tag_field="type"):
-    """A published post with its engagement figures."""
+    """A published post with its engagement figures. Only originals are mined unless configured."""
 
     id: NonEmpty
     text: NonEmpty
@@ -63,6 +66,7 @@ class PostEvent(msgspec.Struct, frozen=True, tag="post", tag_field="type"):
     platform: Platform
     author: NonEmpty
     metrics: Metrics
+    kind: PostKind = "original"
 
     @property
     def key(self) -> str:

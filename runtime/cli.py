@@ -59,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--input", "-i", action="append", metavar="PATH", help="a JSON Lines file; '-' is stdin (the default); repeat"
     )
+    start.add_argument(
+        "--format",
+        choices=["auto", "jsonl", "x-analytics", "x-archive", "csv"],
+        help="the input's format: JSON Lines, an X Analytics CSV, an X archive (tweets.js or the unpacked "
+        "folder), or any CSV with --csv; default: told from the content",
+    )
+    start.add_argument(
+        "--csv",
+        metavar="KEY=VALUE,...",
+        help="how a CSV's columns map to a post, e.g. text=text,time=created_at,time_format=%%m/%%d/%%y %%H:%%M,"
+        "id=url,likes=favorites,reposts=retweets,replies=replies,author=user,encoding=cp1252",
+    )
     start.add_argument("--min-engagement", type=float, metavar="X", help="mine posts scoring at least X in [0, 1]")
     start.add_argument("--exit-when-idle", action="store_true", help="exit 0 once the input is consumed and mined")
     start.add_argument(
@@ -167,6 +179,7 @@ def _start(args: argparse.Namespace) -> int:
 
     from runtime.config import ConfigError, load_settings
     from runtime.daemon import check_chains, make_data_dir, open_chains, serve
+    from runtime.imports.sources import check
     from runtime.lock import DataDirLockedError, exclusive
     from runtime.logs import setup_logging
     from runtime.providers import ProviderConfigError
@@ -179,11 +192,18 @@ def _start(args: argparse.Namespace) -> int:
         print(f"reer-runtime: {exc}", file=sys.stderr)
         return EXIT_USAGE
     sources = [] if retrying or requests else args.input or ["-"]
-    missing = [s for s in sources if s != "-" and not Path(s).is_file()]
+    missing = [s for s in sources if s != "-" and not Path(s).exists()]
     if missing:
         print(f"reer-runtime: no such input file: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        csv_mapping = _csv_mapping(getattr(args, "csv", None))
+    except ValueError as exc:
+        print(f"reer-runtime: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     flags = {
+        "input_format": getattr(args, "format", None),
+        "csv": csv_mapping,
         "generator": args.generator or args.provider,
         "scorer": args.scorer or args.provider,
         "min_engagement": args.min_engagement,
@@ -195,9 +215,12 @@ def _start(args: argparse.Namespace) -> int:
             settings = load_settings(_data_dir(args), **flags)
             make_data_dir(settings.data_dir)
             stack.enter_context(exclusive(settings.data_dir))
+            for source in sources:
+                if source != "-":
+                    check(Path(source), settings.input_format, settings.csv)
             chains = open_chains(settings)
             telemetry = setup_telemetry(args.metrics_port)
-        except (ConfigError, ProviderConfigError, DataDirLockedError, OSError) as exc:
+        except (ConfigError, ProviderConfigError, DataDirLockedError, OSError, ValueError) as exc:
             print(f"reer-runtime: {exc}", file=sys.stderr)
             return EXIT_USAGE
         stack.callback(telemetry.shutdown)
@@ -218,6 +241,16 @@ def _start(args: argparse.Namespace) -> int:
         )
         code: int = anyio.run(run)
     return code
+
+
+def _csv_mapping(flag: str | None) -> dict[str, str] | None:
+    """`text=body,time=date` as a dict; a value may not contain a comma."""
+    if not flag:
+        return None
+    pairs = [part.split("=", 1) for part in flag.split(",") if part.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"--csv wants KEY=VALUE pairs separated by commas, got {flag!r}")
+    return {k.strip(): v for k, v in pairs}
 
 
 def _requests(args: argparse.Namespace) -> list[GenerateEvent | OptimizeEvent]:

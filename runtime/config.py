@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bus.records import Platform
+
 CONFIG_FILE = "config.toml"
 DEFAULT_MODEL = "mlx://smollm2-135m"
 
@@ -53,6 +55,28 @@ class LimitSettings(BaseModel):
     max_retry_after_s: float = Field(60.0, ge=0)
     circuit_failures: int = Field(5, ge=1, description="failed attempts in a row that open the circuit")
     circuit_reset_s: float = Field(30.0, gt=0, description="how long an open circuit refuses calls")
+
+
+class CsvMapping(BaseModel):
+    """How the columns of a CSV export become a post (`--csv KEY=VALUE,...` or `[csv]`)."""
+
+    text: str = Field("text", description="column of the post's text")
+    time: str = Field("created_at", description="column of the publication time")
+    time_format: str | None = Field(None, description="strptime format of the time, e.g. '%m/%d/%y %H:%M'; "
+                                    "default ISO 8601; a time without a zone is UTC")  # fmt: skip
+    id: str | None = Field(None, description="column of the post's id or permalink (default: the row number)")
+    likes: str | None = None
+    reposts: str | None = None
+    replies: str | None = None
+    impressions: str | None = None
+    author: str | None = Field(None, description="column of the author's handle")
+    author_name: str = Field("me", description="the author when there is no author column")
+    platform: Platform = Platform.X
+    encoding: str | None = Field(None, description="the file's encoding (default: UTF-8, else cp1252)")
+
+    def columns(self) -> list[str]:
+        named = [self.text, self.time, self.id, self.likes, self.reposts, self.replies, self.impressions, self.author]
+        return [c for c in named if c]
 
 
 class WriterSettings(BaseModel):
@@ -95,6 +119,11 @@ class Settings(BaseSettings):
     retry_failed_on_start: bool = Field(False, description="mine again, at start, the posts in failed.jsonl")
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    input_format: Literal["auto", "jsonl", "x-analytics", "x-archive", "csv"] = Field(
+        "auto", description="the format of the input files; auto tells it from their content"
+    )
+    csv: CsvMapping = Field(default_factory=CsvMapping)
+    mine_reposts_and_replies: bool = Field(False, description="also mine reposts (RT @...) and replies")
     search: SearchSettings = Field(default_factory=SearchSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
     limits: dict[str, LimitSettings] = Field(

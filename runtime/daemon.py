@@ -7,6 +7,7 @@ import os
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from bus.messages import Role
 from bus.records import Accepted, DeadLetter, Draft, Failure, GenerateEvent, OptimizeEvent, Rejected, Trace
 from runtime import metrics
 from runtime.config import DEFAULT_MODEL, Settings
+from runtime.imports.sources import batches
 from runtime.providers import Provider, open_provider
 from runtime.stats import write_snapshot
 from runtime.store import JsonlStore
@@ -163,6 +165,14 @@ async def serve(
             batch_max_lines=settings.batch_max_lines,
             max_text_chars=settings.max_text_chars,
             max_nesting=settings.max_nesting,
+            mine_all_kinds=settings.mine_reposts_and_replies,
+            read=partial(
+                batches,
+                fmt=settings.input_format,
+                mapping=settings.csv,
+                max_line_bytes=settings.max_line_bytes,
+                max_lines=settings.batch_max_lines,
+            ),
         )
         crash: BaseException | None = None
         try:

@@ -19,11 +19,15 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Line:
-    """One input line: its 1-based number, its bytes (cut at the cap) and whether it was cut."""
+    """One input line: its 1-based number, its bytes (cut at the cap) and whether it was cut.
+
+    An importer's row that could not become an event carries its raw text and the `reason`.
+    """
 
     number: int
     data: bytes
     too_long: bool = False
+    reason: str | None = None
 
 
 class LineSplitter:

@@ -1,0 +1,69 @@
+"""What every importer shares: a post from a row's fields, normalised, as an input line."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from datetime import datetime
+
+import msgspec
+
+from bus.records import Metrics, Platform, PostEvent, PostKind
+from runtime.inputs import Line
+
+
+class RowError(ValueError):
+    """A row that cannot become a post; the message is the reason kept with it."""
+
+
+def kind_of(text: str, in_reply_to: bool = False) -> PostKind:
+    """`repost` for `RT @...`, `reply` for an answer (or a text that opens with a mention), else `original`."""
+    if text.startswith("RT @"):
+        return "repost"
+    if in_reply_to or text.startswith("@"):
+        return "reply"
+    return "original"
+
+
+def count(value: str | int | float | None, name: str) -> int:
+    """A metric such as `1938.0`, `1,938` or `-` (none) as a count."""
+    if value is None or value in ("", "-"):
+        return 0
+    try:
+        number = float(str(value).replace(",", ""))
+    except ValueError:
+        raise RowError(f"invalid metric: {name} is {value!r}, not a number") from None
+    if number < 0 or number != int(number):
+        raise RowError(f"invalid metric: {name} is {value!r}, not a count")
+    return int(number)
+
+
+def make_post(
+    *,
+    id: str,
+    text: str,
+    created_at: datetime,
+    platform: Platform,
+    author: str,
+    likes: int,
+    reposts: int,
+    replies: int,
+    impressions: int | None,
+    in_reply_to: bool = False,
+) -> PostEvent:
+    """A post with its text unescaped (`&amp;` to `&`) and its kind marked."""
+    text = html.unescape(text).strip()
+    if not text:
+        raise RowError("invalid event: the text is empty")
+    metrics = Metrics(likes=likes, reposts=reposts, replies=replies, impressions=impressions)
+    return PostEvent(id=id, text=text, created_at=created_at, platform=platform, author=author, metrics=metrics,
+                     kind=kind_of(text, in_reply_to))  # fmt: skip
+
+
+def lines(rows: Iterator[tuple[int, str, PostEvent | str]]) -> Iterator[Line]:
+    """Input lines from (row number, raw row, post or reason): a post as its JSON event, a failure with its reason."""
+    for number, raw, result in rows:
+        if isinstance(result, str):
+            yield Line(number, raw.encode(), reason=result)
+        else:
+            yield Line(number, msgspec.json.encode(result))

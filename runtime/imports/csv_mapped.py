@@ -1,0 +1,59 @@
+"""Any CSV, read through a column mapping (for example the FiveThirtyEight file, in cp1252 with HTML entities)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from bus.records import PostEvent
+from runtime.config import CsvMapping
+from runtime.imports.common import RowError, count, make_post
+
+
+def looks_like(head: str, mapping: CsvMapping) -> bool:
+    header = next(csv.reader(io.StringIO(head.splitlines()[0] if head else "")), [])
+    return mapping.text in header and mapping.time in header
+
+
+def rows(text: str, mapping: CsvMapping) -> Iterator[tuple[int, str, PostEvent | str]]:
+    """(row number, raw row, post or reason) for each row."""
+    raw_lines = text.splitlines()
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in mapping.columns() if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"the CSV has no column {', '.join(map(repr, missing))} (columns: {reader.fieldnames})")
+    for row in reader:
+        number = reader.line_num
+        raw = raw_lines[number - 1] if number - 1 < len(raw_lines) else ""
+        try:
+            yield number, raw, _post(row, mapping, number)
+        except RowError as exc:
+            yield number, raw, str(exc)
+
+
+def _post(row: dict[str, str], m: CsvMapping, number: int) -> PostEvent:
+    value = row.get(m.time) or ""
+    try:
+        created = datetime.strptime(value, m.time_format) if m.time_format else datetime.fromisoformat(value)
+    except ValueError:
+        raise RowError(f"invalid time: {value!r} does not match {m.time_format or 'ISO 8601'}") from None
+    identifier = (row.get(m.id) or "").rstrip("/").rsplit("/", 1)[-1] if m.id else str(number)
+    if not identifier:
+        raise RowError(f"invalid event: the {m.id!r} column is empty")
+
+    def metric(column: str | None) -> int:
+        return count(row.get(column), column) if column else 0
+
+    return make_post(
+        id=identifier,
+        text=row.get(m.text) or "",
+        created_at=created if created.tzinfo else created.replace(tzinfo=UTC),
+        platform=m.platform,
+        author=(row.get(m.author) if m.author else None) or m.author_name,
+        likes=metric(m.likes),
+        reposts=metric(m.reposts),
+        replies=metric(m.replies),
+        impressions=metric(m.impressions) if m.impressions else None,
+    )

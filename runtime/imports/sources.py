@@ -1,0 +1,109 @@
+"""Which format a source is in, and its lines in batches for the Ingestor."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from csv import reader as csv_reader
+from pathlib import Path
+from typing import Literal
+
+import anyio
+
+from runtime.config import CsvMapping
+from runtime.imports import csv_mapped, x_analytics, x_archive
+from runtime.imports.common import lines
+from runtime.inputs import Line, read_batches
+
+log = logging.getLogger(__name__)
+
+Format = Literal["auto", "jsonl", "x-analytics", "x-archive", "csv"]
+FORMATS: tuple[Format, ...] = ("auto", "jsonl", "x-analytics", "x-archive", "csv")
+
+
+class UnknownFormatError(ValueError):
+    """A source whose format cannot be told from its content."""
+
+
+def decode(path: Path, encoding: str | None) -> str:
+    """A text file's content: in `encoding` if given, else UTF-8, else (with a warning) cp1252."""
+    data = path.read_bytes()
+    if encoding:
+        return data.decode(encoding, errors="replace")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        log.warning("%s is not UTF-8; reading it as cp1252 (set the encoding in the CSV mapping if wrong)", path)
+        return data.decode("cp1252", errors="replace")
+
+
+def detect(path: Path, mapping: CsvMapping) -> Format:
+    """The format of `path`, told from its content (an unpacked X archive is a folder)."""
+    if path.is_dir():
+        return "x-archive"
+    head = decode_head(path)
+    if x_archive.looks_like(head):
+        return "x-archive"
+    if head.lstrip().startswith("{") or not head.strip():
+        return "jsonl"
+    if x_analytics.looks_like(head):
+        return "x-analytics"
+    if csv_mapped.looks_like(head, mapping):
+        return "csv"
+    first = head.splitlines()[0][:120] if head else ""
+    raise UnknownFormatError(
+        f"{path}: cannot tell its format (first line: {first!r}); give --format, and for a CSV the column "
+        "mapping (--csv text=COLUMN,time=COLUMN,...)"
+    )
+
+
+def check(path: Path, fmt: Format, mapping: CsvMapping) -> Format:
+    """The format `path` will be read as, after checking that it can be; raises `ValueError` saying why not."""
+    kind = detect(path, mapping) if fmt == "auto" else fmt
+    if kind == "x-archive" and path.is_dir():
+        x_archive.archive_files(path)
+    elif kind == "csv":
+        header = decode_head(path).splitlines()[:1]
+        columns = next(csv_reader(header), [])
+        missing = [c for c in mapping.columns() if c not in columns]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))} in its header {columns}; "
+                             "map the columns with --csv text=COLUMN,time=COLUMN,...")  # fmt: skip
+    return kind
+
+
+def decode_head(path: Path) -> str:
+    with open(path, "rb") as file:
+        return file.read(4096).decode("utf-8", errors="replace")
+
+
+def convert(path: Path, fmt: Format, mapping: CsvMapping) -> list[Line]:
+    """Every input line of a non-JSON-Lines source."""
+    if fmt == "x-archive":
+        if path.is_dir():
+            files, author = x_archive.archive_files(path)
+        else:
+            files, author = [path], "me"
+            sibling = path.parent / "account.js"
+            if sibling.is_file():
+                author = x_archive.archive_files(path.parent)[1]
+        return [line for file in files for line in lines(x_archive.rows(decode(file, "utf-8"), author))]
+    if fmt == "x-analytics":
+        return list(lines(x_analytics.rows(decode(path, None))))
+    return list(lines(csv_mapped.rows(decode(path, mapping.encoding), mapping)))
+
+
+async def batches(
+    source: str, fmt: Format, mapping: CsvMapping, max_line_bytes: int, max_lines: int
+) -> AsyncIterator[list[Line]]:
+    """Batches of input lines from `source` (a path, or `-` for JSON Lines on stdin)."""
+    path = Path(source)
+    kind = "jsonl" if source == "-" else detect(path, mapping) if fmt == "auto" else fmt
+    if kind == "jsonl":
+        async for batch in read_batches(source, max_line_bytes, max_lines):
+            yield batch
+        return
+    log.info("reading %s as %s", source, kind)
+    converted = await anyio.to_thread.run_sync(convert, path, kind, mapping)
+    for start in range(0, len(converted), max_lines):
+        yield converted[start : start + max_lines]

@@ -1,0 +1,116 @@
+"""Importers: X Analytics CSVs, the X archive, any CSV with a mapping (the shared FiveThirtyEight file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from bus.records import PostEvent
+from runtime.config import CsvMapping
+from runtime.imports.sources import UnknownFormatError, check, convert, detect
+from tests.conftest import ROOT, RunDaemon
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ANALYTICS = sorted(FIXTURES.glob("tweet_activity_metrics_*.csv"))
+ARCHIVE = FIXTURES / "x-archive"
+OBAMA = ROOT.parent / "shared" / "data" / "twitter-ratio" / "BarackObama.csv"
+OBAMA_MAP = CsvMapping(
+    text="text", time="created_at", time_format="%m/%d/%y %H:%M", id="url", likes="favorites",
+    reposts="retweets", replies="replies", author="user",
+)  # fmt: skip
+
+
+def posts_and_reasons(path: Path, fmt: Any, mapping: CsvMapping | None = None) -> tuple[list[PostEvent], list[str]]:
+    lines = convert(path, fmt, mapping or CsvMapping())
+    posts = [msgspec.json.decode(line.data, type=PostEvent) for line in lines if line.reason is None]
+    return posts, [line.reason for line in lines if line.reason]
+
+
+def test_the_x_analytics_export_is_read_unmodified() -> None:
+    assert detect(ANALYTICS[0], CsvMapping()) == "x-analytics"
+    posts, reasons = posts_and_reasons(ANALYTICS[0], "x-analytics")
+    first = posts[0]
+    assert first.id == "811111111111111111" and first.author == "tinyshipper"
+    assert first.text.startswith("We shipped dark mode & a faster editor")  # &amp; unescaped
+    assert (first.metrics.likes, first.metrics.reposts, first.metrics.replies, first.metrics.impressions) == (
+        57, 12, 3, 1938)  # fmt: skip
+    assert first.created_at.isoformat() == "2016-12-23T18:50:00+00:00"
+    assert [p.kind for p in posts] == ["original", "repost", "reply"]
+    assert reasons == ["invalid time: 'not a time' is not like 2016-12-23 18:50 +0000"]
+
+
+def test_the_x_archive_is_read_as_a_file_or_as_the_unpacked_folder() -> None:
+    assert detect(ARCHIVE, CsvMapping()) == "x-archive" == detect(ARCHIVE / "data" / "tweets.js", CsvMapping())
+    posts, reasons = posts_and_reasons(ARCHIVE, "x-archive")
+    assert [p.kind for p in posts] == ["original", "repost", "reply"]
+    assert posts[0].author == "tinyshipper" and posts[0].metrics.likes == 42 and posts[0].metrics.reposts == 7
+    assert posts[0].text.endswith("Write it for humans: https://example.com/changelog")  # t.co expanded
+    assert reasons == ["invalid time: 'yesterday' is not like Wed Oct 10 20:19:24 +0000 2018"]
+    alone, _ = posts_and_reasons(ARCHIVE / "data" / "tweets.js", "x-archive")
+    assert [p.key for p in alone] == [p.key for p in posts] and alone[0].author == "tinyshipper"
+
+
+def test_any_csv_with_a_mapping_reads_the_shared_fivethirtyeight_file() -> None:
+    assert check(OBAMA, "auto", OBAMA_MAP) == "csv"
+    posts, reasons = posts_and_reasons(OBAMA, "csv", OBAMA_MAP)
+    assert len(posts) == 3207 and not reasons  # every row of the file (its README rounds to 3,206)
+    grateful = next(p for p in posts if p.id == "920061541986250758")
+    assert grateful.author == "BarackObama" and grateful.metrics.likes == 641842 and grateful.metrics.reposts == 89916
+    assert any(p.text.startswith("Michelle & I are praying") for p in posts)  # cp1252 and &amp; handled
+    assert not any("&amp;" in p.text for p in posts)
+    reposts = [p for p in posts if p.kind == "repost"]
+    assert reposts and all(p.text.startswith("RT @") for p in reposts)
+
+
+def test_formats_that_cannot_be_told_or_read_are_refused_with_the_reason(tmp_path: Path) -> None:
+    unknown = tmp_path / "export.csv"
+    unknown.write_text("date,body,hearts\n2020-01-01,hello,3\n")
+    with pytest.raises(UnknownFormatError, match="cannot tell its format"):
+        detect(unknown, CsvMapping())
+    with pytest.raises(ValueError, match="no column 'created_at'"):
+        check(unknown, "csv", CsvMapping(text="body"))
+    mapped = CsvMapping(text="body", time="date", likes="hearts")
+    posts, _ = posts_and_reasons(unknown, "csv", mapped)
+    assert posts[0].text == "hello" and posts[0].metrics.likes == 3 and posts[0].id == "2"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,body,hearts\n2020-01-01,hello,many\n2020-13-01,hi,1\n,,\n")
+    _, reasons = posts_and_reasons(bad, "csv", mapped)
+    assert reasons == [
+        "invalid metric: hearts is 'many', not a number",
+        "invalid time: '2020-13-01' does not match ISO 8601",
+        "invalid time: '' does not match ISO 8601",
+    ]
+
+
+def test_the_daemon_imports_monthly_files_once_and_mines_only_originals(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    args = ["start", "--exit-when-idle", "--min-engagement", "0"]
+    done = run_daemon(*args, *[a for f in ANALYTICS for a in ("--input", str(f))], "--input", str(ARCHIVE))
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "data"
+    accepted = [json.loads(line) for line in (data / "posts.jsonl").read_text().splitlines()]
+    rejected = [json.loads(line) for line in (data / "rejected.jsonl").read_text().splitlines()]
+    keys = [a["post"]["id"] for a in accepted]
+    assert len(keys) == len(set(keys)) == 7  # 3 + 1 new from the second month + 3 from the archive
+    assert sorted(r["reason"].split(":")[0] for r in rejected) == ["duplicate", "invalid time", "invalid time"]
+    assert next(r for r in rejected if r["reason"].startswith("duplicate"))["line"] == 2
+    selected = {a["post"]["id"]: a["selected"] for a in accepted}
+    kinds = {a["post"]["id"]: a["post"]["kind"] for a in accepted}
+    assert all(selected[k] == (kinds[k] == "original") for k in keys)  # reposts and replies are not mined
+    traces = (data / "traces.jsonl").read_text().splitlines()
+    assert len(traces) == sum(selected.values()) == 3
+
+
+def test_an_unreadable_source_stops_the_start_with_the_reason(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    unknown = tmp_path / "export.csv"
+    unknown.write_text("date,body,hearts\n2020-01-01,hello,3\n")
+    refused = run_daemon("start", "--input", str(unknown), "--exit-when-idle")
+    assert refused.returncode == 2 and "cannot tell its format" in refused.stderr
+    mapped = run_daemon(
+        "start", "--input", str(unknown), "--exit-when-idle", "--csv", "text=body,time=date,likes=hearts"
+    )
+    assert mapped.returncode == 0, mapped.stderr
+    assert json.loads((tmp_path / "data" / "posts.jsonl").read_text())["post"]["text"] == "hello"
