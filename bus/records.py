@@ -275,3 +275,15 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     model_calls: int
     compile_s: float
     created_at: datetime
+
+
+class Watched(msgspec.Struct, frozen=True, kw_only=True):
+    """A file taken from the watched folder (`watched.jsonl`): read once, then moved aside."""
+
+    name: str
+    sha256: str
+    bytes: int
+    moved_to: str
+    error: str | None = None
+    """Why the file could not be read at all (it is moved to `failed/`); its bad rows are in rejected.jsonl."""
+    processed_at: datetime

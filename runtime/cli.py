@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         help="how a CSV's columns map to a post, e.g. text=text,time=created_at,time_format=%%m/%%d/%%y %%H:%%M,"
         "id=url,likes=favorites,reposts=retweets,replies=replies,author=user,encoding=cp1252",
     )
+    start.add_argument(
+        "--watch",
+        metavar="DIR",
+        type=Path,
+        help="read each file dropped into DIR once (any input format), then move it to DIR/done/ "
+        "(DIR/failed/ if unreadable); with --exit-when-idle, the files there now",
+    )
     start.add_argument("--min-engagement", type=float, metavar="X", help="mine posts scoring at least X in [0, 1]")
     start.add_argument("--exit-when-idle", action="store_true", help="exit 0 once the input is consumed and mined")
     start.add_argument(
@@ -191,7 +198,11 @@ def _start(args: argparse.Namespace) -> int:
     except msgspec.ValidationError as exc:
         print(f"reer-runtime: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    sources = [] if retrying or requests else args.input or ["-"]
+    watch = getattr(args, "watch", None)
+    if watch is not None and not watch.is_dir():
+        print(f"reer-runtime: --watch {watch}: no such folder", file=sys.stderr)
+        return EXIT_USAGE
+    sources = [] if retrying or requests else args.input or ([] if watch else ["-"])
     missing = [s for s in sources if s != "-" and not Path(s).exists()]
     if missing:
         print(f"reer-runtime: no such input file: {', '.join(missing)}", file=sys.stderr)
@@ -237,6 +248,7 @@ def _start(args: argparse.Namespace) -> int:
             sources,
             exit_when_idle=args.exit_when_idle,
             requests=requests,
+            watch=watch.resolve() if watch else None,
             stats_reader=telemetry.stats_reader,
         )
         code: int = anyio.run(run)

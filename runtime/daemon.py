@@ -23,13 +23,24 @@ from actors.optimizer import AutoOptimize, OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
 from bus.messages import Role
-from bus.records import Accepted, DeadLetter, Draft, Failure, GenerateEvent, OptimizeEvent, Rejected, Trace
+from bus.records import (
+    Accepted,
+    DeadLetter,
+    Draft,
+    Failure,
+    GenerateEvent,
+    OptimizeEvent,
+    Rejected,
+    Trace,
+    Watched,
+)
 from runtime import metrics
 from runtime.config import DEFAULT_MODEL, Settings
-from runtime.imports.sources import batches
+from runtime.imports.sources import batches, check
 from runtime.providers import Provider, open_provider
 from runtime.stats import write_snapshot
 from runtime.store import JsonlStore
+from runtime.watch import Watcher
 from runtime.writer.programs import Programs
 
 log = logging.getLogger(__name__)
@@ -49,6 +60,7 @@ class Stores:
     failures: JsonlStore[Failure]
     dead_letters: JsonlStore[DeadLetter]
     drafts: JsonlStore[Draft]
+    watched: JsonlStore[Watched]
     programs: Programs
 
     @classmethod
@@ -60,12 +72,22 @@ class Stores:
             failures=JsonlStore(data_dir / "failed.jsonl", Failure),
             dead_letters=JsonlStore(data_dir / "dead-letters.jsonl", DeadLetter),
             drafts=JsonlStore(data_dir / "drafts.jsonl", Draft),
+            watched=JsonlStore(data_dir / "watched.jsonl", Watched),
             programs=Programs(data_dir / "programs"),
         )
 
     def all(self) -> list[JsonlStore[object]]:
-        stores = [self.posts, self.rejected, self.traces, self.failures, self.dead_letters, self.drafts]
+        stores = [self.posts, self.rejected, self.traces, self.failures, self.dead_letters, self.drafts, self.watched]
         return [*stores, self.programs.index]  # type: ignore[list-item]
+
+
+@dataclass
+class Inputs:
+    """What the daemon reads, in order: the sources, then the watched folder, then the requests."""
+
+    sources: list[str]
+    watcher: Watcher | None
+    requests: list[GenerateEvent | OptimizeEvent]
 
 
 def make_data_dir(path: Path) -> None:
@@ -100,11 +122,13 @@ async def serve(
     *,
     exit_when_idle: bool,
     requests: list[GenerateEvent | OptimizeEvent] | None = None,
+    watch: Path | None = None,
     stats_reader: InMemoryMetricReader | None = None,
 ) -> int:
     """Run the actors until the input is done (`exit_when_idle`) or a signal arrives; drain; exit code.
 
     `requests` (from `reer-runtime generate` and `optimize`) are handled after the input is read.
+    With `watch`, files dropped into that folder are read as they come (`runtime/watch.py`).
 
     With `stats_reader`, a snapshot of the metrics goes to `<data-dir>/stats.json` every
     `stats_interval_s` and at the end.
@@ -174,6 +198,10 @@ async def serve(
                 max_lines=settings.batch_max_lines,
             ),
         )
+        watcher = None
+        if watch is not None:
+            fits = partial(check, fmt=settings.input_format, mapping=settings.csv)
+            watcher = Watcher(watch, stores.watched, fits, lambda source: ingestor.run([source]))
         crash: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -182,7 +210,8 @@ async def serve(
                 failed = set() if settings.retry_failed_on_start else {f.post.key for f in stores.failures.read()}
                 finished = writer.mined | failed
                 consumers: list[Consumer[Any]] = [limiter, miner, writer, *writers]
-                await _run(bus, ingestor, finished, consumers, sources, requests or [], settings, exit_when_idle)
+                inputs = Inputs(sources, watcher, requests or [])
+                await _run(bus, ingestor, finished, consumers, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* CrashLoopError as group:
             crash = group.exceptions[0]
@@ -209,8 +238,7 @@ async def _run(
     ingestor: Ingestor,
     finished: set[str],
     consumers: list[Consumer[Any]],
-    sources: list[str],
-    requests: list[GenerateEvent | OptimizeEvent],
+    inputs: Inputs,
     settings: Settings,
     exit_when_idle: bool,
 ) -> None:
@@ -223,8 +251,10 @@ async def _run(
             watcher.start_soon(_watch_signals, stopping, ingest_scope)
             with ingest_scope:
                 await ingestor.recover(finished)
-                await ingestor.run(sources)
-                for request in requests:
+                await ingestor.run(inputs.sources)
+                if inputs.watcher is not None:
+                    await inputs.watcher.run(until_idle=exit_when_idle)
+                for request in inputs.requests:
                     await ingestor.submit(request)
             if not exit_when_idle and not stopping.is_set():
                 log.info("input consumed; running until SIGINT or SIGTERM")

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from bus.records import Accepted, DeadLetter, Draft, Failure, InputEvent, Program, Rejected, Trace
+from bus.records import Accepted, DeadLetter, Draft, Failure, InputEvent, Program, Rejected, Trace, Watched
 
 RECORDS: dict[str, Any] = {
     "event": InputEvent,
@@ -23,6 +23,7 @@ RECORDS: dict[str, Any] = {
     "dead-letter": DeadLetter,
     "candidate": Draft,
     "program": Program,
+    "watched": Watched,
 }
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
