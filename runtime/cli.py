@@ -141,6 +141,22 @@ def _parser() -> argparse.ArgumentParser:
     optimize.set_defaults(command=_start, request="optimize", retry_failed=False, input=None, exit_when_idle=True,
                           min_engagement=None, metrics_port=None)  # fmt: skip
 
+    report = commands.add_parser(
+        "report",
+        parents=[data_dir],
+        help="write an HTML report of the posts, when they did well, and the strategies mined",
+        description=(
+            "Write OUT/report.html, one self-contained page (inline SVG charts, nothing fetched when viewed): "
+            "the engagement distribution, engagement by hour and day, the top posts, the strategies mined, "
+            "and each mined post's score with no plan, the initial plan and the found plan. Safe to run while "
+            "the daemon runs."
+        ),
+    )
+    report.add_argument(
+        "--out", type=Path, metavar="DIR", help="where to write report.html (default: <data-dir>/report)"
+    )
+    report.set_defaults(command=_report)
+
     traces = commands.add_parser(
         "traces", parents=[data_dir], help="list the mined traces", description="List the mined traces."
     )
@@ -275,6 +291,23 @@ def _requests(args: argparse.Namespace) -> list[GenerateEvent | OptimizeEvent]:
     if args.request == "optimize":
         return [OptimizeEvent(optimizer=args.optimizer)]
     return []
+
+
+def _report(args: argparse.Namespace) -> int:
+    from runtime.report.page import build
+    from runtime.store import CorruptRecordError
+
+    data_dir = _data_dir(args)
+    out: Path = args.out or data_dir / "report"
+    try:
+        page = build(data_dir)
+    except CorruptRecordError as exc:
+        print(f"reer-runtime: {exc}", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").write_text(page, encoding="utf-8")
+    print(out / "report.html")
+    return 0
 
 
 def _stats(args: argparse.Namespace) -> int:

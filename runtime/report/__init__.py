@@ -1,0 +1,1 @@
+"""`reer-runtime report`: one self-contained HTML page (inline SVG charts, no network) of a data dir."""
