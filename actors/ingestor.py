@@ -46,6 +46,8 @@ class IngestCounts:
     accepted: int = 0
     rejected: int = 0
     selected: int = 0
+    resumed: int = 0
+    """Selected posts of earlier runs announced again by `recover`."""
 
 
 def nesting_depth(data: bytes) -> int:
@@ -130,6 +132,7 @@ class Ingestor:
         pending = [a for a in self._selected_before if a.post.key not in finished]
         if pending:
             log.info("resuming %d selected posts accepted before the last stop", len(pending))
+        self.counts.resumed += len(pending)
         for accepted in pending:
             await self._announce(accepted)
         return len(pending)

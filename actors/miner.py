@@ -52,6 +52,8 @@ class Miner(Consumer[PostObserved]):
         self._settings = settings
         self._already_mined = already_mined
         self.model = ModelClient(bus, self.name)
+        self.mined = 0
+        self.failed = 0
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -74,6 +76,7 @@ class Miner(Consumer[PostObserved]):
             await self._failures_store.append(Failure(post=post, reason=str(exc), failed_at=datetime.now(UTC)))
             span.set_attribute("reer.mined", False)
             metrics.posts.add(1, {"reer.outcome": "failed"})
+            self.failed += 1
             return
         span.set_attribute("reer.mined", True)
         metrics.posts.add(1, {"reer.outcome": "mined"})
@@ -91,3 +94,4 @@ class Miner(Consumer[PostObserved]):
             mined_at=datetime.now(UTC),
         )
         await self.bus.publish(TRACES_MINED, TraceMined(trace=record))
+        self.mined += 1

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     batch_max_lines: int = Field(10_000, ge=1)
     shutdown_grace_s: float = Field(30.0, ge=0)
     stats_interval_s: float = Field(10.0, gt=0, description="how often stats.json is rewritten")
+    progress_interval_s: float = Field(
+        10.0, gt=0, description="how often a progress line is logged (not on a terminal)"
+    )
     max_consecutive_failures: int = Field(5, ge=1)
     retry_failed_on_start: bool = Field(False, description="mine again, at start, the posts in failed.jsonl")
     log_format: Literal["text", "json"] = "text"

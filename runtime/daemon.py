@@ -37,6 +37,7 @@ from bus.records import (
 from runtime import metrics
 from runtime.config import DEFAULT_MODEL, Settings
 from runtime.imports.sources import batches, check
+from runtime.progress import Progress
 from runtime.providers import Provider, open_provider
 from runtime.stats import write_snapshot
 from runtime.store import JsonlStore
@@ -207,6 +208,7 @@ async def serve(
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
                     tg.start_soon(_write_stats, stats_reader, settings)
+                tg.start_soon(Progress(ingestor, miner, settings.progress_interval_s).run)
                 failed = set() if settings.retry_failed_on_start else {f.post.key for f in stores.failures.read()}
                 finished = writer.mined | failed
                 consumers: list[Consumer[Any]] = [limiter, miner, writer, *writers]

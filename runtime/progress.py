@@ -1,0 +1,57 @@
+"""Progress of a run: a bar on a terminal, a plain log line every few seconds otherwise."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+
+import anyio
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from actors.ingestor import Ingestor
+from actors.miner import Miner
+
+log = logging.getLogger(__name__)
+
+
+class Progress:
+    """Reports lines read, posts accepted and rejected, posts mined of those to mine, the rate and time left."""
+
+    def __init__(self, ingestor: Ingestor, miner: Miner, interval_s: float, terminal: bool | None = None) -> None:
+        self._ingestor = ingestor
+        self._miner = miner
+        self._interval_s = interval_s
+        self._terminal = sys.stderr.isatty() if terminal is None else terminal
+        self._started = time.monotonic()
+
+    def line(self) -> str:
+        c = self._ingestor.counts
+        done, total = self._miner.mined + self._miner.failed, c.selected + c.resumed
+        rate = done / max(1e-9, time.monotonic() - self._started)
+        left = f"about {(total - done) / rate:.0f}s left" if rate and total > done else "nothing queued"
+        return (
+            f"progress: {c.lines} lines read, {c.accepted} accepted, {c.rejected} rejected; "
+            f"{self._miner.mined} of {total} mined ({self._miner.failed} failed), {rate * 60:.1f} posts/min, {left}"
+        )
+
+    async def run(self) -> None:
+        """Report until cancelled."""
+        if not self._terminal:
+            while True:
+                await anyio.sleep(self._interval_s)
+                log.info("%s", self.line())
+        size = shutil.get_terminal_size()  # $COLUMNS/$LINES, the terminal's, or 80x24 if it says 0
+        bar = tqdm(total=0, unit="post", desc="mining", file=sys.stderr, ncols=size.columns, nrows=size.lines)
+        with logging_redirect_tqdm(), bar:  # log lines print above the bar
+            while True:
+                await anyio.sleep(0.5)
+                c = self._ingestor.counts
+                bar.total = c.selected + c.resumed
+                bar.n = self._miner.mined + self._miner.failed
+                bar.set_postfix_str(
+                    f"{c.lines} read, {c.rejected} rejected, {self._miner.failed} failed", refresh=False
+                )
+                bar.refresh()
