@@ -13,6 +13,7 @@ from bus.records import PostEvent
 from runtime.config import CsvMapping
 from runtime.imports.sources import UnknownFormatError, check, convert, detect
 from tests.conftest import ROOT, RunDaemon
+from tests.helpers import post_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ANALYTICS = sorted(FIXTURES.glob("tweet_activity_metrics_*.csv"))
@@ -114,3 +115,19 @@ def test_an_unreadable_source_stops_the_start_with_the_reason(tmp_path: Path, ru
     )
     assert mapped.returncode == 0, mapped.stderr
     assert json.loads((tmp_path / "data" / "posts.jsonl").read_text())["post"]["text"] == "hello"
+
+
+def test_binary_and_empty_files_are_read_line_by_line_and_nothing_is_lost(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    binary, empty, mixed = tmp_path / "photo.jpg", tmp_path / "empty.jsonl", tmp_path / "mixed.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    empty.write_bytes(b"")
+    mixed.write_bytes(b"\xff\xfe garbage\n" + post_line(1).encode() + b"\n\x00\x01\x02\n")
+    done = run_daemon("start", "--exit-when-idle", *[a for f in (binary, empty, mixed) for a in ("--input", str(f))])
+    assert done.returncode == 0, done.stderr
+    rejected = [json.loads(x) for x in (tmp_path / "data" / "rejected.jsonl").read_text().splitlines()]
+    assert {r["source"] for r in rejected} == {str(binary), str(mixed)}
+    assert all(r["reason"].split(":")[0] in ("not UTF-8", "invalid JSON") for r in rejected)
+    accepted = (tmp_path / "data" / "posts.jsonl").read_text().splitlines()
+    assert len(accepted) == 1  # the one valid line among the garbage

@@ -37,14 +37,17 @@ def test_no_key_appears_in_anything_the_daemon_writes_or_exports(tmp_path: Path,
         }
         done = run_daemon("start", "--input", str(posts), "--exit-when-idle", env=env)
         chats = server.calls("/v1/chat/completions")
+        drafted = run_daemon("generate", "--topic", "keys", "--n", "1", env=env)  # drafts are scanned too
         exported = b"".join(receiver.raw)
     assert done.returncode == 0, done.stderr
+    assert drafted.returncode == 0, drafted.stderr
+    assert (tmp_path / "data" / "drafts.jsonl").exists()
     assert "answered 401" in done.stderr  # the refusal was logged, with the key scrubbed
     written = b"".join(p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file())
     assert b"traces.jsonl" not in written and exported and written
     for secret in (GOOD, REVOKED):
         for piece in (secret, secret[8:24]):
-            assert piece not in done.stdout + done.stderr
+            assert piece not in done.stdout + done.stderr + drafted.stdout + drafted.stderr
             assert piece.encode() not in written
             assert piece.encode() not in exported
 

@@ -38,7 +38,11 @@ def decode(path: Path, encoding: str | None) -> str:
 
 
 def detect(path: Path, mapping: CsvMapping) -> Format:
-    """The format of `path`, told from its content (an unpacked X archive is a folder)."""
+    """The format of `path`, told from its content (an unpacked X archive is a folder).
+
+    A CSV that is neither an X export nor matches the mapping cannot be read: `UnknownFormatError`.
+    Anything else that is not recognised (binary data, a text file) is read as JSON Lines.
+    """
     if path.is_dir():
         return "x-archive"
     head = decode_head(path)
@@ -51,6 +55,8 @@ def detect(path: Path, mapping: CsvMapping) -> Format:
     if csv_mapped.looks_like(head, mapping):
         return "csv"
     first = head.splitlines()[0][:120] if head else ""
+    if "," not in first or not first.isprintable():
+        return "jsonl"  # not a CSV: read line by line, so each bad line is kept with its reason
     raise UnknownFormatError(
         f"{path}: cannot tell its format (first line: {first!r}); give --format, and for a CSV the column "
         "mapping (--csv text=COLUMN,time=COLUMN,...)"
