@@ -92,15 +92,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the daemon on no new input, resuming every selected post that has no trace yet, "
         "including those recorded as failed.",
     )
-    retry.set_defaults(
-        command=_start,
-        request=None,
-        retry_failed=True,
-        input=None,
-        exit_when_idle=True,
-        min_engagement=None,
-        metrics_port=None,
-    )
+    # the commands that run the daemon once, on no input of their own
+    one_shot = {"command": _start, "request": None, "retry_failed": False, "input": None, "exit_when_idle": True,
+                "min_engagement": None, "metrics_port": None}  # fmt: skip
+    retry.set_defaults(**one_shot | {"retry_failed": True})
 
     generate = commands.add_parser(
         "generate",
@@ -122,8 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--style", default="", help="e.g. 'plain, first person, no hashtags'")
     generate.add_argument("--key-message", default="", help="the one thing the reader should remember")
     generate.add_argument("--cta", default="", help="the call to action")
-    generate.set_defaults(command=_start, request="generate", retry_failed=False, input=None, exit_when_idle=True,
-                          min_engagement=None, metrics_port=None)  # fmt: skip
+    generate.set_defaults(**one_shot | {"request": "generate"})
 
     optimize = commands.add_parser(
         "optimize",
@@ -138,8 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     optimize.add_argument(
         "--optimizer", choices=["bootstrap", "mipro", "gepa"], help="default: writer.optimizer (bootstrap)"
     )
-    optimize.set_defaults(command=_start, request="optimize", retry_failed=False, input=None, exit_when_idle=True,
-                          min_engagement=None, metrics_port=None)  # fmt: skip
+    optimize.set_defaults(**one_shot | {"request": "optimize"})
 
     report = commands.add_parser(
         "report",

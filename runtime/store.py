@@ -7,6 +7,7 @@ opening the file cuts that tail off (keeping the bytes in `<name>.torn`) and say
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -118,3 +119,12 @@ def repair_torn_tail(path: Path) -> int:
     dropped = size - keep
     log.warning("repaired %s: cut a torn last record of %d bytes (kept in %s.torn)", path, dropped, path.name)
     return dropped
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -11,19 +10,11 @@ from pathlib import Path
 import anyio
 
 from bus.records import Watched
-from runtime.store import JsonlStore
+from runtime.store import JsonlStore, file_sha256
 
 log = logging.getLogger(__name__)
 
 DONE, FAILED = "done", "failed"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Watcher:
@@ -74,7 +65,7 @@ class Watcher:
         return [(p, p.stat().st_size) for p in files]
 
     async def _take(self, path: Path, size: int) -> None:
-        digest = await anyio.to_thread.run_sync(sha256, path)
+        digest = await anyio.to_thread.run_sync(file_sha256, path)
         if digest in self._seen:
             log.info("%s was read before (same content); moving it aside", path.name)
             self._move(path, DONE)

@@ -119,25 +119,32 @@ def test_faulty_providers_are_retried_and_failed_posts_can_be_mined_later(
     assert len((data / "traces.jsonl").read_text().splitlines()) == 6
 
 
-def test_no_minute_holds_more_calls_than_the_limit_under_ten_times_the_demand(tmp_path: Path) -> None:
-    limit = 30  # calls per minute to the one provider both roles use
+def call_times_under_demand(tmp_path: Path, limit_env: dict[str, str], posts: int, seconds: float) -> list[float]:
+    """Run the daemon on `posts` posts of one author for `seconds`, then SIGTERM; the start time of
+    every model call, from the CLIENT spans a real OTLP receiver got."""
     source = tmp_path / "in.jsonl"
-    source.write_text("\n".join(post_line(i, author="r") for i in range(40)) + "\n")
+    source.write_text("\n".join(post_line(i, author="r") for i in range(posts)) + "\n")
     with http_receiver() as receiver:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
-        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "REER_LIMITS__DEFAULT__PER_MINUTE": str(limit),
-                "REER_SHUTDOWN_GRACE_S": "0", "REER_MINER_CONCURRENCY": "8"}  # fmt: skip
+        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "REER_SHUTDOWN_GRACE_S": "0",
+                "REER_MINER_CONCURRENCY": "8", **limit_env}  # fmt: skip
         daemon = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), "start", "--input",
              str(source), "--provider", "dummy://", "--min-engagement", "0.5"],
             stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
         )  # fmt: skip
         with contextlib.suppress(subprocess.TimeoutExpired):
-            daemon.wait(timeout=75)  # the run must outlast a whole minute for windows to mean anything
+            daemon.wait(timeout=seconds)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0
-        starts = sorted(s.start_ns / 1e9 for s in receiver.spans if s.kind == "CLIENT")
-    # 20 selected posts want about 20 x 10 calls: over ten times what 75 s at 30 a minute allow
+        return sorted(s.start_ns / 1e9 for s in receiver.spans if s.kind == "CLIENT")
+
+
+def test_no_minute_holds_more_calls_than_the_limit_under_ten_times_the_demand(tmp_path: Path) -> None:
+    limit = 30  # calls per minute to the one provider both roles use
+    # 20 selected posts want about 20 x 17 calls: over ten times what 75 s at 30 a minute allow;
+    # the run must outlast a whole minute for windows to mean anything
+    starts = call_times_under_demand(tmp_path, {"REER_LIMITS__DEFAULT__PER_MINUTE": str(limit)}, 40, 75)
     assert limit <= len(starts) <= limit * 75 / 60 + 1
     for i, first in enumerate(starts):
         in_window = bisect.bisect_left(starts, first + 60) - i
@@ -146,22 +153,8 @@ def test_no_minute_holds_more_calls_than_the_limit_under_ten_times_the_demand(tm
 
 def test_an_hourly_limit_spaces_calls_so_no_hour_holds_more_than_the_limit(tmp_path: Path) -> None:
     per_hour = 720  # one call every 5 s: 720 calls fit in any hour, and a burst of them never comes first
-    source = tmp_path / "in.jsonl"
-    source.write_text("\n".join(post_line(i, author="h") for i in range(10)) + "\n")
-    with http_receiver() as receiver:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
-        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "REER_LIMITS__DEFAULT__PER_HOUR": str(per_hour),
-                "REER_SHUTDOWN_GRACE_S": "0", "REER_MINER_CONCURRENCY": "8"}  # fmt: skip
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), "start", "--input",
-             str(source), "--provider", "dummy://", "--min-engagement", "0.5"],
-            stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
-        )  # fmt: skip
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            daemon.wait(timeout=30)  # 5 selected posts want about 50 calls; the limit allows 7 in 30 s
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=60) == 0
-        starts = sorted(s.start_ns / 1e9 for s in receiver.spans if s.kind == "CLIENT")
+    # 5 selected posts want about 85 calls; the limit allows 7 in 30 s
+    starts = call_times_under_demand(tmp_path, {"REER_LIMITS__DEFAULT__PER_HOUR": str(per_hour)}, 10, 30)
     spacing = 3600 / per_hour
     assert 5 <= len(starts) <= 30 / spacing + 1
     # calls at least 3600/N s apart: no window of 3600 s can hold more than N of them

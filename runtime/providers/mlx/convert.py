@@ -9,7 +9,6 @@ quantization entry for every tensor whose bit width differs from the rest), and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import mlx.core as mx
+
+from runtime.store import file_sha256
 
 GROUP_SIZE = 32
 _LAYER = re.compile(r"^blk\.(\d+)\.(\w+)\.(weight|scales|biases)$")
@@ -37,14 +38,6 @@ SOURCE_HASH_FILE = "source.sha256"
 
 class ConversionError(ValueError):
     """The GGUF file cannot be turned into an mlx-lm model; the message says why."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def mlx_name(gguf_name: str) -> str:
