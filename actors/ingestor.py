@@ -184,8 +184,8 @@ class Ingestor:
         self.counts.rejected += len(rejected)
         self.counts.accepted += len(accepted)
         self.counts.selected += sum(a.selected for a in accepted)
-        metrics.events_read.add(len(rejected) + len(posts))
-        metrics.events_accepted.add(len(posts))
+        metrics.events_read.add(len(rejected) + len(posts) + len(requests))
+        metrics.events_accepted.add(len(posts) + len(requests))
         for refused in rejected:
             metrics.events_rejected.add(1, {"reer.reason": refused.reason.split(":", 1)[0]})
             log.warning("rejected %s line %d: %s", source, refused.line, refused.reason)

@@ -9,7 +9,7 @@ import pytest
 
 from actors.ingestor import Ingestor, nesting_depth, parse_line
 from bus.bus import Bus
-from bus.messages import POSTS_OBSERVED
+from bus.messages import GENERATE_REQUESTED, POSTS_OBSERVED
 from bus.records import Accepted, PostEvent, Rejected
 from runtime.inputs import Line, LineSplitter
 from runtime.store import JsonlStore
@@ -59,6 +59,7 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
     rejected.open()
     bus = Bus(buffer_size=100)
     observed = bus.subscribe(POSTS_OBSERVED)
+    requested = bus.subscribe(GENERATE_REQUESTED)
     ingestor = Ingestor(
         bus, ledger, rejected, min_engagement=0.5, min_author_posts=1, max_line_bytes=10_000, batch_max_lines=100
     )
@@ -72,14 +73,15 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
     reasons = {r.line: r.reason for r in rejected.read()}
     assert reasons[5].startswith("invalid JSON")
     assert reasons[7] == "duplicate: post x:2 was already accepted"
-    assert reasons[8].startswith("not available yet: 'generate'")
+    assert 8 not in reasons  # a request for drafts, passed to the Generator
     assert 6 not in reasons  # a blank line is not an event
     assert next(iter(rejected.read())).raw == "not json" and next(iter(rejected.read())).source == "file.jsonl"
+    assert [e.body.request.topic async for e in requested] == ["launch"]
     announced = [e.body async for e in observed]
     assert [m.post.id for m in announced] == ["0", "1", "2", "3"]
     by_engagement = sorted(announced, key=lambda m: m.engagement)
     assert [m.selected for m in by_engagement] == [False, False, True, True]
-    assert ingestor.counts.lines == 7 and ingestor.counts.accepted == 4 and ingestor.counts.rejected == 3
+    assert (ingestor.counts.lines, ingestor.counts.accepted, ingestor.counts.rejected) == (7, 4, 2)  # and 1 request
 
     again = Ingestor(
         bus, ledger, rejected, min_engagement=0.5, min_author_posts=1, max_line_bytes=99, batch_max_lines=9
