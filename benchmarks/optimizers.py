@@ -6,9 +6,10 @@
 The traces are the N best-performing original posts of the shared Obama file, mined with `dummy://`
 (seconds) so that the figures are those of compiling, not of mining. Each optimizer then compiles
 the writer through the real daemon (`reer-runtime optimize`, a subprocess) with `--provider` in both
-roles, and `reer-runtime generate` writes 3 drafts. Budgets are cut for a CPU (writer steps of at
-most 200 tokens, MIPROv2 with 2 trials, GEPA with 20 metric calls); the results go to
-`benchmarks/results/optimizers.json`.
+roles, and `reer-runtime generate` writes 3 drafts. Budgets are cut for a CPU (`BUDGET`: writer
+steps of at most 120 tokens, 10% of the traces to validate, 2 demos, MIPROv2 with 2 trials of 2
+candidates, GEPA with 12 metric calls); the results go to `benchmarks/results/optimizers.json`,
+rewritten after each step so that a long run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from benchmarks.reer_quality import DATA, original_posts, top_posts
 
 RESULTS = Path(__file__).parent / "results" / "optimizers.json"
 BUDGET = {
-    "REER_WRITER__MAX_TOKENS": "200",
+    "REER_WRITER__MAX_TOKENS": "120",
+    "REER_WRITER__VAL_FRACTION": "0.1",
+    "REER_WRITER__MAX_DEMOS": "2",
     "REER_WRITER__MIPRO_TRIALS": "2",
     "REER_WRITER__MIPRO_CANDIDATES": "2",
-    "REER_WRITER__GEPA_MAX_METRIC_CALLS": "20",
+    "REER_WRITER__GEPA_MAX_METRIC_CALLS": "12",
     "REER_WRITER__OPTIMIZE_AFTER": "1000000",
 }
 
@@ -53,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=int, default=50)
     parser.add_argument("--provider", default="mlx://smollm2-135m")
-    parser.add_argument("--optimizers", default="bootstrap,mipro,gepa")
+    parser.add_argument("--optimizers", default="bootstrap,gepa,mipro")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     report: dict[str, object] = {**provenance(), "provider": args.provider, "traces": args.traces, "budget": BUDGET}
@@ -70,6 +73,7 @@ def main() -> None:
             runs.append({"optimizer": optimizer, "wall_s": round(wall, 1), **{k: record[k] for k in (
                 "version", "compile_s", "model_calls", "score", "baseline", "promoted")}})  # fmt: skip
             print(json.dumps(runs[-1]), flush=True)
+            save(args.out, report | {"optimizers": runs})
         wall, _ = cli(data, "generate", "--topic", "why voting matters", "--n", "3", "--provider", args.provider)
         drafts = [json.loads(line) for line in (data / "drafts.jsonl").read_text().splitlines()]
     report["optimizers"] = runs
@@ -81,9 +85,13 @@ def main() -> None:
         "program_version": drafts[-1]["program_version"],
         "first_draft": drafts[0]["parts"],
     }
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    save(args.out, report)
     print(json.dumps(report, indent=2))
+
+
+def save(path: Path, report: dict[str, object]) -> None:
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
