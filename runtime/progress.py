@@ -31,7 +31,10 @@ class Progress:
         c = self._ingestor.counts
         done, total = self._miner.mined + self._miner.failed, c.selected + c.resumed
         rate = done / max(1e-9, time.monotonic() - self._started)
-        left = f"about {(total - done) / rate:.0f}s left" if rate and total > done else "nothing queued"
+        if total <= done:
+            left = "nothing queued"
+        else:
+            left = f"about {(total - done) / rate:.0f}s left" if rate else "time left not known yet"
         return (
             f"progress: {c.lines} lines read, {c.accepted} accepted, {c.rejected} rejected; "
             f"{self._miner.mined} of {total} mined ({self._miner.failed} failed), {rate * 60:.1f} posts/min, {left}"

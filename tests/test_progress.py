@@ -14,7 +14,7 @@ from tests.helpers import post_line
 
 LINE = re.compile(
     r"progress: (\d+) lines read, (\d+) accepted, (\d+) rejected; (\d+) of (\d+) mined \((\d+) failed\), "
-    r"[\d.]+ posts/min, (about \d+s left|nothing queued)"
+    r"[\d.]+ posts/min, (about \d+s left|nothing queued|time left not known yet)"
 )
 
 
