@@ -44,7 +44,7 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
             bad(f"{store.path}: torn last record ({torn} bytes); the next start repairs it")
         try:
             count = sum(1 for _ in store.read())
-            ok(f"{store.path.name}: {count} records")
+            ok(f"{store.path.relative_to(data_dir)}: {count} records")
         except CorruptRecordError as exc:
             bad(str(exc))
 
