@@ -21,7 +21,7 @@ from bus.messages import (
     OptimizeRequested,
     PostObserved,
 )
-from bus.records import Accepted, GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected
+from bus.records import Accepted, GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected, Requested
 from runtime import metrics
 from runtime.engagement import AuthorRanks
 from runtime.inputs import Line, read_batches
@@ -104,10 +104,12 @@ class Ingestor:
         max_nesting: int = 32,
         mine_all_kinds: bool = False,
         read: Reader | None = None,
+        journal: JsonlStore[Requested] | None = None,
     ) -> None:
         self.bus = bus
         self._max_nesting = max_nesting
         self._mine_all_kinds = mine_all_kinds
+        self._journal = journal
         self._read: Reader = read or (lambda source: read_batches(source, max_line_bytes, batch_max_lines))
         self._max_text_chars = max_text_chars
         self._ledger = ledger
@@ -194,14 +196,26 @@ class Ingestor:
         for request in requests:
             await self.submit(request)
 
+    async def resume_requests(self, drafted: set[str]) -> None:
+        """Pass on again the journaled requests for drafts that have none in the drafts store."""
+        pending = [r for r in self._journal.read() if r.request_id not in drafted] if self._journal else []
+        if pending:
+            log.info("resuming %d requests for drafts accepted before the last stop", len(pending))
+        for record in pending:
+            with tracer.start_as_current_span("ingest generate request", attributes={"reer.request": "generate"}):
+                message = GenerateRequested(request_id=record.request_id, request=record.request)
+                await self.bus.publish(GENERATE_REQUESTED, message)
+
     async def submit(self, request: GenerateEvent | OptimizeEvent) -> None:
         """Pass a request for drafts or for a compile to the Generator or the Optimizer, in a trace of its own."""
         kind = request.__struct_config__.tag
         with tracer.start_as_current_span(f"ingest {kind} request", attributes={"reer.request": str(kind)}):
             if isinstance(request, GenerateEvent):
-                await self.bus.publish(
-                    GENERATE_REQUESTED, GenerateRequested(request_id=uuid.uuid4().hex[:16], request=request)
-                )
+                request_id = uuid.uuid4().hex[:16]
+                if self._journal is not None:
+                    record = Requested(request_id=request_id, request=request, accepted_at=datetime.now(UTC))
+                    await self._journal.append(record)
+                await self.bus.publish(GENERATE_REQUESTED, GenerateRequested(request_id=request_id, request=request))
             else:
                 await self.bus.publish(OPTIMIZE_REQUESTED, OptimizeRequested(request=request))
 

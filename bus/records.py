@@ -287,3 +287,12 @@ class Watched(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     """Why the file could not be read at all (it is moved to `failed/`); its bad rows are in rejected.jsonl."""
     processed_at: datetime
+
+
+class Requested(msgspec.Struct, frozen=True, kw_only=True):
+    """A request for drafts, journaled before it is passed on (`requests.jsonl`), so that one cut
+    short by a crash is handled at the next start."""
+
+    request_id: str
+    request: GenerateEvent
+    accepted_at: datetime

@@ -31,6 +31,7 @@ from bus.records import (
     GenerateEvent,
     OptimizeEvent,
     Rejected,
+    Requested,
     Trace,
     Watched,
 )
@@ -62,6 +63,7 @@ class Stores:
     dead_letters: JsonlStore[DeadLetter]
     drafts: JsonlStore[Draft]
     watched: JsonlStore[Watched]
+    requests: JsonlStore[Requested]
     programs: Programs
 
     @classmethod
@@ -74,12 +76,13 @@ class Stores:
             dead_letters=JsonlStore(data_dir / "dead-letters.jsonl", DeadLetter),
             drafts=JsonlStore(data_dir / "drafts.jsonl", Draft),
             watched=JsonlStore(data_dir / "watched.jsonl", Watched),
+            requests=JsonlStore(data_dir / "requests.jsonl", Requested),
             programs=Programs(data_dir / "programs"),
         )
 
     def all(self) -> list[JsonlStore[object]]:
         stores = [self.posts, self.rejected, self.traces, self.failures, self.dead_letters, self.drafts, self.watched]
-        return [*stores, self.programs.index]  # type: ignore[list-item]
+        return [*stores, self.requests, self.programs.index]  # type: ignore[list-item]
 
 
 @dataclass
@@ -191,6 +194,7 @@ async def serve(
             max_text_chars=settings.max_text_chars,
             max_nesting=settings.max_nesting,
             mine_all_kinds=settings.mine_reposts_and_replies,
+            journal=stores.requests,
             read=partial(
                 batches,
                 fmt=settings.input_format,
@@ -213,7 +217,8 @@ async def serve(
                 finished = writer.mined | failed
                 consumers: list[Consumer[Any]] = [limiter, miner, writer, *writers]
                 inputs = Inputs(sources, watcher, requests or [])
-                await _run(bus, ingestor, finished, consumers, inputs, settings, exit_when_idle)
+                drafted = {d.request_id for d in stores.drafts.read()}
+                await _run(bus, ingestor, (finished, drafted), consumers, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* CrashLoopError as group:
             crash = group.exceptions[0]
@@ -238,7 +243,7 @@ async def serve(
 async def _run(
     bus: Bus,
     ingestor: Ingestor,
-    finished: set[str],
+    done: tuple[set[str], set[str]],
     consumers: list[Consumer[Any]],
     inputs: Inputs,
     settings: Settings,
@@ -252,7 +257,9 @@ async def _run(
         async with anyio.create_task_group() as watcher:
             watcher.start_soon(_watch_signals, stopping, ingest_scope)
             with ingest_scope:
+                finished, drafted = done  # posts mined or failed, requests with drafts
                 await ingestor.recover(finished)
+                await ingestor.resume_requests(drafted)
                 await ingestor.run(inputs.sources)
                 if inputs.watcher is not None:
                     await inputs.watcher.run(until_idle=exit_when_idle)

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from bus.records import Accepted, DeadLetter, Draft, Failure, InputEvent, Program, Rejected, Trace, Watched
+from bus.records import Accepted, DeadLetter, Draft, Failure, InputEvent, Program, Rejected, Requested, Trace, Watched
 
 RECORDS: dict[str, Any] = {
     "event": InputEvent,
@@ -24,6 +24,7 @@ RECORDS: dict[str, Any] = {
     "candidate": Draft,
     "program": Program,
     "watched": Watched,
+    "request": Requested,
 }
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +40,7 @@ from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric, closeness
 from runtime.writer.program import Writer, example, render_brief
 from runtime.writer.programs import Programs
-from tests.conftest import RunDaemon
+from tests.conftest import ROOT, RunDaemon
 from tests.helpers import make_post, post_line
 from tests.openai_server import FakeServer, serving
 from tests.test_schemas import validate_store
@@ -335,3 +339,32 @@ def test_mine_optimize_generate_as_subprocesses_with_valid_records(tmp_path: Pat
 def test_generate_explains_bad_arguments(run_daemon: RunDaemon) -> None:
     done = run_daemon("generate", "--topic", "x", "--n", "50")
     assert done.returncode == 2 and "Expected `int` <= 20 - at `$.n`" in done.stderr
+
+
+def test_a_request_for_drafts_cut_short_by_a_kill_is_handled_at_the_next_start(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env |= {"REER_GENERATOR": "fault://?base=dummy://&hang=1", "REER_SCORER": "dummy://"}  # every call hangs
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "generate", "--topic", "backups", "--n", "2"],
+        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=ROOT, env=env,
+    )  # fmt: skip
+    journal = data / "requests.jsonl"
+    deadline = time.monotonic() + 60
+    while not (journal.exists() and journal.read_text().endswith("\n")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the journaled request, with a deadline
+    daemon.kill()
+    daemon.wait(timeout=30)
+    (request,) = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert not (data / "drafts.jsonl").exists() or not (data / "drafts.jsonl").read_text()
+
+    resumed = run_daemon("start", "--exit-when-idle", stdin="")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming 1 requests for drafts" in resumed.stderr
+    drafts = [json.loads(line) for line in (data / "drafts.jsonl").read_text().splitlines()]
+    assert [d["draft_id"] for d in drafts] == [f"{request['request_id']}-1", f"{request['request_id']}-2"]
+    assert validate_store(journal, "request") == 1
+    again = run_daemon("start", "--exit-when-idle", stdin="")
+    assert "resuming" not in again.stderr and len((data / "drafts.jsonl").read_text().splitlines()) == 2
