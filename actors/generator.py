@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 import dspy
@@ -14,7 +15,7 @@ from actors.base import Consumer
 from actors.model_client import ModelClient, ThreadModels
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, GenerateRequested
-from bus.records import DeadLetter, Draft, GenerateEvent, Program, Trace
+from bus.records import DeadLetter, Draft, Program, Trace
 from runtime.config import Settings
 from runtime.store import JsonlStore
 from runtime.writer.limits import features, fit
@@ -77,11 +78,15 @@ class GeneratorActor(Consumer[GenerateRequested]):
             lambda: max(self._traces.read(), key=lambda t: t.engagement, default=None)
         )
         models = ThreadModels(self.model)
+        writer = self._settings.writer
+        lm = limiter_lm(models.generate, temperature=writer.temperature, max_tokens=writer.max_tokens)
+        metric = WriterMetric(models.score, self._settings.search.clip_min)
         span = trace.get_current_span()
         span.set_attributes({"reer.program.version": record.version if record else 0, "reer.drafts": request.n})
-        drafts = []
+        drafts: list[Draft] = []
         for index in range(request.n):
-            drafts.append(await anyio.to_thread.run_sync(self._draft, message, index, program, record, best, models))
+            write = partial(self._draft, message, index, program, record, lm, metric, best)
+            drafts.append(await anyio.to_thread.run_sync(write))
         await self._drafts.append_many(drafts)
         for draft in drafts:
             if self._show is not None:
@@ -93,13 +98,12 @@ class GeneratorActor(Consumer[GenerateRequested]):
         index: int,
         program: Writer,
         record: Program | None,
+        lm: dspy.LM,
+        metric: WriterMetric,
         best: Trace | None,
-        models: ThreadModels,
     ) -> Draft:
         request = message.request
         brief = render_brief(request)
-        lm = limiter_lm(models.generate, temperature=self._settings.writer.temperature,
-                        max_tokens=self._settings.writer.max_tokens)  # fmt: skip
         used: set[str] = set()
         token = providers_used.set(used)
         try:
@@ -112,7 +116,13 @@ class GeneratorActor(Consumer[GenerateRequested]):
             providers_used.reset(token)
         fitted = fit(text, request.platform, request.thread_size)
         rejected = failure or fitted.rejected
-        score, parts = self._score(request, brief, plan, text, best, models) if not rejected else (0.0, {"limits": 0.0})
+        if rejected:
+            score, parts = 0.0, {"limits": 0.0}
+        elif best is None:  # nothing mined yet to compare with: only the limits count
+            score, parts = 1.0, {"limits": 1.0}
+        else:
+            measured = metric.measure(brief, plan, text, request.platform, request.thread_size, best.post.text)
+            score, parts = measured.score, measured.parts
         return Draft(
             draft_id=f"{message.request_id}-{index + 1}",
             request_id=message.request_id,
@@ -130,15 +140,6 @@ class GeneratorActor(Consumer[GenerateRequested]):
             otel_trace_id=format(trace.get_current_span().get_span_context().trace_id, "032x"),
             created_at=datetime.now(UTC),
         )
-
-    def _score(
-        self, request: GenerateEvent, brief: str, plan: str, text: str, best: Trace | None, models: ThreadModels
-    ) -> tuple[float, dict[str, float]]:
-        if best is None:
-            return 1.0, {"limits": 1.0}
-        metric = WriterMetric(models.score, self._settings.search.clip_min)
-        measured = metric.measure(brief, plan, text, request.platform, request.thread_size, best.post.text)
-        return measured.score, measured.parts
 
 
 def print_draft(draft: Draft) -> None:

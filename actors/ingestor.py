@@ -202,22 +202,26 @@ class Ingestor:
         if pending:
             log.info("resuming %d requests for drafts accepted before the last stop", len(pending))
         for record in pending:
-            with tracer.start_as_current_span("ingest generate request", attributes={"reer.request": "generate"}):
-                message = GenerateRequested(request_id=record.request_id, request=record.request)
-                await self.bus.publish(GENERATE_REQUESTED, message)
+            await self._pass_on(GenerateRequested(request_id=record.request_id, request=record.request))
 
     async def submit(self, request: GenerateEvent | OptimizeEvent) -> None:
-        """Pass a request for drafts or for a compile to the Generator or the Optimizer, in a trace of its own."""
-        kind = request.__struct_config__.tag
+        """Pass a request for drafts (journaled first) or for a compile to the Generator or the Optimizer."""
+        if isinstance(request, OptimizeEvent):
+            await self._pass_on(OptimizeRequested(request=request))
+            return
+        request_id = uuid.uuid4().hex[:16]
+        if self._journal is not None:
+            await self._journal.append(Requested(request_id=request_id, request=request, accepted_at=datetime.now(UTC)))
+        await self._pass_on(GenerateRequested(request_id=request_id, request=request))
+
+    async def _pass_on(self, message: GenerateRequested | OptimizeRequested) -> None:
+        """Publish a request in a trace of its own."""
+        kind = message.request.__struct_config__.tag
         with tracer.start_as_current_span(f"ingest {kind} request", attributes={"reer.request": str(kind)}):
-            if isinstance(request, GenerateEvent):
-                request_id = uuid.uuid4().hex[:16]
-                if self._journal is not None:
-                    record = Requested(request_id=request_id, request=request, accepted_at=datetime.now(UTC))
-                    await self._journal.append(record)
-                await self.bus.publish(GENERATE_REQUESTED, GenerateRequested(request_id=request_id, request=request))
+            if isinstance(message, GenerateRequested):
+                await self.bus.publish(GENERATE_REQUESTED, message)
             else:
-                await self.bus.publish(OPTIMIZE_REQUESTED, OptimizeRequested(request=request))
+                await self.bus.publish(OPTIMIZE_REQUESTED, message)
 
     def _check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | str:
         if line.reason:

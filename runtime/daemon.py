@@ -218,7 +218,7 @@ async def serve(
                 consumers: list[Consumer[Any]] = [limiter, miner, writer, *writers]
                 inputs = Inputs(sources, watcher, requests or [])
                 drafted = {d.request_id for d in stores.drafts.read()}
-                await _run(bus, ingestor, (finished, drafted), consumers, inputs, settings, exit_when_idle)
+                await _run(bus, ingestor, finished, drafted, consumers, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* CrashLoopError as group:
             crash = group.exceptions[0]
@@ -243,7 +243,8 @@ async def serve(
 async def _run(
     bus: Bus,
     ingestor: Ingestor,
-    done: tuple[set[str], set[str]],
+    finished: set[str],
+    drafted: set[str],
     consumers: list[Consumer[Any]],
     inputs: Inputs,
     settings: Settings,
@@ -257,7 +258,6 @@ async def _run(
         async with anyio.create_task_group() as watcher:
             watcher.start_soon(_watch_signals, stopping, ingest_scope)
             with ingest_scope:
-                finished, drafted = done  # posts mined or failed, requests with drafts
                 await ingestor.recover(finished)
                 await ingestor.resume_requests(drafted)
                 await ingestor.run(inputs.sources)

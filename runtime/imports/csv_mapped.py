@@ -12,18 +12,31 @@ from runtime.config import CsvMapping
 from runtime.imports.common import RowError, count, make_post
 
 
+def header(head: str) -> list[str]:
+    """The column names on the first line of `head`, the start of a CSV file."""
+    return next(csv.reader(io.StringIO(head.splitlines()[0] if head else "")), [])
+
+
 def looks_like(head: str, mapping: CsvMapping) -> bool:
-    header = next(csv.reader(io.StringIO(head.splitlines()[0] if head else "")), [])
-    return mapping.text in header and mapping.time in header
+    columns = header(head)
+    return mapping.text in columns and mapping.time in columns
+
+
+def missing_columns(columns: list[str], mapping: CsvMapping) -> str | None:
+    """Why a CSV with these columns cannot be read through `mapping`, or None."""
+    missing = [c for c in mapping.columns() if c not in columns]
+    if not missing:
+        return None
+    return (f"no column {', '.join(map(repr, missing))} in its header {columns}; "
+            "map the columns with --csv text=COLUMN,time=COLUMN,...")  # fmt: skip
 
 
 def rows(text: str, mapping: CsvMapping) -> Iterator[tuple[int, str, PostEvent | str]]:
     """(row number, raw row, post or reason) for each row."""
     raw_lines = text.splitlines()
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in mapping.columns() if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ValueError(f"the CSV has no column {', '.join(map(repr, missing))} (columns: {reader.fieldnames})")
+    if problem := missing_columns(list(reader.fieldnames or []), mapping):
+        raise ValueError(f"the CSV has {problem}")
     for row in reader:
         number = reader.line_num
         raw = raw_lines[number - 1] if number - 1 < len(raw_lines) else ""

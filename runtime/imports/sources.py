@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from csv import reader as csv_reader
 from pathlib import Path
 from typing import Literal
 
@@ -68,13 +67,8 @@ def check(path: Path, fmt: Format, mapping: CsvMapping) -> Format:
     kind = detect(path, mapping) if fmt == "auto" else fmt
     if kind == "x-archive" and path.is_dir():
         x_archive.archive_files(path)
-    elif kind == "csv":
-        header = decode_head(path).splitlines()[:1]
-        columns = next(csv_reader(header), [])
-        missing = [c for c in mapping.columns() if c not in columns]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))} in its header {columns}; "
-                             "map the columns with --csv text=COLUMN,time=COLUMN,...")  # fmt: skip
+    elif kind == "csv" and (problem := csv_mapped.missing_columns(csv_mapped.header(decode_head(path)), mapping)):
+        raise ValueError(f"{path}: {problem}")
     return kind
 
 

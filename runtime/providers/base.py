@@ -51,3 +51,19 @@ class Provider(Protocol):
 def render_chat(messages: list[ChatMessage]) -> str:
     """A chat as plain prompt text, ending where the assistant's answer starts, for models without a template."""
     return "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages) + "<|assistant|>\n"
+
+
+def chat_messages(call: GenerateCall, *, continues: bool) -> list[dict[str, str]]:
+    """The call's chat as OpenAI-style messages. A prefill becomes a final assistant message to be
+    continued when the API `continues` one, else a request, in the last user message, to begin with it."""
+    messages = [{"role": m.role, "content": m.content} for m in call.messages]
+    if call.prefill and continues:
+        messages.append({"role": "assistant", "content": call.prefill})
+    elif call.prefill:
+        messages[-1]["content"] += f"\n\nBegin your answer with exactly this text, then go on:\n{call.prefill}"
+    return messages
+
+
+def without_prefill(text: str, prefill: str) -> str:
+    """An answer without the prefill, for APIs that repeat it."""
+    return text[len(prefill) :] if prefill and text.startswith(prefill) else text

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.providers.base import ProviderConfigError, ProviderError
+from runtime.providers.base import ProviderConfigError, ProviderError, chat_messages, without_prefill
 
 RETRYABLE = ("LMRateLimitError", "LMServerError", "LMTimeoutError", "LMTransportError")
 
@@ -53,9 +53,7 @@ class DspyProvider:
         return f"{self.model} through dspy.LM (litellm)"
 
     async def generate(self, call: GenerateCall) -> Generation:
-        messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in call.messages]
-        if call.prefill:
-            messages[-1]["content"] += f"\n\nBegin your answer with exactly this text, then go on:\n{call.prefill}"
+        messages = chat_messages(call, continues=False)
         options: dict[str, Any] = {"temperature": call.temperature, "max_tokens": call.max_tokens, "top_p": call.top_p}
         if call.stop:
             options["stop"] = call.stop
@@ -68,9 +66,7 @@ class DspyProvider:
             raise ProviderError(f"{name}: {exc}", retryable=name in RETRYABLE,
                                 retry_after=getattr(exc, "retry_after", None)) from None  # fmt: skip
         choice = response.choices[0]
-        text = choice.message.content or ""
-        if call.prefill and text.startswith(call.prefill):
-            text = text[len(call.prefill) :]
+        text = without_prefill(choice.message.content or "", call.prefill)
         usage = getattr(response, "usage", None)
         return Generation(
             text=text,

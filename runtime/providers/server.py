@@ -24,7 +24,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.providers.base import ProviderConfigError, ProviderError, render_chat
+from runtime.providers.base import (
+    ProviderConfigError,
+    ProviderError,
+    chat_messages,
+    render_chat,
+    without_prefill,
+)
 
 OPTIONS = ("tls", "key_env", "key_file")
 RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -194,7 +200,6 @@ class ServerProvider:
         return [float(v) for v in chosen], sum(o + len(t) <= len(context) for t, o in zip(tokens, offsets, strict=True))
 
     def _chat_body(self, call: GenerateCall) -> dict[str, Any]:
-        messages = [{"role": m.role, "content": m.content} for m in call.messages]
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": call.max_tokens,
@@ -206,12 +211,8 @@ class ServerProvider:
         if call.seed is not None:
             body["seed"] = call.seed
         if call.prefill and self.continues:
-            messages.append({"role": "assistant", "content": call.prefill})
             body |= {"continue_final_message": True, "add_generation_prompt": False}
-        elif call.prefill:
-            last = messages[-1]
-            last["content"] += f"\n\nBegin your answer with exactly this text, then go on:\n{call.prefill}"
-        return {**body, "messages": messages}
+        return {**body, "messages": chat_messages(call, continues=self.continues)}
 
     async def generate(self, call: GenerateCall) -> Generation:
         data = await self._post(self._http(), "/chat/completions", self._chat_body(call))
@@ -221,10 +222,8 @@ class ServerProvider:
             usage = data.get("usage") or {}
         except (KeyError, IndexError, TypeError) as exc:
             raise ProviderError(f"/chat/completions answered without a message ({exc!r})", retryable=True) from None
-        if call.prefill and text.startswith(call.prefill):  # some servers return the whole message
-            text = text[len(call.prefill) :]
         return Generation(
-            text=text,
+            text=without_prefill(text, call.prefill),  # some servers return the whole message
             input_tokens=int(usage.get("prompt_tokens", 0)),
             output_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=choice.get("finish_reason") or "stop",

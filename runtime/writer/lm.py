@@ -26,10 +26,8 @@ class LimiterEngine:
     starting with a field marker, the marker is prefilled: small models then stay on format.
     """
 
-    def __init__(self, call: Callable[[GenerateCall], Generation], *, temperature: float, max_tokens: int) -> None:
+    def __init__(self, call: Callable[[GenerateCall], Generation]) -> None:
         self._call = call
-        self.temperature = temperature
-        self.max_tokens = max_tokens
 
     def complete(self, request: Any) -> Response:
         messages = []
@@ -41,16 +39,16 @@ class LimiterEngine:
         ]
         found = FIELD_START.search(messages[-1].content)
         prefill = found.group(1) + "\n" if found else ""
-        config = request.config
+        config = request.config  # the dspy.LM's temperature and max_tokens arrive here
+        sampling = {"max_tokens": config.max_tokens, "temperature": config.temperature}
         result = self._call(
             GenerateCall(
                 messages=messages,
                 prefill=prefill,
-                max_tokens=config.max_tokens or self.max_tokens,
-                temperature=self.temperature if config.temperature is None else config.temperature,
                 top_p=config.top_p or 1.0,
                 stop=[*config.stop, COMPLETED],
                 seed=config.seed,
+                **{k: v for k, v in sampling.items() if v is not None},
             )
         )
         used = providers_used.get()
@@ -73,5 +71,5 @@ def limiter_lm(
     call: Callable[[GenerateCall], Generation], *, temperature: float = 0.7, max_tokens: int = 400
 ) -> dspy.LM:
     """A `dspy.LM` that sends every call through `call` (no DSPy cache: the Limiter sees each one)."""
-    engine = LimiterEngine(call, temperature=temperature, max_tokens=max_tokens)
+    engine = LimiterEngine(call)
     return dspy.LM("reer/limiter", engine=engine, cache=False, temperature=temperature, max_tokens=max_tokens)
