@@ -11,6 +11,8 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import apply_top_p
 
+from runtime.providers.mlx import cpu
+
 
 def output_layer(model: Any) -> Any:
     """The function from final hidden states to logits, when the model exposes them separately."""
@@ -58,8 +60,8 @@ class Scorer:
         else:
             logits = self.model(inputs, cache=self._cache)[:, first:, :]
         logits = logits[0].astype(mx.float32)
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        picked = mx.take_along_axis(logprobs, mx.array(target)[:, None], axis=-1)[:, 0]
+        wanted = mx.take_along_axis(logits, mx.array(target)[:, None], axis=-1)[:, 0]
+        picked = wanted - cpu.logsumexp(logits)[:, 0]
         mx.eval(picked)
         self._tokens = sequence[:-1]
         self.reused_tokens += keep

@@ -198,6 +198,7 @@ class MlxProvider:
         from mlx_lm import load
         from mlx_lm.utils import dequantize_model
 
+        from runtime.providers.mlx import cpu
         from runtime.providers.mlx.engine import Scorer
 
         model, tokenizer = load(self.source)[:2]
@@ -205,6 +206,8 @@ class MlxProvider:
         if mx.default_device() == mx.cpu:
             model = dequantize_model(model)
             model.set_dtype(mx.float32)
+            cpu.install(model)
+            cpu.activate()
         self._model, self._tokenizer = model, tokenizer
         self._scorer = Scorer(model)
 

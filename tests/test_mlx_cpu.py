@@ -1,0 +1,81 @@
+"""The CPU fast paths compute what MLX's own attention, SiLU and log-sum-exp compute."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import mlx.core as mx
+import pytest
+from mlx import nn
+
+import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+from runtime.providers.mlx import cpu
+
+
+@pytest.fixture
+def active() -> Iterator[None]:
+    cpu.activate()
+    yield
+    cpu._local.active = False
+
+
+def qkv(batch: int, heads: int, kv_heads: int, length: int, span: int) -> tuple[mx.array, mx.array, mx.array]:
+    mx.random.seed(batch * 1000 + length)
+    return (
+        mx.random.normal((batch, heads, length, 16)) * 2,
+        mx.random.normal((batch, kv_heads, span, 16)) * 2,
+        mx.random.normal((batch, kv_heads, span, 16)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("batch", "heads", "kv_heads", "length", "span"),
+    [(1, 4, 2, 80, 80), (2, 6, 2, 40, 100), (8, 9, 3, 1, 300), (1, 2, 2, 3, 5)],
+)
+def test_causal_attention_matches_mlx(
+    active: None, batch: int, heads: int, kv_heads: int, length: int, span: int
+) -> None:
+    q, k, v = qkv(batch, heads, kv_heads, length, span)
+    mask = "causal" if length > 1 else None
+    want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.25, mask=mask)
+    assert mx.allclose(cpu.attention(q, k, v, 0.25, mask), want, atol=1e-5).item()
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_masks_from_batched_caches_match_mlx(active: None, per_head: bool) -> None:
+    """Left-padded batches pass a boolean mask per sequence; a fully masked row stays finite."""
+    q, k, v = qkv(3, 6, 2, 50, 60)
+    pad = mx.array([0, 7, 59])[:, None, None, None]
+    mask = (mx.arange(60)[None, None, None, :] >= pad) & (mx.arange(10, 60)[:, None] >= mx.arange(60)[None])
+    if per_head:
+        mask = mx.broadcast_to(mask, (3, 6, 50, 60))
+    got = cpu.attention(q, k, v, 0.25, mask)
+    want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.25, mask=mask)
+    assert mx.allclose(got[:2], want[:2], atol=1e-5).item()
+    assert mx.all(mx.isfinite(got)).item()  # the third sequence has rows that see nothing
+    additive = mx.where(mask, 0.0, -mx.inf)
+    assert mx.allclose(cpu.attention(q, k, v, 0.25, additive)[:2], want[:2], atol=1e-5).item()
+
+
+def test_exp_swiglu_and_logsumexp_match_mlx(active: None) -> None:
+    x = mx.random.normal((300, 700)) * 8
+    assert mx.allclose(cpu.exp(x * 1), mx.exp(x), rtol=1e-5).item()  # MLX's exp is within 1e-6, numpy's closer
+    assert mx.allclose(cpu.swiglu(x, x + 1), nn.silu(x) * (x + 1), rtol=1e-5, atol=1e-6).item()
+    assert mx.allclose(cpu.logsumexp(x * 1), mx.logsumexp(x, axis=-1, keepdims=True), rtol=1e-6).item()
+
+
+def test_only_active_threads_take_the_fast_path() -> None:
+    """The provider's model thread opts in; a plain mlx-lm model elsewhere in the process does not."""
+    seen: list[bool] = []
+
+    def model_thread() -> None:
+        cpu.activate()
+        y = mx.random.normal((100, 100))
+        seen.append(cpu.exp(y) is y)  # computed in place, in y's buffer
+
+    thread = threading.Thread(target=model_thread)
+    thread.start()
+    thread.join()
+    y = mx.random.normal((100, 100))
+    assert seen == [True] and cpu.exp(y) is not y
