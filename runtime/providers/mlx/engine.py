@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import mlx.core as mx
+import numpy as np
+import numpy.typing as npt
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
-from mlx_lm.sample_utils import apply_top_p
 
 from runtime.providers.mlx import cpu
 
@@ -77,19 +77,45 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def seeded_sampler(temperature: float, top_p: float, seed: int | None) -> Any:
-    """A sampler with its own random key, so each request is reproducible inside a batch."""
-    state = [mx.random.key(seed if seed is not None else secrets.randbits(32))]
+class Sampler:
+    """Picks one request's next token, in numpy: a seeded generator of its own, temperature and
+    nucleus (top-p) as mlx-lm applies them.
 
-    def sample(logprobs: mx.array) -> mx.array:
-        if temperature <= 0:
-            return mx.argmax(logprobs, axis=-1)
-        if 0 < top_p < 1:
-            logprobs = apply_top_p(logprobs, top_p)
-        state[0], key = mx.random.split(state[0])
-        return mx.random.categorical(logprobs * (1 / temperature), key=key)
+    mlx-lm calls a request's sampler on its own row of the batch; MLX's sort and exp run one
+    element at a time on a CPU, which made sampling cost more than the decode step.
+    """
 
-    return sample
+    NUCLEUS_FIRST = 1024
+    """The nucleus is looked for among this many best tokens first, and in the whole row if wider."""
+
+    def __init__(self, temperature: float, top_p: float, seed: int | None) -> None:
+        self.temperature = temperature
+        self.top_p = top_p
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        mx.eval(logprobs)
+        row = np.asarray(logprobs, dtype=np.float32).reshape(-1)
+        if self.temperature <= 0:
+            return mx.array([int(row.argmax())])
+        candidates = np.flatnonzero(row >= self._threshold(row)) if 0 < self.top_p < 1 else np.arange(row.size)
+        weights = np.exp((row[candidates] - row[candidates].max()) / self.temperature).cumsum()
+        pick = min(int(np.searchsorted(weights, self._rng.random() * weights[-1], side="right")), weights.size - 1)
+        return mx.array([int(candidates[pick])])
+
+    def _threshold(self, row: npt.NDArray[np.float32]) -> float:
+        """The lowest log-probability kept: the best tokens whose mass above it is under top_p."""
+        total = float(np.exp(row).sum())
+        best = (
+            np.partition(row, row.size - self.NUCLEUS_FIRST)[-self.NUCLEUS_FIRST :]
+            if row.size > self.NUCLEUS_FIRST
+            else row
+        )
+        if float(np.exp(best).sum()) < self.top_p * total:
+            best = row
+        ordered = np.sort(best)[::-1]
+        mass_above = np.concatenate(([0.0], np.cumsum(np.exp(ordered))[:-1]))
+        return float(ordered[np.count_nonzero(mass_above < self.top_p * total) - 1])
 
 
 @dataclass
@@ -128,7 +154,7 @@ class Decoder:
         (uid,) = self._generator.insert(
             [request.prompt],
             max_tokens=[request.max_tokens],
-            samplers=[seeded_sampler(request.temperature, request.top_p, request.seed)],
+            samplers=[Sampler(request.temperature, request.top_p, request.seed)],
         )
         self._active[uid] = request
 

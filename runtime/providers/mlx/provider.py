@@ -85,6 +85,7 @@ class MlxProvider:
         self._thread = threading.Thread(target=self._serve, name=f"mlx {model}", daemon=True)
         self.blas = blas.prepare()
         self.device = ""
+        self.layout = "plain weights"
         self._thread.start()
         self._ready.wait()
         if self._load_error is not None:
@@ -98,7 +99,7 @@ class MlxProvider:
     # -- the async API, from any event loop ------------------------------------------------------
 
     async def check(self, role: Role) -> str:
-        return f"{self.model} on {self.device or 'the default device'}, BLAS {self.blas.name}"
+        return f"{self.model} on {self.device or 'the default device'}, BLAS {self.blas.name}, {self.layout}"
 
     async def generate(self, call: GenerateCall) -> Generation:
         def start() -> Any:
@@ -198,7 +199,7 @@ class MlxProvider:
         from mlx_lm import load
         from mlx_lm.utils import dequantize_model
 
-        from runtime.providers.mlx import cpu
+        from runtime.providers.mlx import blocks, cpu
         from runtime.providers.mlx.engine import Scorer
 
         model, tokenizer = load(self.source)[:2]
@@ -208,6 +209,7 @@ class MlxProvider:
             model.set_dtype(mx.float32)
             cpu.install(model)
             cpu.activate()
+            self.layout = blocks.install(model)
         self._model, self._tokenizer = model, tokenizer
         self._scorer = Scorer(model)
 
