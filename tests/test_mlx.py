@@ -130,12 +130,14 @@ def test_unusable_models_fail_at_start_with_advice(tmp_path: Path) -> None:
         open_provider(f"mlx://{tmp_path}", tmp_path)
 
 
-def test_validate_reports_the_blas_in_use(tiny: Path, run_daemon: RunDaemon) -> None:
+def test_validate_reports_the_blas_and_weight_layout_in_use(tiny: Path, run_daemon: RunDaemon) -> None:
     result = run_daemon("validate", "--provider", f"mlx://{tiny}")
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if f"mlx://{tiny}" in x and "GFLOP/s" in x)
     expected = "BLAS OpenBLAS" if sys.platform == "linux" else "BLAS platform default"
     assert expected in line and line.startswith("ok ")
+    check = next(x for x in result.stdout.splitlines() if f"mlx://{tiny} as generator:" in x)
+    assert "weights in blocks for decoding" in check or "plain weights (" in check  # the layout, and why
 
 
 def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemon: RunDaemon) -> None:
