@@ -25,6 +25,11 @@ M = TypeVar("M")
 log = logging.getLogger(__name__)
 
 
+class Refused(Exception):
+    """A handler declined a message for a reason the user can act on: it is dead-lettered with
+    the reason, logged as a warning without a traceback, and not counted as a failure."""
+
+
 class CrashLoopError(RuntimeError):
     """An actor's handler failed too many times in a row: the daemon stops rather than spin."""
 
@@ -89,9 +94,13 @@ class Consumer(ABC, Generic[M]):
                     )
 
     async def _dead_letter(self, envelope: Envelope[M], exc: Exception) -> None:
-        self._failures += 1
+        refused = isinstance(exc, Refused)
+        self._failures += 0 if refused else 1
         error = f"{type(exc).__qualname__}: {exc}"
-        log.error("%s failed on a %s message: %s", self.name, envelope.topic, error, exc_info=exc)
+        if refused:
+            log.warning("%s refused a %s message: %s", self.name, envelope.topic, exc)
+        else:
+            log.error("%s failed on a %s message: %s", self.name, envelope.topic, error, exc_info=exc)
         await self._dead_letters.append(
             DeadLetter(
                 actor=self.name,

@@ -196,23 +196,20 @@ class Ingestor:
         for request in requests:
             await self.submit(request)
 
-    async def resume_requests(self, drafted: set[str]) -> None:
-        """Pass on again the journaled requests for drafts that have none in the drafts store."""
-        pending = [r for r in self._journal.read() if r.request_id not in drafted] if self._journal else []
+    async def resume_requests(self, settled: set[str]) -> None:
+        """Pass on again the journaled requests that have not come to an end (see `settled`)."""
+        pending = [r for r in self._journal.read() if r.request_id not in settled] if self._journal else []
         if pending:
-            log.info("resuming %d requests for drafts accepted before the last stop", len(pending))
+            log.info("resuming %d requests accepted before the last stop", len(pending))
         for record in pending:
-            await self._pass_on(GenerateRequested(request_id=record.request_id, request=record.request))
+            await self._pass_on(_requested(record.request_id, record.request))
 
     async def submit(self, request: GenerateEvent | OptimizeEvent) -> None:
-        """Pass a request for drafts (journaled first) or for a compile to the Generator or the Optimizer."""
-        if isinstance(request, OptimizeEvent):
-            await self._pass_on(OptimizeRequested(request=request))
-            return
+        """Journal a request for drafts or for a compile, then pass it to the Generator or the Optimizer."""
         request_id = uuid.uuid4().hex[:16]
         if self._journal is not None:
             await self._journal.append(Requested(request_id=request_id, request=request, accepted_at=datetime.now(UTC)))
-        await self._pass_on(GenerateRequested(request_id=request_id, request=request))
+        await self._pass_on(_requested(request_id, request))
 
     async def _pass_on(self, message: GenerateRequested | OptimizeRequested) -> None:
         """Publish a request in a trace of its own."""
@@ -269,3 +266,9 @@ class Ingestor:
             await self.bus.publish(
                 POSTS_OBSERVED, PostObserved(post=post, engagement=accepted.engagement, selected=accepted.selected)
             )
+
+
+def _requested(request_id: str, request: GenerateEvent | OptimizeEvent) -> GenerateRequested | OptimizeRequested:
+    if isinstance(request, OptimizeEvent):
+        return OptimizeRequested(request_id=request_id, request=request)
+    return GenerateRequested(request_id=request_id, request=request)

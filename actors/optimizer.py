@@ -10,7 +10,7 @@ import anyio
 import dspy
 from opentelemetry import trace
 
-from actors.base import Consumer
+from actors.base import Consumer, Refused
 from actors.model_client import ModelClient, ThreadModels
 from bus.bus import Bus
 from bus.messages import OPTIMIZE_REQUESTED, TRACES_MINED, OptimizeRequested, TraceMined
@@ -62,9 +62,10 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         optimizer: Optimizer = message.request.optimizer or settings.optimizer
         traces = (await anyio.to_thread.run_sync(list, self._traces.read()))[-settings.max_traces :]
         if len(traces) < settings.min_traces:
-            log.warning("not compiling: %d traces in the store, at least %d needed (writer.min_traces)",
-                        len(traces), settings.min_traces)  # fmt: skip
-            return
+            raise Refused(
+                f"not compiling: {len(traces)} traces in the store, at least {settings.min_traces} needed "
+                "(writer.min_traces)"
+            )
         trainset, valset = split([example(t) for t in traces], settings.val_fraction)
         current = self._programs.current()
         version = max((r.version for r in self._programs.records()), default=0) + 1
@@ -93,6 +94,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
             model_calls=models.calls,
             compile_s=round(elapsed, 3),
             created_at=datetime.now(UTC),
+            request_id=message.request_id,
         )
         await self._programs.index.append(record)
         span.set_attributes({"reer.program.score": score, "reer.program.promoted": promoted})

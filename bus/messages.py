@@ -42,9 +42,10 @@ class GenerateRequested(Message, frozen=True, kw_only=True):
 
 
 class OptimizeRequested(Message, frozen=True, kw_only=True):
-    """A user asked for the writer program to be compiled."""
+    """A user asked for the writer program to be compiled (no id when `AutoOptimize` asks)."""
 
     request: OptimizeEvent
+    request_id: str | None = None
 
 
 class ChatMessage(msgspec.Struct, frozen=True):

@@ -275,6 +275,8 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     model_calls: int
     compile_s: float
     created_at: datetime
+    request_id: str | None = None
+    """The journaled request that asked for this compile; none when `AutoOptimize` did."""
 
 
 class Watched(msgspec.Struct, frozen=True, kw_only=True):
@@ -290,9 +292,9 @@ class Watched(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Requested(msgspec.Struct, frozen=True, kw_only=True):
-    """A request for drafts, journaled before it is passed on (`requests.jsonl`), so that one cut
-    short by a crash is handled at the next start."""
+    """A request for drafts or for a compile, journaled before it is passed on (`requests.jsonl`),
+    so that one cut short by a crash is handled at the next start."""
 
     request_id: str
-    request: GenerateEvent
+    request: GenerateEvent | OptimizeEvent
     accepted_at: datetime

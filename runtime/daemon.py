@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from actors.base import Consumer, CrashLoopError
@@ -22,7 +23,7 @@ from actors.miner import Miner
 from actors.optimizer import AutoOptimize, OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
-from bus.messages import Role
+from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, Role
 from bus.records import (
     Accepted,
     DeadLetter,
@@ -83,6 +84,25 @@ class Stores:
     def all(self) -> list[JsonlStore[object]]:
         stores = [self.posts, self.rejected, self.traces, self.failures, self.dead_letters, self.drafts, self.watched]
         return [*stores, self.requests, self.programs.index]  # type: ignore[list-item]
+
+    def settled_requests(self) -> set[str]:
+        """Ids of the journaled requests that came to an end: drafts written, a program compiled, or
+        the request dead-lettered (refused or failed, kept with the reason)."""
+        ids = {d.request_id for d in self.drafts.read()}
+        ids |= {p.request_id for p in self.programs.records() if p.request_id}
+        for letter in self.dead_letters.read():
+            if letter.topic in (GENERATE_REQUESTED.name, OPTIMIZE_REQUESTED.name):
+                ids.add(msgspec.json.decode(letter.message, type=_Journaled).body.request_id)
+        return ids
+
+
+class _Journaled(msgspec.Struct):
+    """The part of a dead-lettered request's envelope that names it."""
+
+    class Body(msgspec.Struct):
+        request_id: str = ""
+
+    body: Body
 
 
 @dataclass
@@ -217,8 +237,8 @@ async def serve(
                 finished = writer.mined | failed
                 consumers: list[Consumer[Any]] = [limiter, miner, writer, *writers]
                 inputs = Inputs(sources, watcher, requests or [])
-                drafted = {d.request_id for d in stores.drafts.read()}
-                await _run(bus, ingestor, finished, drafted, consumers, inputs, settings, exit_when_idle)
+                settled = stores.settled_requests()
+                await _run(bus, ingestor, finished, settled, consumers, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* CrashLoopError as group:
             crash = group.exceptions[0]
@@ -244,7 +264,7 @@ async def _run(
     bus: Bus,
     ingestor: Ingestor,
     finished: set[str],
-    drafted: set[str],
+    settled: set[str],
     consumers: list[Consumer[Any]],
     inputs: Inputs,
     settings: Settings,
@@ -259,7 +279,7 @@ async def _run(
             watcher.start_soon(_watch_signals, stopping, ingest_scope)
             with ingest_scope:
                 await ingestor.recover(finished)
-                await ingestor.resume_requests(drafted)
+                await ingestor.resume_requests(settled)
                 await ingestor.run(inputs.sources)
                 if inputs.watcher is not None:
                     await inputs.watcher.run(until_idle=exit_when_idle)

@@ -27,6 +27,18 @@ def anyio_backend() -> str:
 RunDaemon = Callable[..., subprocess.CompletedProcess[str]]
 
 
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An mlx-lm folder converted from a tiny random GGUF (mlx is imported only by tests that use it)."""
+    import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+    from runtime.providers.mlx.convert import ensure_converted
+    from tests.tiny_model import write_tiny_gguf
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_tiny_gguf(root / "tiny.gguf")
+    return ensure_converted(root / "tiny.gguf", root / "model")
+
+
 @pytest.fixture
 def run_daemon(tmp_path: Path) -> RunDaemon:
     """Run `reer-runtime ARGS` as a real subprocess with the data dir in tmp_path."""

@@ -28,14 +28,6 @@ pytestmark = pytest.mark.anyio
 CHAT = [ChatMessage("system", "You plan posts."), ChatMessage("user", "Brief: a short post for x.")]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An mlx-lm folder converted from a tiny GGUF."""
-    root = tmp_path_factory.mktemp("tiny")
-    write_tiny_gguf(root / "tiny.gguf")
-    return ensure_converted(root / "tiny.gguf", root / "model")
-
-
 @pytest.fixture
 async def provider(tiny: Path) -> Iterator[MlxProvider]:  # type: ignore[misc]
     model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")

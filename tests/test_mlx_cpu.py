@@ -14,15 +14,6 @@ from mlx_lm.models.cache import make_prompt_cache
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
 from runtime.providers.mlx import blocks, cpu
-from runtime.providers.mlx.convert import ensure_converted
-from tests.tiny_model import write_tiny_gguf
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    write_tiny_gguf(root / "tiny.gguf")
-    return ensure_converted(root / "tiny.gguf", root / "model")
 
 
 @pytest.fixture

@@ -206,7 +206,7 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
 
 
 async def run_actors(
-    tmp_path: Path, provider: DummyProvider, messages: list[object], traces: int = len(POSTS)
+    tmp_path: Path, provider: DummyProvider, messages: list[object], traces: int = len(POSTS), refusals: int = 0
 ) -> tuple[list[Draft], list[Program]]:
     settings = Settings(data_dir=tmp_path, writer={"min_traces": 4, "max_demos": 2})
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
@@ -234,7 +234,7 @@ async def run_actors(
                 await bus.publish(OPTIMIZE_REQUESTED, message)
             await bus.wait_idle()
         bus.close()
-    assert not list(dead.read())
+    assert len([d for d in dead.read() if d.error.startswith("Refused: ")]) == len(list(dead.read())) == refusals
     return list(drafts.read()), programs.records()
 
 
@@ -298,8 +298,9 @@ async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> No
 
 async def test_too_few_traces_compile_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     optimize = OptimizeRequested(request=OptimizeEvent())
-    _, programs = await run_actors(tmp_path, ScriptedWriter(), [optimize], traces=3)
+    _, programs = await run_actors(tmp_path, ScriptedWriter(), [optimize], traces=3, refusals=1)
     assert programs == [] and "not compiling: 3 traces in the store, at least 4 needed" in caplog.text
+    assert "Traceback" not in caplog.text  # a refusal is a warning with its reason, kept as a dead letter
 
 
 # --- the whole loop, as a user runs it --------------------------------------------------------
@@ -362,9 +363,46 @@ def test_a_request_for_drafts_cut_short_by_a_kill_is_handled_at_the_next_start(
 
     resumed = run_daemon("start", "--exit-when-idle", stdin="")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming 1 requests for drafts" in resumed.stderr
+    assert "resuming 1 requests accepted before the last stop" in resumed.stderr
     drafts = [json.loads(line) for line in (data / "drafts.jsonl").read_text().splitlines()]
     assert [d["draft_id"] for d in drafts] == [f"{request['request_id']}-1", f"{request['request_id']}-2"]
     assert validate_store(journal, "request") == 1
     again = run_daemon("start", "--exit-when-idle", stdin="")
     assert "resuming" not in again.stderr and len((data / "drafts.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_one_is_not(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    data = tmp_path / "data"
+    refused = run_daemon("optimize")  # an empty data dir: refused, kept with the reason
+    assert refused.returncode == 0 and "not compiling: 0 traces in the store" in refused.stderr
+    posts = tmp_path / "in.jsonl"
+    posts.write_text("".join(post_line(i) + "\n" for i in range(8)))
+    with serving(FakeServer(generator=ScriptedWriter())) as server:
+        env = {"REER_GENERATOR": server.uri(), "REER_SCORER": "dummy://"}
+        mined = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0", env=env)
+        assert mined.returncode == 0, mined.stderr
+        hung = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        hung |= {"REER_GENERATOR": "fault://?base=dummy://&hang=1", "REER_SCORER": "dummy://"}  # every call hangs
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "optimize", "--optimizer", "bootstrap"],
+            stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=ROOT, env=hung,
+        )  # fmt: skip
+        journal = data / "requests.jsonl"
+        deadline = time.monotonic() + 60
+        while len(journal.read_text().splitlines()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # waiting for the second journaled request, with a deadline
+        daemon.kill()
+        daemon.wait(timeout=30)
+        first, second = [json.loads(line) for line in journal.read_text().splitlines()]
+        assert first["request"]["type"] == second["request"]["type"] == "optimize"
+        assert not (data / "programs" / "index.jsonl").read_text()  # the kill came before any program
+
+        resumed = run_daemon("start", "--exit-when-idle", stdin="", env=env)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resuming 1 requests accepted before the last stop" in resumed.stderr  # the refused one is settled
+        (program,) = [json.loads(line) for line in (data / "programs" / "index.jsonl").read_text().splitlines()]
+        assert program["request_id"] == second["request_id"] and program["optimizer"] == "bootstrap"
+        again = run_daemon("start", "--exit-when-idle", stdin="", env=env)
+    assert "resuming" not in again.stderr and validate_store(journal, "request") == 2
