@@ -1,4 +1,5 @@
-"""The CPU fast paths compute what MLX's own attention, SiLU, log-sum-exp and products compute."""
+"""The CPU fast paths compute what MLX's own attention, SiLU, log-sum-exp, products and mlx-lm's
+sampling compute."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlx.core as mx
+import numpy as np
 import pytest
 from mlx import nn
 from mlx_lm import load
 from mlx_lm.models.cache import make_prompt_cache
+from mlx_lm.sample_utils import apply_top_p
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
 from runtime.providers.mlx import blocks, cpu
+from runtime.providers.mlx.engine import Sampler
 
 
 @pytest.fixture
@@ -108,3 +112,27 @@ def test_a_model_with_blocks_computes_the_same_logits(tiny: Path) -> None:
     cache = make_prompt_cache(model)
     assert mx.allclose(model(tokens, cache=cache), prompt, atol=1e-4).item()
     assert mx.allclose(model(mx.array([[11]]), cache=cache), step, atol=1e-4).item()  # one row: the blocks
+
+
+@pytest.mark.parametrize(("spread", "top_p"), [(4.0, 0.9), (0.05, 0.9), (2.0, 0.3)])
+def test_the_sampler_keeps_the_nucleus_mlx_lm_keeps(spread: float, top_p: float) -> None:
+    """Peaked rows have a small nucleus; a flat row (spread 0.05) has one wider than the first 1,024."""
+    logits = mx.random.normal((5000,), key=mx.random.key(7)) * spread
+    logprobs = logits - mx.logsumexp(logits)
+    sampler = Sampler(1.0, top_p, seed=1)
+    row = np.asarray(logprobs)
+    kept = row >= sampler._threshold(row)
+    assert np.array_equal(kept, np.isfinite(np.asarray(apply_top_p(logprobs[None], top_p)[0])))
+    assert (kept.sum() > Sampler.NUCLEUS_FIRST) == (spread < 1)
+
+
+def test_the_sampler_is_seeded_greedy_at_zero_and_follows_the_distribution() -> None:
+    logprobs = mx.log(mx.array([[0.5, 0.3, 0.15, 0.05]]))
+    assert Sampler(0.0, 1.0, seed=None)(logprobs).item() == 0
+    draws = [Sampler(1.0, 1.0, seed=3)(logprobs).item() for _ in range(3)]
+    assert len(set(draws)) == 1  # the same seed, the same first draw
+    sampler = Sampler(1.0, 1.0, seed=5)
+    counts = np.bincount([sampler(logprobs).item() for _ in range(4000)], minlength=4) / 4000
+    assert np.allclose(counts, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    nucleus = Sampler(1.0, 0.7, seed=5)  # 0.5 + 0.3 reach 0.7: the last two are never drawn
+    assert {nucleus(logprobs).item() for _ in range(300)} == {0, 1}

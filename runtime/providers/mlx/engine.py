@@ -94,8 +94,9 @@ class Sampler:
         self._rng = np.random.default_rng(seed)
 
     def __call__(self, logprobs: mx.array) -> mx.array:
-        mx.eval(logprobs)
-        row = np.asarray(logprobs, dtype=np.float32).reshape(-1)
+        values = logprobs.astype(mx.float32)  # numpy has no bfloat16 (models on Metal may use it)
+        mx.eval(values)
+        row = np.asarray(values).reshape(-1)
         if self.temperature <= 0:
             return mx.array([int(row.argmax())])
         candidates = np.flatnonzero(row >= self._threshold(row)) if 0 < self.top_p < 1 else np.arange(row.size)
