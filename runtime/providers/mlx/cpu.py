@@ -26,7 +26,11 @@ _local = threading.local()
 
 
 def exp(x: mx.array) -> mx.array:
-    """`exp(x)`, computed by numpy in x's own buffer when active and x is large (x must not be used after)."""
+    """`exp(x)`, computed by numpy in x's own buffer when active and x is large.
+
+    x must be the fresh result of an operation, not a view of an array still in use: its buffer
+    is overwritten.
+    """
     if x.size < NUMPY_FROM or not _active():
         return mx.exp(x)
     mx.eval(x)
