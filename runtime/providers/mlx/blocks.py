@@ -93,9 +93,10 @@ def install(model: Module, measure: bool = True) -> str:
 
 def _speedup(rows: int = MAX_ROWS, out: int = 1536, inputs: int = 576, repeat: int = 20) -> float:
     """How many times faster decode-shaped products are with blocks than plain, on this machine."""
-    weights = [mx.random.normal((out, inputs)) for _ in range(repeat)]  # distinct, as layers are
+    key = mx.random.key(0)  # leaves MLX's global random state alone
+    weights = [mx.random.normal((out, inputs), key=k) for k in mx.random.split(key, repeat)]  # distinct, as layers
     layers = [BlockedLinear(w) for w in weights]
-    x = mx.random.normal((rows, inputs))
+    x = mx.random.normal((rows, inputs), key=key)
     mx.eval(x, [layer.parameters() for layer in layers])
 
     def timed(run: Any) -> float:
