@@ -94,8 +94,10 @@ def test_faulty_providers_are_retried_and_failed_posts_can_be_mined_later(
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(post_line(i, author="f") for i in range(8)) + "\n")
     flaky = "fault://?base=dummy://&error=0.2&rate_limit=0.1&retry_after=0.01&hang=0.05&malformed=0.05&seed=5"
+    # 40% of attempts fail; with 20 retries a call fails for good with odds 0.4**21 (about 4e-9), so
+    # the run's hundred calls all succeed (with 8 retries, about 1 run in 35 lost a post).
     env = {"REER_GENERATOR": flaky, "REER_SCORER": flaky, "REER_LIMITS__DEFAULT__TIMEOUT_S": "1",
-           "REER_LIMITS__DEFAULT__MAX_RETRIES": "8", "REER_LIMITS__DEFAULT__CIRCUIT_FAILURES": "50"}  # fmt: skip
+           "REER_LIMITS__DEFAULT__MAX_RETRIES": "20", "REER_LIMITS__DEFAULT__CIRCUIT_FAILURES": "50"}  # fmt: skip
     done = run_daemon("start", "--input", str(source), "--exit-when-idle", "--min-engagement", "0.5", env=env)
     assert done.returncode == 0, done.stderr
     data = tmp_path / "data"
