@@ -94,12 +94,11 @@ class Consumer(ABC, Generic[M]):
                     )
 
     async def _dead_letter(self, envelope: Envelope[M], exc: Exception) -> None:
-        refused = isinstance(exc, Refused)
-        self._failures += 0 if refused else 1
         error = f"{type(exc).__qualname__}: {exc}"
-        if refused:
+        if isinstance(exc, Refused):
             log.warning("%s refused a %s message: %s", self.name, envelope.topic, exc)
         else:
+            self._failures += 1
             log.error("%s failed on a %s message: %s", self.name, envelope.topic, error, exc_info=exc)
         await self._dead_letters.append(
             DeadLetter(

@@ -202,23 +202,23 @@ class Ingestor:
         if pending:
             log.info("resuming %d requests accepted before the last stop", len(pending))
         for record in pending:
-            await self._pass_on(_requested(record.request_id, record.request))
+            await self._pass_on(record.request_id, record.request)
 
     async def submit(self, request: GenerateEvent | OptimizeEvent) -> None:
         """Journal a request for drafts or for a compile, then pass it to the Generator or the Optimizer."""
         request_id = uuid.uuid4().hex[:16]
         if self._journal is not None:
             await self._journal.append(Requested(request_id=request_id, request=request, accepted_at=datetime.now(UTC)))
-        await self._pass_on(_requested(request_id, request))
+        await self._pass_on(request_id, request)
 
-    async def _pass_on(self, message: GenerateRequested | OptimizeRequested) -> None:
-        """Publish a request in a trace of its own."""
-        kind = message.request.__struct_config__.tag
+    async def _pass_on(self, request_id: str, request: GenerateEvent | OptimizeEvent) -> None:
+        """Publish a request to the Generator or the Optimizer, in a trace of its own."""
+        kind = request.__struct_config__.tag
         with tracer.start_as_current_span(f"ingest {kind} request", attributes={"reer.request": str(kind)}):
-            if isinstance(message, GenerateRequested):
-                await self.bus.publish(GENERATE_REQUESTED, message)
+            if isinstance(request, OptimizeEvent):
+                await self.bus.publish(OPTIMIZE_REQUESTED, OptimizeRequested(request_id=request_id, request=request))
             else:
-                await self.bus.publish(OPTIMIZE_REQUESTED, message)
+                await self.bus.publish(GENERATE_REQUESTED, GenerateRequested(request_id=request_id, request=request))
 
     def _check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | str:
         if line.reason:
@@ -266,9 +266,3 @@ class Ingestor:
             await self.bus.publish(
                 POSTS_OBSERVED, PostObserved(post=post, engagement=accepted.engagement, selected=accepted.selected)
             )
-
-
-def _requested(request_id: str, request: GenerateEvent | OptimizeEvent) -> GenerateRequested | OptimizeRequested:
-    if isinstance(request, OptimizeEvent):
-        return OptimizeRequested(request_id=request_id, request=request)
-    return GenerateRequested(request_id=request_id, request=request)

@@ -92,15 +92,15 @@ class Stores:
         ids |= {p.request_id for p in self.programs.records() if p.request_id}
         for letter in self.dead_letters.read():
             if letter.topic in (GENERATE_REQUESTED.name, OPTIMIZE_REQUESTED.name):
-                ids.add(msgspec.json.decode(letter.message, type=_Journaled).body.request_id)
-        return ids
+                ids.add(msgspec.json.decode(letter.message, type=_Journaled).body.request_id or "")
+        return ids - {""}
 
 
 class _Journaled(msgspec.Struct):
     """The part of a dead-lettered request's envelope that names it."""
 
     class Body(msgspec.Struct):
-        request_id: str = ""
+        request_id: str | None = None  # none for a compile `AutoOptimize` asked for
 
     body: Body
 

@@ -87,39 +87,38 @@ def activate() -> None:
 def install(model: Any) -> None:
     """Route the attention and SwiGLU of `model`'s mlx-lm module through this module."""
     module: Any = sys.modules[type(model).__module__]
-    base = getattr(module, "scaled_dot_product_attention", None)
-    if base is not None and not getattr(base, "_cpu_fast_path", False):
-        module.scaled_dot_product_attention = _sdpa_for(base)
-    plain = getattr(module, "swiglu", None)
-    if plain is not None and not getattr(plain, "_cpu_fast_path", False):
-        module.swiglu = _swiglu_for(plain)
+    _route(module, "scaled_dot_product_attention", _sdpa)
+    _route(module, "swiglu", lambda _, gate, x: swiglu(gate, x))
 
 
 def _active() -> bool:
     return bool(getattr(_local, "active", False))
 
 
-def _sdpa_for(base: Callable[..., mx.array]) -> Callable[..., mx.array]:
-    def sdpa(
-        queries: mx.array,
-        keys: mx.array,
-        values: mx.array,
-        cache: Any,
-        scale: float,
-        mask: mx.array | str | None,
-        sinks: mx.array | None = None,
-    ) -> mx.array:
-        if not _active() or sinks is not None or hasattr(cache, "bits"):
-            return base(queries, keys, values, cache, scale=scale, mask=mask, sinks=sinks)
-        return attention(queries, keys, values, scale, mask)
+def _route(module: Any, name: str, fast: Callable[..., mx.array]) -> None:
+    """Replace `module.name` by a function that calls `fast(plain, ...)` on active threads and the
+    plain function elsewhere (once: a module already routed is left as it is)."""
+    plain = getattr(module, name, None)
+    if plain is None or getattr(plain, "_cpu_fast_path", False):
+        return
 
-    sdpa._cpu_fast_path = True  # type: ignore[attr-defined]
-    return sdpa
+    def routed(*args: Any, **kwargs: Any) -> mx.array:
+        return fast(plain, *args, **kwargs) if _active() else plain(*args, **kwargs)
+
+    routed._cpu_fast_path = True  # type: ignore[attr-defined]
+    setattr(module, name, routed)
 
 
-def _swiglu_for(plain: Callable[[mx.array, mx.array], mx.array]) -> Callable[[mx.array, mx.array], mx.array]:
-    def fast(gate: mx.array, x: mx.array) -> mx.array:
-        return swiglu(gate, x) if _active() else plain(gate, x)
-
-    fast._cpu_fast_path = True  # type: ignore[attr-defined]
-    return fast
+def _sdpa(
+    plain: Callable[..., mx.array],
+    queries: mx.array,
+    keys: mx.array,
+    values: mx.array,
+    cache: Any,
+    scale: float,
+    mask: mx.array | str | None,
+    sinks: mx.array | None = None,
+) -> mx.array:
+    if sinks is not None or hasattr(cache, "bits"):  # attention sinks, quantized caches: mlx-lm's own
+        return plain(queries, keys, values, cache, scale=scale, mask=mask, sinks=sinks)
+    return attention(queries, keys, values, scale, mask)
