@@ -18,7 +18,7 @@ from bus.bus import Bus
 from bus.messages import Envelope, Topic
 from bus.records import DeadLetter
 from runtime import metrics
-from runtime.store import JsonlStore
+from runtime.store import JsonlStore, StoreFullError
 
 M = TypeVar("M")
 
@@ -79,6 +79,8 @@ class Consumer(ABC, Generic[M]):
                     with tracing.process_span(self.bus.tracer, envelope, self.name) as span:
                         try:
                             await self.handle(envelope.body)
+                        except StoreFullError:
+                            raise  # nothing more can be written: the daemon stops
                         except Exception as exc:  # an actor survives its handler's errors
                             span.record_exception(exc)
                             span.set_status(Status(StatusCode.ERROR, str(exc)))

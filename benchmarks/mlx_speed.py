@@ -7,7 +7,8 @@ source for minutes), so it lives in a separate virtual environment whose python 
 Measures: 1. scoring throughput; 2. scoring candidates that share a prefix, with and without cache
 reuse; 3. generation, single stream and 8 concurrent requests; 4. posts mined per hour end to end
 with the default search settings, and peak memory. Speeds are the best of three runs on both sides
-(a shared 2-core machine is noisy). Results: benchmarks/results/mlx_speed.json.
+(a shared 2-core machine is noisy). Results: benchmarks/results/mlx_speed-<cpu class>.json, one file
+per kind of CPU (x86_64-avx512, x86_64-avx2, ...), each naming the CPU, its vector extensions and the BLAS.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from typing import Any
 
 import anyio
 
-from benchmarks.common import provenance
+from benchmarks.common import cpu_class, provenance
 from bus.messages import ChatMessage, GenerateCall
 from runtime.providers.mlx.provider import MlxProvider, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "mlx_speed.json"
+RESULTS = ROOT / "benchmarks" / "results"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT = [ChatMessage("user", "Write a long, detailed story about a lighthouse keeper and a storm.")]
 
@@ -202,8 +203,8 @@ def main() -> None:
             mlx["generate_8_concurrent_tokens_per_s"] / llama["generate_tokens_per_s"]
         )
     report["ratios"] = ratios
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"mlx_speed-{cpu_class()}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

@@ -67,6 +67,8 @@ class PostEvent(msgspec.Struct, frozen=True, tag="post", tag_field="type"):
     author: NonEmpty
     metrics: Metrics
     kind: PostKind = "original"
+    day_only: bool = False
+    """True when only the day is known (`created_at` is then its midnight, UTC), as in X's content export."""
 
     @property
     def key(self) -> str:

@@ -57,7 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     start.add_argument(
-        "--input", "-i", action="append", metavar="PATH", help="a JSON Lines file; '-' is stdin (the default); repeat"
+        "--input",
+        "-i",
+        action="extend",
+        nargs="+",
+        metavar="PATH",
+        help="files or folders to read: JSON Lines, X exports (a folder of them, or the unpacked archive), CSV; "
+        "'-' is stdin (the default); several paths, or the option repeated",
     )
     start.add_argument(
         "--format",
@@ -195,7 +201,7 @@ def _start(args: argparse.Namespace) -> int:
 
     from runtime.config import ConfigError, load_settings
     from runtime.daemon import check_chains, make_data_dir, open_chains, serve
-    from runtime.imports.sources import check
+    from runtime.imports.sources import check, expand
     from runtime.lock import DataDirLockedError, exclusive
     from runtime.logs import setup_logging
     from runtime.providers import ProviderConfigError
@@ -211,7 +217,7 @@ def _start(args: argparse.Namespace) -> int:
     if watch is not None and not watch.is_dir():
         print(f"reer-runtime: --watch {watch}: no such folder", file=sys.stderr)
         return EXIT_USAGE
-    sources = [] if retrying or requests else args.input or ([] if watch else ["-"])
+    sources = [] if retrying or requests else expand(args.input or ([] if watch else ["-"]))
     missing = [s for s in sources if s != "-" and not Path(s).exists()]
     if missing:
         print(f"reer-runtime: no such input file: {', '.join(missing)}", file=sys.stderr)

@@ -42,7 +42,7 @@ from runtime.imports.sources import batches, check
 from runtime.progress import Progress
 from runtime.providers import Provider, open_provider
 from runtime.stats import write_snapshot
-from runtime.store import JsonlStore
+from runtime.store import JsonlStore, StoreFullError
 from runtime.watch import Watcher
 from runtime.writer.programs import Programs
 
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_CRASH_LOOP = 3
+EXIT_DISK_FULL = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -228,6 +229,7 @@ async def serve(
             fits = partial(check, fmt=settings.input_format, mapping=settings.csv)
             watcher = Watcher(watch, stores.watched, fits, lambda source: ingestor.run([source]))
         crash: BaseException | None = None
+        full: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
@@ -241,13 +243,18 @@ async def serve(
                 await _run(bus, ingestor, finished, settled, consumers, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* CrashLoopError as group:
-            crash = group.exceptions[0]
+            crash = _first(group)
+        except* StoreFullError as group:
+            full = _first(group)
         finally:
             if stats_reader is not None:
                 write_snapshot(stats_reader, settings.data_dir)
         if crash is not None:
             log.error("stopping: %s", crash)
             return EXIT_CRASH_LOOP
+        if full is not None:
+            log.error("stopping: %s", full)
+            return EXIT_DISK_FULL
         counts = ingestor.counts
         log.info(
             "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",
@@ -296,6 +303,14 @@ async def _run(
             log.warning("grace period of %gs over with %d deliveries unfinished; stopping", grace, bus.pending)
             tg.cancel_scope.cancel()
         bus.close()
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a (possibly nested) exception group: the one to report."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def _write_stats(reader: InMemoryMetricReader, settings: Settings) -> None:

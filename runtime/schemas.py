@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -32,8 +33,21 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 def schema(name: str) -> dict[str, Any]:
     """The JSON Schema of record `name`."""
-    generated: dict[str, Any] = msgspec.json.schema(RECORDS[name])
+    generated: dict[str, Any] = _clean(msgspec.json.schema(RECORDS[name]))
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": name, **generated}
+
+
+def _clean(node: Any) -> Any:
+    """`node` with every description dedented as `inspect.cleandoc` does: msgspec releases differ
+    in how they render docstrings (0.23 dedents, earlier ones keep the indent)."""
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value) if key == "description" and isinstance(value, str) else _clean(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean(item) for item in node]
+    return node
 
 
 def render(name: str) -> str:

@@ -4,6 +4,7 @@ and `reer-runtime stats`, which reads it back."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections import defaultdict
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
+
+log = logging.getLogger(__name__)
 
 STATS_FILE = "stats.json"
 CIRCUIT_STATES = ("closed", "half_open", "open")
@@ -93,11 +96,16 @@ def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
 
 
 def write_snapshot(reader: InMemoryMetricReader, data_dir: Path) -> None:
-    """Replace `stats.json` atomically."""
+    """Replace `stats.json` atomically; a snapshot that cannot be written (a full disk) is skipped
+    with a warning, keeping the last one."""
     path = data_dir / STATS_FILE
     partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(snapshot(reader), indent=2) + "\n")
-    os.replace(partial, path)
+    try:
+        partial.write_text(json.dumps(snapshot(reader), indent=2) + "\n")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        log.warning("cannot write %s: %s; keeping the last snapshot", path, exc.strerror)
 
 
 def print_stats(data_dir: Path, as_json: bool) -> int:

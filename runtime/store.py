@@ -2,11 +2,14 @@
 
 A record is one line, written whole and fsynced before `append` returns, so once it returns the
 record survives a crash. A crash mid-write can only leave a torn last line without its newline;
-opening the file cuts that tail off (keeping the bytes in `<name>.torn`) and says so.
+opening the file cuts that tail off (keeping the bytes in `<name>.torn`) and says so. A write that
+fails (a full disk) is cut off at once, so the file holds whole records only, and raises.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -26,6 +29,18 @@ class CorruptRecordError(ValueError):
     """A complete line of a store does not decode as its record type."""
 
 
+class StoreFullError(Exception):
+    """A store could not be written because its disk or quota is full: the daemon stops (exit 4)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(
+            f"cannot write {path}: {error.strerror}. Free space on that disk (or point --data-dir or REER_HOME "
+            "at a disk with room), then start again: everything accepted so far is kept, and the next start "
+            "resumes it"
+        )
+        self.path = path
+
+
 class JsonlStore(Generic[T]):
     """An append-only file of records of type `T`."""
 
@@ -41,7 +56,7 @@ class JsonlStore(Generic[T]):
         """Open for appending, repairing a torn last line first."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.repaired_bytes = repair_torn_tail(self.path)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - held for the store's lifetime
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held for the store's lifetime
 
     def close(self) -> None:
         if self._file is not None:
@@ -70,9 +85,19 @@ class JsonlStore(Generic[T]):
     def _write(self, data: bytes) -> None:
         if self._file is None:
             raise RuntimeError(f"store {self.path} is not open")
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        fd = self._file.fileno()
+        size = os.fstat(fd).st_size
+        try:
+            written = memoryview(data)
+            while written:
+                written = written[os.write(fd, written) :]
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # none of the batch, rather than a part of it
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFullError(self.path, exc) from exc
+            raise
 
     def read(self) -> Iterator[T]:
         """Every complete record, in the order written. Raises `CorruptRecordError` on a bad line."""

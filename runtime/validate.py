@@ -28,6 +28,9 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
         problems.append(line)
         print(f"PROBLEM  {line}")
 
+    def note(line: str) -> None:
+        print(f"note     {line}")
+
     try:
         settings = load_settings(data_dir)
         ok(f"configuration ({data_dir / 'config.toml'}, REER_* variables)")
@@ -50,8 +53,8 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
 
     if SCHEMA_DIR.is_dir():
         drifted = [n for n in RECORDS if (SCHEMA_DIR / f"{n}.schema.json").read_text() != render(n)]
-        if drifted:
-            bad(f"schemas out of date: {', '.join(drifted)} (python -m runtime.schemas --write)")
+        if drifted:  # a developer's matter (the tests fail on it), not a problem of this data dir
+            note(f"schemas {', '.join(drifted)} differ from what this code writes (python -m runtime.schemas --write)")
         else:
             ok(f"schemas in {SCHEMA_DIR}")
 
@@ -84,6 +87,8 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
             line = f"{uri}: {model.model} on {getattr(model, 'device', '?')}, BLAS {blas.name} ({blas.detail}), "
             line += f"float32 matmul {measure_gflops():.0f} GFLOP/s"
             (ok if blas.fast else bad)(line)
+            for passed_over in blas.passed_over:
+                note(f"{uri}: BLAS not taken: {passed_over}")
 
     print(f"{len(problems)} problem(s) found" if problems else "no problems found", file=sys.stderr)
     return 1 if problems else 0

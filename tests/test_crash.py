@@ -11,7 +11,10 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
@@ -175,3 +178,48 @@ def test_an_open_circuit_shows_in_stats_and_validate(tmp_path: Path, run_daemon:
     assert "circuit:  fault://?base=dummy://&fatal=1: open" in run_daemon("stats").stdout
     checked = run_daemon("validate", "--provider", "dummy://")
     assert checked.returncode == 1 and "circuit open at the last snapshot" in checked.stdout
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `folder` for the test (needs root, as in CI)."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root on Linux (CI runs as root)")
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_stops_with_one_message_and_a_restart_loses_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(post_line(i, author="full") for i in range(POSTS)) + "\n")
+    with small_disk(tmp_path / "disk", "96k") as disk:
+        data = disk / "data"
+        env = {**os.environ, "REER_BATCH_MAX_LINES": "5", "REER_SEARCH__MAX_STEPS": "2"}
+        first = subprocess.run(
+            [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--input", str(source),
+             "--provider", "dummy://", "--min-engagement", "0", "--exit-when-idle"],
+            capture_output=True, text=True, cwd=ROOT, env=env, check=False,
+        )  # fmt: skip
+        assert first.returncode == 4, first.stderr
+        assert "Traceback" not in first.stderr
+        errors = [line for line in first.stderr.splitlines() if " ERROR " in line]
+        assert len(errors) == 1 and "cannot write" in errors[0] and "No space left on device" in errors[0]
+        assert "Free space on that disk" in errors[0] and str(data) in errors[0]
+        mined_before = len((data / "traces.jsonl").read_text().splitlines())
+        assert 0 < mined_before < POSTS  # it stopped part-way
+        assert all(line.endswith(b"}") for f in data.glob("*.jsonl") for line in f.read_bytes().splitlines())
+
+        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)  # the user frees space
+        second = subprocess.run(
+            [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--input", str(source),
+             "--provider", "dummy://", "--min-engagement", "0", "--exit-when-idle"],
+            capture_output=True, text=True, cwd=ROOT, env=env, check=False,
+        )  # fmt: skip
+        assert second.returncode == 0, second.stderr
+        ids = [json.loads(line)["post"]["id"] for line in (data / "posts.jsonl").read_text().splitlines()]
+        traced = [json.loads(line)["post"]["id"] for line in (data / "traces.jsonl").read_text().splitlines()]
+        assert sorted(ids, key=int) == sorted(traced, key=int) == [str(i) for i in range(POSTS)]  # each once

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from tests.helpers import post_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ANALYTICS = sorted(FIXTURES.glob("tweet_activity_metrics_*.csv"))
+CONTENT = FIXTURES / "account_analytics_content_2026-07-01_2026-07-31.csv"
 ARCHIVE = FIXTURES / "x-archive"
 OBAMA = FIXTURES / "BarackObama-first-200.csv"  # the shared FiveThirtyEight file's first rows, bytes as they are
 OBAMA_MAP = CsvMapping(
@@ -42,6 +46,21 @@ def test_the_x_analytics_export_is_read_unmodified() -> None:
     assert first.created_at.isoformat() == "2016-12-23T18:50:00+00:00"
     assert [p.kind for p in posts] == ["original", "repost", "reply"]
     assert reasons == ["invalid time: 'not a time' is not like 2016-12-23 18:50 +0000"]
+
+
+def test_the_current_x_content_export_is_read_with_dates_known_to_the_day() -> None:
+    assert detect(CONTENT, CsvMapping()) == "x-analytics"
+    posts, reasons = posts_and_reasons(CONTENT, "x-analytics")
+    first = posts[0]
+    assert first.id == "1944000000000000001" and first.author == "tinyshipper"
+    assert first.text.startswith("Backups you never restored are a rumour") and "&amp;" not in first.text
+    assert (first.metrics.likes, first.metrics.reposts, first.metrics.replies, first.metrics.impressions) == (
+        1234, 96, 41, 12480)  # fmt: skip  ("1,234" with its thousands separator)
+    assert first.created_at.isoformat() == "2026-07-14T00:00:00+00:00" and first.day_only
+    assert [p.kind for p in posts] == ["original", "repost", "reply", "original"]
+    assert reasons == ["invalid time: Date 'Jul 17' is not like 'Tue, Jul 14, 2026'"]
+    legacy, _ = posts_and_reasons(ANALYTICS[0], "x-analytics")
+    assert not any(p.day_only for p in legacy)
 
 
 def test_the_x_archive_is_read_as_a_file_or_as_the_unpacked_folder() -> None:
@@ -131,3 +150,36 @@ def test_binary_and_empty_files_are_read_line_by_line_and_nothing_is_lost(
     assert all(r["reason"].split(":")[0] in ("not UTF-8", "invalid JSON") for r in rejected)
     accepted = (tmp_path / "data" / "posts.jsonl").read_text().splitlines()
     assert len(accepted) == 1  # the one valid line among the garbage
+
+
+def test_the_tutorial_commands_work_as_a_user_types_them(tmp_path: Path) -> None:
+    """README's tutorial: a shell glob of monthly exports, a folder of exports, the archive folder, the report."""
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    for export in [*ANALYTICS, CONTENT]:
+        (downloads / export.name).write_bytes(export.read_bytes())
+    bin_dir = Path(sys.executable).parent
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))},
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "REER_HOME": str(tmp_path / "reer"),
+           "REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://", "REER_SEARCH__MAX_STEPS": "1"}  # fmt: skip
+
+    def user(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, shell=True, cwd=downloads, env=env, capture_output=True, text=True, check=False)
+
+    def post_ids() -> list[str]:
+        ledger = (tmp_path / "reer" / "posts.jsonl").read_text().splitlines()
+        return [json.loads(line)["post"]["id"] for line in ledger]
+
+    glob = user("reer-runtime start --input tweet_activity_metrics_*_en.csv --exit-when-idle")
+    assert glob.returncode == 0, glob.stderr
+    assert len(post_ids()) == 4  # 3 + 1 new from the second month
+    folder = user("reer-runtime start --input . --exit-when-idle")  # the same two again, and the content export
+    assert folder.returncode == 0, folder.stderr
+    assert len(post_ids()) == 8 and len(set(post_ids())) == 8  # + 4: each post once
+    archive = user(f"reer-runtime start --input {ARCHIVE} --exit-when-idle")
+    assert archive.returncode == 0, archive.stderr
+    assert len(post_ids()) == 11
+    report = user("reer-runtime report")
+    assert report.returncode == 0, report.stderr
+    page = Path(report.stdout.strip().splitlines()[-1]).read_text()
+    assert "2 post(s) known only to the day" in page  # the export's two originals

@@ -17,6 +17,7 @@ from mlx_lm import load
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
 from bus.messages import ChatMessage, GenerateCall, ScoreCall
 from runtime.providers import ProviderConfigError, open_provider
+from runtime.providers.mlx import blas
 from runtime.providers.mlx.convert import SOURCE_HASH_FILE, ensure_converted
 from runtime.providers.mlx.provider import MlxProvider
 from tests.conftest import RunDaemon
@@ -128,6 +129,11 @@ def test_validate_reports_the_blas_and_weight_layout_in_use(tiny: Path, run_daem
     line = next(x for x in result.stdout.splitlines() if f"mlx://{tiny}" in x and "GFLOP/s" in x)
     expected = "BLAS OpenBLAS" if sys.platform == "linux" else "BLAS platform default"
     assert expected in line and line.startswith("ok ")
+    if sys.platform == "linux":  # the library's build and its threads, and why any other was not taken
+        assert "OpenBLAS 0." in line and "thread(s) on" in line
+        skipped = [x for x in result.stdout.splitlines() if "BLAS not taken" in x]
+        assert all(x.startswith("note ") for x in skipped)
+        assert len(skipped) == len(blas.prepare().passed_over)
     check = next(x for x in result.stdout.splitlines() if f"mlx://{tiny} as generator:" in x)
     assert "weights in blocks for decoding" in check or "plain weights (" in check  # the layout, and why
 

@@ -42,3 +42,17 @@ def validate_store(path: Path, name: str) -> int:
     for line in lines:
         check.validate(msgspec.json.decode(line))
     return len(lines)
+
+
+def test_schemas_do_not_depend_on_how_msgspec_renders_docstrings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """msgspec 0.19-0.22 keep a docstring's indent, 0.23 dedents it: both render the same file."""
+
+    original = msgspec.json.schema
+
+    def indented(record: object) -> dict[str, object]:
+        return json.loads(json.dumps(original(record)).replace("\\n\\n", "\\n\\n    "))
+
+    dedented = render("accepted")
+    monkeypatch.setattr(msgspec.json, "schema", indented)
+    assert "\\n\\n    " in json.dumps(msgspec.json.schema(RECORDS["accepted"]))
+    assert render("accepted") == dedented

@@ -50,6 +50,7 @@ def make_post(
     replies: int,
     impressions: int | None,
     in_reply_to: bool = False,
+    day_only: bool = False,
 ) -> PostEvent:
     """A post with its text unescaped (`&amp;` to `&`) and its kind marked."""
     text = html.unescape(text).strip()
@@ -57,7 +58,7 @@ def make_post(
         raise RowError("invalid event: the text is empty")
     metrics = Metrics(likes=likes, reposts=reposts, replies=replies, impressions=impressions)
     return PostEvent(id=id, text=text, created_at=created_at, platform=platform, author=author, metrics=metrics,
-                     kind=kind_of(text, in_reply_to))  # fmt: skip
+                     kind=kind_of(text, in_reply_to), day_only=day_only)  # fmt: skip
 
 
 def lines(rows: Iterator[tuple[int, str, PostEvent | str]]) -> Iterator[Line]:

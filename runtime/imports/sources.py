@@ -62,6 +62,19 @@ def detect(path: Path, mapping: CsvMapping) -> Format:
     )
 
 
+def expand(sources: list[str]) -> list[str]:
+    """`sources` with each folder that is not an unpacked X archive replaced by the files in it
+    (sorted, hidden ones left out): a folder of monthly analytics exports is read file by file."""
+    expanded: list[str] = []
+    for source in sources:
+        path = Path(source)
+        files = []
+        if path.is_dir() and not x_archive.is_archive(path):
+            files = sorted(str(p) for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        expanded += files or [source]  # an empty folder stays, for `check` to refuse
+    return expanded
+
+
 def check(path: Path, fmt: Format, mapping: CsvMapping) -> Format:
     """The format `path` will be read as, after checking that it can be; raises `ValueError` saying why not."""
     kind = detect(path, mapping) if fmt == "auto" else fmt

@@ -1,40 +1,73 @@
-"""The X/Twitter Analytics "tweet activity" CSV export, unmodified (one file per month is normal)."""
+"""X Analytics CSV exports, unmodified: the legacy "tweet activity" file (`tweet_activity_metrics_*.csv`,
+one per month, times to the minute) and today's content export (`account_analytics_content_*.csv`,
+one row per post, dates to the day only)."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bus.records import Platform, PostEvent
 from runtime.imports.common import RowError, count, make_post
 
-HEADER = ("Tweet id", "Tweet permalink", "Tweet text", "time", "impressions")
+LEGACY = ("Tweet id", "Tweet permalink", "Tweet text", "time", "impressions")
+CONTENT = ("Post id", "Date", "Post text", "Post Link", "Impressions", "Likes", "Replies", "Reposts")
 
 
 def looks_like(head: str) -> bool:
+    return _has(head, LEGACY) or _has(head, CONTENT)
+
+
+def _has(head: str, names: tuple[str, ...]) -> bool:
     first = head.splitlines()[0] if head else ""
-    return all(f'"{name}"' in first or name in first.split(",") for name in HEADER)
+    return all(f'"{name}"' in first or name in first.split(",") for name in names)
 
 
 def rows(text: str) -> Iterator[tuple[int, str, PostEvent | str]]:
-    """(row number, raw row, post or reason) for each row; the author comes from the permalink."""
+    """(row number, raw row, post or reason) for each row; the author comes from the post's link."""
+    post = _content_post if _has(text[:4096], CONTENT) else _legacy_post
     raw_lines = text.splitlines()
     reader = csv.DictReader(io.StringIO(text))
     for row in reader:
         number = reader.line_num
         raw = raw_lines[number - 1] if number - 1 < len(raw_lines) else ""
         try:
-            yield number, raw, _post(row)
+            yield number, raw, post(row)
         except RowError as exc:
             yield number, raw, str(exc)
 
 
-def _post(row: dict[str, str]) -> PostEvent:
-    permalink = row.get("Tweet permalink") or ""
-    parts = permalink.rstrip("/").split("/")
-    author = parts[-3] if len(parts) >= 3 and parts[-2] == "status" else "me"
+def _author(link: str) -> str:
+    """The username in a post's link (`https://x.com/NAME/status/ID`), or `me`."""
+    parts = link.rstrip("/").split("/")
+    return parts[-3] if len(parts) >= 3 and parts[-2] == "status" else "me"
+
+
+def _content_post(row: dict[str, str]) -> PostEvent:
+    try:
+        day = datetime.strptime((row.get("Date") or "").strip(), "%a, %b %d, %Y").replace(tzinfo=UTC)
+    except ValueError:
+        raise RowError(f"invalid time: Date {row.get('Date')!r} is not like 'Tue, Jul 14, 2026'") from None
+    if not (row.get("Post id") or "").strip():
+        raise RowError("invalid event: the row has no Post id")
+    return make_post(
+        id=row["Post id"].strip(),
+        text=row.get("Post text") or "",
+        created_at=day,
+        day_only=True,
+        platform=Platform.X,
+        author=_author(row.get("Post Link") or ""),
+        likes=count(row.get("Likes"), "Likes"),
+        reposts=count(row.get("Reposts"), "Reposts"),
+        replies=count(row.get("Replies"), "Replies"),
+        impressions=count(row.get("Impressions"), "Impressions"),
+    )
+
+
+def _legacy_post(row: dict[str, str]) -> PostEvent:
+    author = _author(row.get("Tweet permalink") or "")
     try:
         created = datetime.strptime(row["time"], "%Y-%m-%d %H:%M %z")
     except (KeyError, TypeError, ValueError):

@@ -25,10 +25,19 @@ def _payload(text: str) -> Any:
     return json.loads(text[text.index("=") + 1 :])
 
 
+def is_archive(folder: Path) -> bool:
+    """Whether `folder` is an unpacked X archive (or its `data` folder): it holds `tweets.js`."""
+    return bool(_tweet_files(folder / "data" if (folder / "data").is_dir() else folder))
+
+
+def _tweet_files(data: Path) -> list[Path]:
+    return sorted(data.glob("tweets.js")) + sorted(data.glob("tweets-part*.js"))
+
+
 def archive_files(folder: Path) -> tuple[list[Path], str]:
     """The tweet files of an unpacked archive and the account's username (from `account.js`)."""
     data = folder / "data" if (folder / "data").is_dir() else folder
-    files = sorted(data.glob("tweets.js")) + sorted(data.glob("tweets-part*.js"))
+    files = _tweet_files(data)
     if not files:
         raise ValueError(f"{folder}: no data/tweets.js in this folder; is it an unpacked X archive?")
     username = "me"

@@ -76,13 +76,16 @@ def _timing(scored: Scored) -> str:
     by_day: dict[int, list[float]] = {d: [] for d in range(7)}
     for score, post in scored:
         when = post.created_at.astimezone(UTC)
-        by_hour[when.hour].append(score)
+        if not post.day_only:
+            by_hour[when.hour].append(score)
         by_day[when.weekday()].append(score)
 
     def means(groups: dict[int, list[float]]) -> list[float]:
         return [statistics.fmean(v) if v else 0.0 for v in groups.values()]
 
     hours = bars("Mean engagement by hour of day (UTC)", [f"{h:02d}" for h in range(24)], [("mean", means(by_hour))])
+    if undated := sum(post.day_only for _, post in scored):
+        hours += f"<p class=muted>{undated} post(s) known only to the day (X's content export) are not in it.</p>"
     days = bars("Mean engagement by day of week (UTC)", DAYS, [("mean", means(by_day))])
     return f"<h2>When to post</h2>{hours}{days}"
 

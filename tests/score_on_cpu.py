@@ -1,0 +1,29 @@
+"""Load an `mlx://` model folder and score one text; print the BLAS chosen and the scores as JSON.
+
+Run as its own process by `tests/test_blas.py`, on the host CPU and under QEMU as another CPU:
+    python tests/score_on_cpu.py MODEL_FOLDER
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import anyio
+
+from bus.messages import ChatMessage, ScoreCall
+from runtime.providers.mlx.provider import MlxProvider
+
+
+async def main(folder: str) -> None:
+    provider = MlxProvider(f"mlx://{folder}", folder, "tiny")
+    call = ScoreCall(messages=[ChatMessage("user", "Brief: a short post.")], prefix="", target="Signups doubled.")
+    scores = await provider.score(call)
+    await provider.aclose()
+    blas = provider.blas
+    report = {"blas": blas.name, "detail": blas.detail, "passed_over": blas.passed_over, "layout": provider.layout}
+    print(json.dumps({**report, "logprobs": scores.logprobs}))
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1])
