@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
 import anyio
 import dspy
+import msgspec
 from opentelemetry import trace
 
 from actors.base import Consumer
@@ -29,12 +31,14 @@ log = logging.getLogger(__name__)
 
 
 class GeneratorActor(Consumer[GenerateRequested]):
-    """For each `generate` request, writes `n` drafts, fits them to the platform, scores and stores them.
+    """For each `generate` request, writes `n` drafts within the platform's limits, scores and stores them.
 
     The program is the newest promoted one, looked up for every request, so a compile that finishes
-    while the daemon runs is used from the next request on. Drafts are scored by the writer's metric
-    against the author's best mined post (the highest-engagement trace); with no traces yet, only the
-    platform limits count.
+    while the daemon runs is used from the next request on. The writing step is bounded by the
+    platform's limit, and a draft that still breaks a limit is kept (with the reason) and written
+    again, up to `writer.max_tries` times. Drafts are scored by the writer's metric against the
+    author's best mined post (the highest-engagement trace); with no traces yet there is nothing to
+    score against, and the score is left out with that reason.
     """
 
     name = "generator"
@@ -85,17 +89,29 @@ class GeneratorActor(Consumer[GenerateRequested]):
         span.set_attributes({"reer.program.version": record.version if record else 0, "reer.drafts": request.n})
         drafts: list[Draft] = []
         for index in range(request.n):
-            write = partial(self._draft, message, index, program, record, lm, metric, best)
-            drafts.append(await anyio.to_thread.run_sync(write))
+            for attempt in range(1, writer.max_tries + 1):
+                write = partial(self._draft, message, index, attempt, program, record, lm, metric, best)
+                drafts.append(await anyio.to_thread.run_sync(write))
+                if drafts[-1].rejected_reason is None:
+                    break
         await self._drafts.append_many(drafts)
-        for draft in drafts:
+        kept = [d for d in drafts if d.rejected_reason is None]
+        for draft in kept:
             if self._show is not None:
                 self._show(draft)
+        if len(kept) < request.n:
+            tries = "; ".join(f"{d.draft_id}: {d.rejected_reason}" for d in drafts if d.rejected_reason)
+            log.warning(
+                "wrote %d of the %d drafts asked for within the %s limits, in %d tries (at most %d per draft; "
+                "writer.max_tries); the tries refused: %s (all kept in %s)",
+                len(kept), request.n, request.platform.value, len(drafts), writer.max_tries, tries, self._drafts.path,
+            )  # fmt: skip
 
     def _draft(
         self,
         message: GenerateRequested,
         index: int,
+        attempt: int,
         program: Writer,
         record: Program | None,
         lm: dspy.LM,
@@ -104,11 +120,13 @@ class GeneratorActor(Consumer[GenerateRequested]):
     ) -> Draft:
         request = message.request
         brief = render_brief(request)
+        # about 2 characters a token at the least: a post cut at this bound is still over the limit
+        bound = min(self._settings.writer.max_tokens, request.platform.max_chars * request.thread_size // 2 + 16)
         used: set[str] = set()
         token = providers_used.set(used)
         try:
             with dspy.context(lm=lm, callbacks=[ModuleSpans()]):
-                prediction = program(brief=brief)
+                prediction = program(brief=brief, max_post_tokens=bound)
             plan, text, failure = str(prediction.plan), str(prediction.post), None
         except Exception as exc:  # a model that breaks DSPy's answer format
             plan, text, failure = "", "", f"the model's answer could not be read: {str(exc).splitlines()[0][:300]}"
@@ -116,15 +134,18 @@ class GeneratorActor(Consumer[GenerateRequested]):
             providers_used.reset(token)
         fitted = fit(text, request.platform, request.thread_size)
         rejected = failure or fitted.rejected
+        score: float | None
+        missing = None
         if rejected:
             score, parts = 0.0, {"limits": 0.0}
-        elif best is None:  # nothing mined yet to compare with: only the limits count
-            score, parts = 1.0, {"limits": 1.0}
+        elif best is None:
+            score, parts = None, {"limits": 1.0}
+            missing = "no mined post to compare with yet (mine your posts with `reer-runtime start` first)"
         else:
             measured = metric.measure(brief, plan, text, request.platform, request.thread_size, best.post.text)
             score, parts = measured.score, measured.parts
         return Draft(
-            draft_id=f"{message.request_id}-{index + 1}",
+            draft_id=f"{message.request_id}-{index + 1}" + (f".{attempt}" if attempt > 1 else ""),
             request_id=message.request_id,
             request=request,
             parts=fitted.parts,
@@ -135,6 +156,8 @@ class GeneratorActor(Consumer[GenerateRequested]):
             trace_ids=record.demo_trace_ids if record else [],
             score=score,
             score_parts=parts,
+            score_missing=missing,
+            attempt=attempt,
             repaired=fitted.repaired,
             rejected_reason=rejected,
             otel_trace_id=format(trace.get_current_span().get_span_context().trace_id, "032x"),
@@ -144,6 +167,13 @@ class GeneratorActor(Consumer[GenerateRequested]):
 
 def print_draft(draft: Draft) -> None:
     """Show a draft on standard output: a header line, then its posts separated by `---`."""
-    verdict = f"REJECTED: {draft.rejected_reason}" if draft.rejected_reason else f"score {draft.score:.3f}"
+    score = f"score {draft.score:.3f}" if draft.score is not None else f"no score: {draft.score_missing}"
+    verdict = f"REJECTED: {draft.rejected_reason}" if draft.rejected_reason else score
     print(f"=== draft {draft.draft_id} (program v{draft.program_version}, {verdict})")
     print("\n---\n".join(draft.parts) if draft.parts else "(empty)", flush=True)
+
+
+def print_draft_json(draft: Draft) -> None:
+    """Show a draft on standard output as one JSON line, its record's fields (`generate --json`)."""
+    sys.stdout.buffer.write(msgspec.json.encode(draft) + b"\n")
+    sys.stdout.flush()

@@ -178,12 +178,14 @@ class Limiter(Consumer[ProviderRequest]):
                     raise error
                 metrics.operation_duration.record(time.perf_counter() - started, attrs)
                 metrics.provider_calls.add(1, {"reer.provider": provider.uri, "reer.outcome": "ok"})
-                metrics.token_usage.record(result.input_tokens, {**attrs, "gen_ai.token.type": "input"})
-                span.set_attribute("gen_ai.usage.input_tokens", result.input_tokens)
+                counts = {"input": result.input_tokens}
                 if isinstance(result, Generation):
-                    metrics.token_usage.record(result.output_tokens, {**attrs, "gen_ai.token.type": "output"})
-                    span.set_attribute("gen_ai.usage.output_tokens", result.output_tokens)
+                    counts["output"] = result.output_tokens
                     span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
+                for kind, tokens in counts.items():  # a count the provider did not report is left out
+                    if tokens is not None:
+                        metrics.token_usage.record(tokens, {**attrs, "gen_ai.token.type": kind})
+                        span.set_attribute(f"gen_ai.usage.{kind}_tokens", tokens)
                 return result
 
     @staticmethod

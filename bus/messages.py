@@ -79,9 +79,12 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A model's continuation."""
 
     text: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int | None
+    output_tokens: int | None
+    """Token counts as the provider reported them; None when it did not (never a guessed 0)."""
     finish_reason: str
+    """Why generation ended, as the provider said ("stop", "length"); "" when it did not say, which
+    the Limiter treats as a malformed answer."""
     provider: str = ""
     """The URI of the provider that answered; set by the Limiter."""
 

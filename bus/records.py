@@ -253,8 +253,13 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     provider: list[str]
     trace_ids: list[str]
     """The mined traces whose strategies the program was shown."""
-    score: float
+    score: float | None
+    """The writer's metric (0 for a draft that breaks the limits); None when it could not be measured."""
     score_parts: dict[str, float]
+    score_missing: str | None = None
+    """Why there is no score, when there is none."""
+    attempt: int = 1
+    """Which try of this draft it is: a draft that broke the limits is written again."""
     repaired: str | None = None
     rejected_reason: str | None = None
     otel_trace_id: str

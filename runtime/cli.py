@@ -116,13 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--topic", required=True, help="what the post is about")
     generate.add_argument("--platform", default="x", choices=[p.value for p in Platform], help="default: x")
-    generate.add_argument("--n", type=int, default=3, metavar="N", help="how many drafts (default 3, at most 20)")
+    generate.add_argument(
+        "--n", "-n", type=int, default=3, metavar="N", help="how many drafts within the limits (default 3, at most 20)"
+    )
     generate.add_argument("--thread-size", type=int, default=1, metavar="K", help="posts in a thread (default 1)")
     generate.add_argument("--length", default="short", choices=["short", "medium", "long"])
     generate.add_argument("--audience", default="", help="who it is for")
     generate.add_argument("--style", default="", help="e.g. 'plain, first person, no hashtags'")
     generate.add_argument("--key-message", default="", help="the one thing the reader should remember")
     generate.add_argument("--cta", default="", help="the call to action")
+    generate.add_argument(
+        "--json", action="store_true", help="print each draft as one JSON line (its drafts.jsonl record), for scripts"
+    )
     generate.set_defaults(**one_shot | {"request": "generate"})
 
     optimize = commands.add_parser(
@@ -199,6 +204,7 @@ def _start(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import anyio
 
+    from actors.generator import print_draft, print_draft_json
     from runtime.config import ConfigError, load_settings
     from runtime.daemon import check_chains, make_data_dir, open_chains, serve
     from runtime.imports.sources import check, expand
@@ -265,6 +271,7 @@ def _start(args: argparse.Namespace) -> int:
             requests=requests,
             watch=watch.resolve() if watch else None,
             stats_reader=telemetry.stats_reader,
+            show_draft=print_draft_json if getattr(args, "json", False) else print_draft,
         )
         code: int = anyio.run(run)
     return code

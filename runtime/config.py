@@ -95,6 +95,9 @@ class WriterSettings(BaseModel):
     gepa_max_metric_calls: int = Field(40, ge=1, description="GEPA's budget of metric calls")
     temperature: float = Field(0.9, ge=0, description="sampling temperature of drafts")
     max_tokens: int = Field(400, ge=16, description="longest answer of one writer step")
+    max_tries: int = Field(
+        3, ge=1, description="tries per draft: one that breaks the platform's limits is written again up to this"
+    )
 
 
 class Settings(BaseSettings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -149,6 +150,7 @@ async def serve(
     requests: list[GenerateEvent | OptimizeEvent] | None = None,
     watch: Path | None = None,
     stats_reader: InMemoryMetricReader | None = None,
+    show_draft: Callable[[Draft], None] = print_draft,
 ) -> int:
     """Run the actors until the input is done (`exit_when_idle`) or a signal arrives; drain; exit code.
 
@@ -199,7 +201,7 @@ async def serve(
         writers: list[Consumer[Any]] = [
             OptimizerActor(bus, stores.dead_letters, stores.traces, stores.programs, settings),
             GeneratorActor(
-                bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, print_draft
+                bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, show_draft
             ),
         ]
         if settings.writer.optimize_after:

@@ -44,6 +44,8 @@ class FakeServer:
     """Whether it continues a final assistant message; if not, it refuses the request as OpenAI does."""
     generator: Provider = field(default_factory=DummyProvider)
     failures: list[Failure] = field(default_factory=list)
+    omit: frozenset[str] = frozenset()
+    """Fields left out of chat answers ("finish_reason", "usage"), as some servers do."""
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,18 +103,14 @@ class FakeServer:
             seed=body.get("seed"),
         )
         result = asyncio.run(self.generator.generate(call))
-        return {
-            "object": "chat.completion",
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.text},
-                    "finish_reason": result.finish_reason,
-                }
-            ],
-            "usage": {"prompt_tokens": result.input_tokens, "completion_tokens": result.output_tokens},
-        }
+        choice = {"index": 0, "message": {"role": "assistant", "content": result.text},
+                  "finish_reason": result.finish_reason}  # fmt: skip
+        usage = {"prompt_tokens": result.input_tokens, "completion_tokens": result.output_tokens}
+        answer = {"object": "chat.completion", "model": self.model, "choices": [choice], "usage": usage}
+        for name in self.omit:
+            choice.pop(name, None)
+            answer.pop(name, None)
+        return answer
 
     def _echo(self, prompt: str) -> dict[str, Any]:
         per_byte = self._scorer.score(b"", prompt.encode())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.limiter import Limiter
+from actors.limiter import Limiter, malformed
 from bus.bus import Bus
 from bus.messages import ChatMessage, GenerateCall, ScoreCall
 from bus.records import DeadLetter
@@ -32,6 +32,15 @@ def provider(uri: str) -> ServerProvider:
     opened = open_provider(uri, Path("/nonexistent"))
     assert isinstance(opened, ServerProvider)
     return opened
+
+
+async def test_an_answer_without_finish_reason_or_usage_is_not_taken_for_a_complete_one() -> None:
+    with serving(FakeServer(omit=frozenset({"finish_reason", "usage"}))) as server:
+        model = provider(server.uri())
+        result = await model.generate(GenerateCall(messages=CHAT, max_tokens=20))
+        await model.aclose()
+    assert result.finish_reason == "" and result.input_tokens is None and result.output_tokens is None
+    assert malformed(result) == "finish reason ''"  # the Limiter retries it rather than trust it
 
 
 async def test_generation_is_the_servers_continuation_of_the_prefilled_answer() -> None:

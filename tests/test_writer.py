@@ -55,14 +55,18 @@ POST = "Backups you never restored are only hopes. Test a restore this week. Wha
 class ScriptedWriter(DummyProvider):
     """Answers DSPy's field-prefilled requests with a fixed plan or post; scores with the real `dummy://` model."""
 
-    def __init__(self, post: str = POST) -> None:
+    def __init__(self, post: str = POST, posts: list[str] | None = None) -> None:
         super().__init__("dummy://scripted")
-        self.post = post
+        self.posts = posts or [post]
+        """The posts to write, in turn; the last one from then on."""
         self.calls: list[GenerateCall] = []
 
     async def generate(self, call: GenerateCall) -> Generation:
         self.calls.append(call)
-        text = PLAN if "[[ ## plan ## ]]" in call.prefill else self.post
+        if "[[ ## plan ## ]]" in call.prefill:
+            text = PLAN
+        else:
+            text = self.posts.pop(0) if len(self.posts) > 1 else self.posts[0]
         return Generation(text=text, input_tokens=10, output_tokens=len(text), finish_reason="stop")
 
 
@@ -265,10 +269,34 @@ async def test_optimize_then_generate_uses_the_promoted_program_without_a_restar
     assert any(s.name.startswith("score ") for s in in_trace)  # the metric's scorer call
 
 
-async def test_a_draft_over_the_limit_is_kept_with_the_reason(tmp_path: Path) -> None:
+async def test_a_draft_over_the_limit_is_kept_with_the_reason_and_written_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="long", n=1))
-    (draft,), _ = await run_actors(tmp_path, ScriptedWriter(post="word " * 80), [ask])
-    assert draft.rejected_reason == "over the x limit: 399 characters (at most 280)" and draft.score == 0.0
+    writer = ScriptedWriter(post="word " * 80)
+    drafts, _ = await run_actors(tmp_path, writer, [ask])
+    assert [d.draft_id for d in drafts] == ["r1-1", "r1-1.2", "r1-1.3"] and [d.attempt for d in drafts] == [1, 2, 3]
+    assert all(d.rejected_reason == "over the x limit: 399 characters (at most 280)" for d in drafts)
+    assert all(d.score == 0.0 for d in drafts)
+    assert "wrote 0 of the 1 drafts asked for within the x limits, in 3 tries" in caplog.text
+    assert "r1-1.3: over the x limit: 399 characters" in caplog.text
+    # each writing step was bounded by the platform's limit: 280 characters, at least 2 a token
+    assert {c.max_tokens for c in writer.calls if "[[ ## post ## ]]" in c.prefill} == {280 // 2 + 16}
+
+
+async def test_tries_stop_at_the_first_draft_within_the_limits(tmp_path: Path) -> None:
+    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="long", n=2))
+    writer = ScriptedWriter(posts=["word " * 80, POST, POST])  # the first try is too long
+    drafts, _ = await run_actors(tmp_path, writer, [ask])
+    assert [(d.draft_id, d.rejected_reason is None) for d in drafts] == [("r1-1", False), ("r1-1.2", True),
+                                                                          ("r1-2", True)]  # fmt: skip
+
+
+async def test_a_score_that_cannot_be_measured_is_absent_with_the_reason(tmp_path: Path) -> None:
+    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="first post", n=1))
+    (draft,), _ = await run_actors(tmp_path, ScriptedWriter(), [ask], traces=0)
+    assert draft.rejected_reason is None and draft.score is None
+    assert draft.score_missing is not None and "no mined post to compare with" in draft.score_missing
 
 
 async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> None:
@@ -320,9 +348,10 @@ def test_mine_optimize_generate_as_subprocesses_with_valid_records(tmp_path: Pat
         optimized = run_daemon("optimize", "--optimizer", "bootstrap", env=env)
         assert optimized.returncode == 0, optimized.stderr
         assert "compiling program v1 with bootstrap" in optimized.stderr
-        drafted = run_daemon("generate", "--topic", "pricing pages", "--n", "2", "--thread-size", "2", env=env)
+        drafted = run_daemon("generate", "--topic", "pricing pages", "-n", "2", "--thread-size", "2", "--json", env=env)
         assert drafted.returncode == 0, drafted.stderr
-    assert drafted.stdout.count("=== draft") == 2 and POST in drafted.stdout
+    printed = [json.loads(line) for line in drafted.stdout.splitlines()]  # one record a line, nothing else
+    assert len(printed) == 2 and all(d["parts"] == [POST] and d["score"] is not None for d in printed)
     assert validate_store(data / "traces.jsonl", "trace") >= 4
     assert validate_store(data / "posts.jsonl", "accepted") == 24
     assert validate_store(data / "programs" / "index.jsonl", "program") == 1
@@ -429,3 +458,17 @@ async def test_dead_lettered_requests_are_settled_and_automatic_compiles_have_no
         await stores.dead_letters.append(letter)
     stores.dead_letters.close()
     assert stores.settled_requests() == {"r7"}
+
+
+def test_generate_gives_the_drafts_asked_for_within_the_limits_on_a_small_model(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    posts = tmp_path / "in.jsonl"
+    posts.write_text("".join(post_line(i) + "\n" for i in range(12)))
+    assert run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.5").returncode == 0
+    drafted = run_daemon("generate", "--topic", "restore tests", "-n", "3", "--json")  # dummy://, a byte-level model
+    assert drafted.returncode == 0, drafted.stderr
+    printed = [json.loads(line) for line in drafted.stdout.splitlines()]
+    assert len(printed) == 3 and all(d["rejected_reason"] is None for d in printed)
+    assert all(0 < len(part) <= 280 for d in printed for part in d["parts"])
+    assert all(isinstance(d["score"], float) for d in printed)  # measured against the best mined post

@@ -70,9 +70,9 @@ class DspyProvider:
         usage = getattr(response, "usage", None)
         return Generation(
             text=text,
-            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            finish_reason=choice.finish_reason or "stop",
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+            finish_reason=choice.finish_reason or "",
             provider=self.uri,
         )
 

@@ -224,9 +224,9 @@ class ServerProvider:
             raise ProviderError(f"/chat/completions answered without a message ({exc!r})", retryable=True) from None
         return Generation(
             text=without_prefill(text, call.prefill),  # some servers return the whole message
-            input_tokens=int(usage.get("prompt_tokens", 0)),
-            output_tokens=int(usage.get("completion_tokens", 0)),
-            finish_reason=choice.get("finish_reason") or "stop",
+            input_tokens=_count(usage.get("prompt_tokens")),
+            output_tokens=_count(usage.get("completion_tokens")),
+            finish_reason=choice.get("finish_reason") or "",
             provider=self.uri,
         )
 
@@ -238,3 +238,8 @@ class ServerProvider:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+def _count(value: object) -> int | None:
+    """A token count from a server's `usage`, or None when it gave none."""
+    return int(value) if isinstance(value, int | float) else None

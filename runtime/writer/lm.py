@@ -55,10 +55,9 @@ class LimiterEngine:
         if used is not None:
             used.add(result.provider)
         text = f"{prefill}{result.text}\n\n{COMPLETED}"
-        usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-                      total_tokens=result.input_tokens + result.output_tokens)  # fmt: skip
+        usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)  # None: not reported
         return Response(id=None, model="reer", message=Message.assistant([TextPart(text)]),
-                        finish_reason="stop", usage=usage)  # fmt: skip
+                        finish_reason=result.finish_reason, usage=usage)  # fmt: skip
 
     def stream(self, request: Any) -> Any:
         raise NotImplementedError("the writer does not stream")

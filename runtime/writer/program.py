@@ -35,9 +35,11 @@ class Writer(dspy.Module):
         self.plan = dspy.Predict(PlanPost)
         self.write = dspy.Predict(WritePost)
 
-    def forward(self, brief: str) -> dspy.Prediction:
+    def forward(self, brief: str, max_post_tokens: int | None = None) -> dspy.Prediction:
+        """Plan, then write; `max_post_tokens` bounds the writing step (the platform's limit)."""
         plan = self.plan(brief=brief).plan
-        return dspy.Prediction(plan=plan, post=self.write(brief=brief, plan=plan).post)
+        bound = {"config": {"max_tokens": max_post_tokens}} if max_post_tokens else {}
+        return dspy.Prediction(plan=plan, post=self.write(brief=brief, plan=plan, **bound).post)
 
 
 def render_brief(request: GenerateEvent) -> str:
