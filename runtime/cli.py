@@ -6,8 +6,10 @@ import argparse
 import os
 import sys
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -159,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--out", type=Path, metavar="DIR", help="where to write report.html (default: <data-dir>/report)"
     )
+    report.add_argument(
+        "--tz", metavar="ZONE", help="the time zone of the charts, e.g. Europe/Paris (default: this machine's)"
+    )
     report.set_defaults(command=_report)
 
     traces = commands.add_parser(
@@ -169,7 +174,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     traces.add_argument("--limit", type=int, metavar="N", help="at most N traces (the newest)")
     traces.add_argument("--json", action="store_true", help="one JSON trace per line")
-    traces.set_defaults(command=_traces)
+    traces.set_defaults(command=_traces, show=None)
+    shown = traces.add_subparsers(title="one trace", metavar="show ID").add_parser(
+        "show",
+        help="print one trace in full: the post, its brief, each plan section, every step's candidates and "
+        "scores, the three scores and the OpenTelemetry trace id",
+    )
+    shown.add_argument("show", metavar="ID", help="a trace id, a post key (x:1003) or a post id")
 
     stats = commands.add_parser(
         "stats",
@@ -304,9 +315,18 @@ def _report(args: argparse.Namespace) -> int:
     from runtime.store import CorruptRecordError
 
     data_dir = _data_dir(args)
+    if not (data_dir / "posts.jsonl").is_file():
+        print(f"reer-runtime: no data in {data_dir}: mine your posts first (reer-runtime start --input FILE), "
+              "or give the data dir (--data-dir, REER_HOME)", file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        tz = ZoneInfo(args.tz) if args.tz else datetime.now().astimezone().tzinfo
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"reer-runtime: --tz {args.tz}: not a time zone name like Europe/Paris or UTC", file=sys.stderr)
+        return EXIT_USAGE
     out: Path = args.out or data_dir / "report"
     try:
-        page = build(data_dir)
+        page = build(data_dir, tz or UTC)
     except CorruptRecordError as exc:
         print(f"reer-runtime: {exc}", file=sys.stderr)
         return 1
@@ -330,9 +350,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _traces(args: argparse.Namespace) -> int:
     from runtime.store import CorruptRecordError
-    from runtime.tracelist import print_traces
+    from runtime.tracelist import print_traces, show_trace
 
     try:
+        if args.show is not None:
+            return show_trace(_data_dir(args), args.show)
         return print_traces(_data_dir(args), min_score=args.min_score, limit=args.limit, as_json=args.json)
     except CorruptRecordError as exc:
         print(f"reer-runtime: {exc}", file=sys.stderr)

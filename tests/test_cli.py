@@ -41,6 +41,16 @@ def test_traces_lists_filters_and_prints_json(tmp_path: Path, run_daemon: RunDae
     assert [r["engagement"] for r in records] == [1.0]
 
     assert len(run_daemon("traces", "--json", "--limit", "2").stdout.splitlines()) == 2
+
+    trace = records[0]
+    shown = run_daemon("traces", "show", f"x:{trace['post']['id']}")  # by post key
+    assert shown.returncode == 0, shown.stderr
+    assert trace["otel_trace_id"] in shown.stdout and trace["post"]["text"] in shown.stdout
+    assert all(f"{name}: " in shown.stdout for name in trace["sections"])  # every section of the found plan
+    assert shown.stdout.count("step ") == len(trace["steps"]) and f"z* {trace['scores']['final']:.3f}" in shown.stdout
+    assert run_daemon("traces", "show", trace["trace_id"]).stdout == shown.stdout  # by trace id, the same
+    missing = run_daemon("traces", "show", "no-such-post")
+    assert missing.returncode == 1 and "no trace" in missing.stderr
     (tmp_path / "data" / "traces.jsonl").write_text("{}\n")
     broken = run_daemon("traces")
     assert broken.returncode == 1 and "traces.jsonl:1:" in broken.stderr

@@ -37,7 +37,7 @@ def test_the_report_renders_in_a_headless_browser(tmp_path: Path, run_daemon: Ru
     posts.write_text("".join(post_line(i) + "\n" for i in range(30)) + evil + "\n")
     assert run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.7").returncode == 0
     out = tmp_path / "report"
-    made = run_daemon("report", "--out", str(out))
+    made = run_daemon("report", "--out", str(out), "--tz", "America/New_York")
     assert made.returncode == 0, made.stderr
     page = out / "report.html"
     assert made.stdout.strip() == str(page)
@@ -53,7 +53,12 @@ def test_the_report_renders_in_a_headless_browser(tmp_path: Path, run_daemon: Ru
     assert "<title>reer-runtime report</title>" in dom  # the post's script did not rename the page
     for heading in ("Engagement", "When to post", "Top posts", "Strategies", "How well the plans explain the posts"):
         assert f"<h2>{heading}</h2>" in dom
-    assert dom.count("<svg") == 4 and dom.count("<rect") > 20
+    assert dom.count("<svg") == 5 and dom.count("<rect") > 20  # rates, months, hours, days, scores
+    assert "Posts by interaction rate (log scale)" in dom and "Median interaction rate by month" in dom
+    assert "Mean engagement by hour of day (America/New_York; posts above each bar)" in dom
+    hours = re.search(r"Mean engagement by hour of day.*?</svg>", dom, re.S)
+    assert hours  # each bar is topped by its count of posts: 31 originals in all
+    assert sum(int(n) for n in re.findall(r'class="count">(\d+)<', hours.group(0))) == 31
     assert "Angle" in dom and "found plan z*" in dom
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -68,3 +73,28 @@ def test_the_report_renders_in_a_headless_browser(tmp_path: Path, run_daemon: Ru
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1000, 2400)
     assert len(data) > 50_000  # charts, tables and text, not a blank page
+
+
+def test_hours_without_posts_are_marked_and_headings_end_on_a_word(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    posts = tmp_path / "in.jsonl"
+    long_text = "Backups you never restored are a rumour and " * 4 + "everyone learns it the day the disk dies"
+    lines = [post_line(i, created_at=f"2026-03-0{1 + i}T09:00:00Z") for i in range(4)]  # all at 09:00 UTC
+    lines.append(post_line(9, text=long_text, metrics={"impressions": 100, "likes": 90, "reposts": 9, "replies": 1}))
+    posts.write_text("\n".join(lines) + "\n")
+    assert run_daemon("start", "--input", str(posts), "--exit-when-idle").returncode == 0
+    made = run_daemon("report", "--tz", "UTC")
+    assert made.returncode == 0, made.stderr
+    html = Path(made.stdout.strip()).read_text()
+    hours = re.search(r"Mean engagement by hour of day.*?</svg>", html, re.S)
+    assert hours and hours.group(0).count('class="empty"') == 23  # only 09:00 holds posts
+    heading = re.search(r"<h3>(Backups.*?)</h3>", html)
+    assert heading and heading.group(1).endswith(" …") and len(heading.group(1)) <= 120
+    assert long_text.startswith(heading.group(1).removesuffix(" …"))  # cut between two words
+
+
+def test_a_report_of_a_folder_with_no_data_says_so_and_creates_nothing(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    done = run_daemon("report")  # the data dir does not exist
+    assert done.returncode == 1 and "no data in" in done.stderr
+    assert not (tmp_path / "data").exists()
+    wrong_zone = run_daemon("report", "--tz", "Mars/Olympus")
+    assert wrong_zone.returncode == 1  # no data comes first; a zone is checked where there is data

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections import Counter
-from datetime import UTC, datetime
+import textwrap
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, tzinfo
 from html import escape
 from pathlib import Path
 from typing import TypeVar
 
 from bus.records import Accepted, PostEvent, Trace
-from runtime.engagement import AuthorRanks
+from runtime.engagement import AuthorRanks, interaction_rate
 from runtime.reer.prompts import SECTIONS
 from runtime.report.svg import bars
 from runtime.store import JsonlStore
@@ -33,11 +35,12 @@ td,th{border-bottom:1px solid #eee;padding:.35em;vertical-align:top;text-align:l
 .num{text-align:right;white-space:nowrap}.chart .title{font-weight:600;font-size:14px}
 .chart .axis{font-size:11px;fill:#555}
 .plan dt{font-weight:600}.plan dd{margin:0 0 .4em 1em;overflow-wrap:anywhere}.muted{color:#777}
+.chart .count{font-size:10px;fill:#333}.chart .empty{font-size:10px;fill:#aaa;font-style:italic}
 """
 
 
-def build(data_dir: Path) -> str:
-    """The whole HTML page for `data_dir`."""
+def build(data_dir: Path, tz: tzinfo = UTC) -> str:
+    """The whole HTML page for `data_dir`, with times shown in the zone `tz`."""
     accepted = _read(data_dir / "posts.jsonl", Accepted)
     traces = _read(data_dir / "traces.jsonl", Trace)
     originals = [a.post for a in accepted if a.post.kind == "original"]
@@ -48,8 +51,8 @@ def build(data_dir: Path) -> str:
     parts = [
         f"<h1>What worked, and why</h1><p class=muted>{escape(str(data_dir))} · {len(accepted)} posts, "
         f"{len(originals)} original · {len(traces)} mined · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
-        _distribution(scored),
-        _timing(scored),
+        _distribution(originals, tz),
+        _timing(scored, tz),
         _top(scored),
         _strategies(traces),
         _scores(traces),
@@ -62,31 +65,69 @@ def _read(path: Path, kind: type[T]) -> list[T]:
     return list(JsonlStore(path, kind).read()) if path.exists() else []
 
 
-def _distribution(scored: Scored) -> str:
-    counts = [0.0] * 10
-    for score, _ in scored:
-        counts[min(9, int(score * 10))] += 1
-    labels = [f"{i / 10:.1f}" for i in range(10)]
-    chart = bars("Posts by engagement score (0 = the author's weakest, 1 = best)", labels, [("posts", counts)])
-    return f"<h2>Engagement</h2>{chart}"
+def _distribution(posts: list[PostEvent], tz: tzinfo) -> str:
+    """How the raw interaction rates spread (on a log scale), and how they move month by month."""
+    parts = ["<h2>Engagement</h2>"]
+    for has_impressions, name, fmt in [(True, "interaction rate", "{:.2g}%"), (False, "interactions", "{:.3g}")]:
+        scale = 100 if has_impressions else 1
+        values = [interaction_rate(p.metrics) * scale for p in posts if bool(p.metrics.impressions) == has_impressions]
+        if not values:
+            continue
+        labels, counts = _log_bins(values, fmt)
+        what = "(likes + reposts + replies) / impressions" if has_impressions else "likes + reposts + replies"
+        parts.append(bars(f"Posts by {name} (log scale)", labels, [("posts", [float(c) for c in counts])]))
+        parts.append(f"<p class=muted>The {name} is {what}; each bar counts the posts from its label up to the "
+                     "next one's.</p>")
+        monthly: dict[str, list[float]] = defaultdict(list)
+        for post in (p for p in posts if bool(p.metrics.impressions) == has_impressions):
+            monthly[f"{_local(post, tz):%Y-%m}"].append(interaction_rate(post.metrics) * scale)
+        months = sorted(monthly)
+        parts.append(bars(f"Median {name} by month ({_zone(tz)}; posts above each bar)", months,
+                          [("median", [statistics.median(monthly[m]) for m in months])],
+                          "%" if has_impressions else "", [len(monthly[m]) for m in months]))  # fmt: skip
+    return "".join(parts)
 
 
-def _timing(scored: Scored) -> str:
+def _log_bins(values: list[float], fmt: str, per_decade: int = 4) -> tuple[list[str], list[int]]:
+    """Counts of `values` in bins equally wide on a log scale (`per_decade` a decade), with a first
+    bin for zeros when there are any; each bin is labelled by its lower edge."""
+    positive = [math.floor(math.log10(v) * per_decade) for v in values if v > 0]
+    low, high = (min(positive), max(positive)) if positive else (0, -1)
+    counts = Counter(positive)
+    labels = [fmt.format(10 ** (k / per_decade)) for k in range(low, high + 1)]
+    numbers = [counts[k] for k in range(low, high + 1)]
+    if zeros := sum(v <= 0 for v in values):
+        labels, numbers = [fmt.format(0), *labels], [zeros, *numbers]
+    return labels, numbers
+
+
+def _local(post: PostEvent, tz: tzinfo) -> datetime:
+    """When the post was published, in `tz`; a post known only to the day keeps its day."""
+    return post.created_at if post.day_only else post.created_at.astimezone(tz)
+
+
+def _zone(tz: tzinfo) -> str:
+    return str(getattr(tz, "key", None) or datetime.now(tz).tzname() or tz)
+
+
+def _timing(scored: Scored, tz: tzinfo) -> str:
     by_hour: dict[int, list[float]] = {h: [] for h in range(24)}
     by_day: dict[int, list[float]] = {d: [] for d in range(7)}
     for score, post in scored:
-        when = post.created_at.astimezone(UTC)
+        when = _local(post, tz)
         if not post.day_only:
             by_hour[when.hour].append(score)
         by_day[when.weekday()].append(score)
 
-    def means(groups: dict[int, list[float]]) -> list[float]:
-        return [statistics.fmean(v) if v else 0.0 for v in groups.values()]
+    def chart(title: str, labels: list[str], groups: dict[int, list[float]]) -> str:
+        means = [statistics.fmean(v) if v else 0.0 for v in groups.values()]
+        return bars(f"{title} ({_zone(tz)}; posts above each bar)", labels, [("mean engagement score", means)],
+                    counts=[len(v) for v in groups.values()])  # fmt: skip
 
-    hours = bars("Mean engagement by hour of day (UTC)", [f"{h:02d}" for h in range(24)], [("mean", means(by_hour))])
+    hours = chart("Mean engagement by hour of day", [f"{h:02d}" for h in range(24)], by_hour)
     if undated := sum(post.day_only for _, post in scored):
         hours += f"<p class=muted>{undated} post(s) known only to the day (X's content export) are not in it.</p>"
-    days = bars("Mean engagement by day of week (UTC)", DAYS, [("mean", means(by_day))])
+    days = chart("Mean engagement by day of week", DAYS, by_day)
     return f"<h2>When to post</h2>{hours}{days}"
 
 
@@ -116,7 +157,7 @@ def _strategies(traces: list[Trace]) -> str:
     )
     best = sorted(traces, key=lambda t: t.engagement, reverse=True)[:5]
     plans = "".join(
-        f"<h3>{escape(t.post.text[:120])}</h3><dl class=plan>"
+        f"<h3>{escape(textwrap.shorten(t.post.text, 120, placeholder=' …'))}</h3><dl class=plan>"
         + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in (t.sections or {"Plan": t.plan}).items())
         + "</dl>"
         for t in best

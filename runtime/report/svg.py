@@ -8,8 +8,18 @@ WIDTH, HEIGHT, PAD = 720, 260, 44
 COLOURS = ("#4c78a8", "#f58518", "#54a24b")
 
 
-def bars(title: str, labels: list[str], series: list[tuple[str, list[float]]], unit: str = "") -> str:
-    """A bar chart of one or more series over `labels` (grouped side by side), with a legend."""
+def bars(
+    title: str,
+    labels: list[str],
+    series: list[tuple[str, list[float]]],
+    unit: str = "",
+    counts: list[int] | None = None,
+) -> str:
+    """A bar chart of one or more series over `labels` (grouped side by side), with a legend.
+
+    With `counts` (posts behind each label), each bar is topped with its count, and a label with no
+    posts gets a grey "no posts" mark instead of a bar, so it is not mistaken for a value of 0.
+    """
     top = max([v for _, values in series for v in values] + [1e-9])
     plot_w, plot_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
     slot = plot_w / max(1, len(labels))
@@ -25,6 +35,15 @@ def bars(title: str, labels: list[str], series: list[tuple[str, list[float]]], u
     every = max(1, len(labels) // 12)
     for i, label in enumerate(labels):
         x0 = PAD + i * slot + slot * 0.1
+        if counts is not None and counts[i] == 0:
+            out.append(f'<text x="{x0 + slot * 0.4:.1f}" y="{HEIGHT - PAD - 4}" text-anchor="middle" class="empty">'
+                       f"none<title>{escape(label)}: no posts</title></text>")  # fmt: skip
+            continue
+        if counts is not None:
+            tallest = max(values[i] for _, values in series)
+            y = HEIGHT - PAD - plot_h * (tallest / top if top else 0) - 4
+            out.append(f'<text x="{x0 + slot * 0.4:.1f}" y="{y:.1f}" text-anchor="middle" class="count">'
+                       f"{counts[i]}</text>")  # fmt: skip
         for s, (name, values) in enumerate(series):
             h = plot_h * (values[i] / top if top else 0)
             out.append(
