@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -41,7 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     data_dir = argparse.ArgumentParser(add_help=False)
     data_dir.add_argument("--data-dir", dest="data_dir_start", metavar="DIR", help="as the global --data-dir")
     models = argparse.ArgumentParser(add_help=False)
-    models.add_argument("--provider", metavar="URI", help="the model for both roles, e.g. mlx://smollm2-135m")
+    models.add_argument(
+        "--provider",
+        metavar="URI",
+        help="the model for both roles: mlx://smollm2-135m (the packaged local model, the default), "
+        "mlx:///FOLDER or mlx:///FILE.gguf, mlx://ORG/REPO (a hub id), openai://HOST:PORT/MODEL (an "
+        "OpenAI-compatible server; ?tls=1, ?key_env=NAME), dspy://PROVIDER/MODEL (a chat model through DSPy; "
+        "generator only), fault://?base=URI&error=0.2 (injected failures), dummy:// (a tiny test model)",
+    )
     models.add_argument("--generator", metavar="URI[,URI...]", help="models that write plans, in fallback order")
     models.add_argument("--scorer", metavar="URI[,URI...]", help="models that score plans, in fallback order")
     models.add_argument("--log-format", choices=["text", "json"])
@@ -75,9 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     start.add_argument(
         "--csv",
+        action="append",
         metavar="KEY=VALUE,...",
         help="how a CSV's columns map to a post, e.g. text=text,time=created_at,time_format=%%m/%%d/%%y %%H:%%M,"
-        "id=url,likes=favorites,reposts=retweets,replies=replies,author=user,encoding=cp1252",
+        "id=url,likes=favorites,reposts=retweets,replies=replies,author=user,encoding=cp1252; a comma starts "
+        "a new pair only before a KEY=, so 'time_format=%%a, %%b %%d, %%Y' works; or repeat --csv KEY=VALUE",
     )
     start.add_argument(
         "--watch",
@@ -288,13 +298,19 @@ def _start(args: argparse.Namespace) -> int:
     return code
 
 
-def _csv_mapping(flag: str | None) -> dict[str, str] | None:
-    """`text=body,time=date` as a dict; a value may not contain a comma."""
-    if not flag:
+def _csv_mapping(flags: list[str] | None) -> dict[str, str] | None:
+    """`--csv text=body,time=date` (repeatable) as a dict. A comma separates pairs only where a
+    mapping key and `=` follow it, so a value such as `time_format=%a, %b %d, %Y` keeps its commas."""
+    if not flags:
         return None
-    pairs = [part.split("=", 1) for part in flag.split(",") if part.strip()]
-    if any(len(p) != 2 for p in pairs):
-        raise ValueError(f"--csv wants KEY=VALUE pairs separated by commas, got {flag!r}")
+    from runtime.config import CsvMapping
+
+    keys = "|".join(CsvMapping.model_fields)
+    parts = [part for flag in flags for part in re.split(rf",\s*(?=(?:{keys})=)", flag) if part.strip()]
+    pairs = [part.split("=", 1) for part in parts]
+    if bad := [part for part, pair in zip(parts, pairs, strict=True) if len(pair) != 2 or pair[0].strip() not in
+               CsvMapping.model_fields]:  # fmt: skip
+        raise ValueError(f"--csv wants KEY=VALUE pairs with KEY one of {keys.replace('|', ', ')}; got {bad[0]!r}")
     return {k.strip(): v for k, v in pairs}
 
 

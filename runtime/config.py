@@ -5,7 +5,10 @@ Nested values use `__` in variable names, e.g. `REER_SEARCH__MAX_STEPS=4`.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +23,8 @@ from pydantic_settings import (
 )
 
 from bus.records import Platform
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.toml"
 DEFAULT_MODEL = "mlx://smollm2-135m"
@@ -165,6 +170,8 @@ def load_settings(data_dir: Path, **flags: Any) -> Settings:
     """Read and validate the configuration; raises `ConfigError` with every problem found."""
     config_file = data_dir / CONFIG_FILE
     overrides = {k: v for k, v in flags.items() if v is not None}
+    for name, hint in unknown_variables(os.environ):
+        log.warning("%s is not a setting and is ignored%s", name, f" (did you mean {hint}?)" if hint else "")
     try:
         return Settings(data_dir=data_dir, **overrides)
     except ValidationError as exc:
@@ -172,3 +179,20 @@ def load_settings(data_dir: Path, **flags: Any) -> Settings:
         raise ConfigError(f"invalid configuration ({config_file}, REER_* variables, flags): {problems}") from None
     except ValueError as exc:  # an unreadable config file
         raise ConfigError(f"cannot read {config_file}: {exc}") from None
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """The `REER_*` variables that name no setting, each with the closest name that does (or None)."""
+    known = {"REER_HOME"}
+    for name, field in Settings.model_fields.items():
+        known.add(f"REER_{name.upper()}")
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            known |= {f"REER_{name.upper()}__{sub.upper()}" for sub in field.annotation.model_fields}
+    unknown = []
+    for variable in sorted(v for v in environ if v.upper().startswith("REER_")):
+        upper = variable.upper()
+        if upper in known or upper.startswith("REER_LIMITS__"):  # limits are keyed by provider URI
+            continue
+        hint = difflib.get_close_matches(upper, known, n=1)
+        unknown.append((variable, hint[0] if hint else None))
+    return unknown

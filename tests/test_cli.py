@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from runtime.cli import _csv_mapping
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
 
@@ -72,3 +75,23 @@ def test_validate_reports_every_problem_and_exits_one(tmp_path: Path, run_daemon
     assert any("torn last record" in p for p in problems)
     assert any("rejected.jsonl:1" in p for p in problems)
     assert any("min_engagement" in p for p in problems)
+
+
+def test_start_help_lists_every_provider_scheme(run_daemon: RunDaemon) -> None:
+    shown = run_daemon("start", "--help")
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert all(s in text for s in ("mlx://", "mlx:///FILE.gguf", "openai://", "dspy://", "fault://", "dummy://"))
+
+
+def test_a_mistyped_variable_is_named_with_the_setting_it_may_mean(run_daemon: RunDaemon) -> None:
+    done = run_daemon("start", "--exit-when-idle", stdin="", env={"REER_MIN_ENGAGMENT": "0.1"})
+    assert done.returncode == 0, done.stderr
+    assert "REER_MIN_ENGAGMENT is not a setting and is ignored (did you mean REER_MIN_ENGAGEMENT?)" in done.stderr
+
+
+def test_csv_mappings_keep_commas_inside_values_and_may_be_repeated() -> None:
+    assert _csv_mapping(["text=body,time=date,time_format=%a, %b %d, %Y", "likes=hearts"]) == {
+        "text": "body", "time": "date", "time_format": "%a, %b %d, %Y", "likes": "hearts"}  # fmt: skip
+    with pytest.raises(ValueError, match="KEY one of text, time"):
+        _csv_mapping(["txet=body"])

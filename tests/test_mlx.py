@@ -113,6 +113,26 @@ async def test_the_event_loop_keeps_running_during_a_long_call(provider: MlxProv
     assert ticks > 20  # other tasks ran while the model worked on its own thread
 
 
+async def test_a_single_gguf_file_is_converted_once_and_scores_as_its_folder(tiny: Path, tmp_path: Path) -> None:
+    gguf = tmp_path / "models-by-lm-studio" / "tiny.gguf"
+    gguf.parent.mkdir()
+    write_tiny_gguf(gguf)
+    call = ScoreCall(messages=CHAT, prefix="", target="Signups doubled in a week.")
+    from_file = open_provider(f"mlx://{gguf}", tmp_path / "data")
+    assert (tmp_path / "data" / "models" / "tiny" / "config.json").is_file()  # converted into the data dir
+    from_folder = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    try:
+        assert (await from_file.score(call)).logprobs == pytest.approx((await from_folder.score(call)).logprobs)
+    finally:
+        await from_file.aclose()
+        await from_folder.aclose()
+    with pytest.raises(ProviderConfigError, match="no such GGUF file"):
+        open_provider(f"mlx://{tmp_path}/missing.gguf", tmp_path)
+    (tmp_path / "broken.gguf").write_bytes(b"not a gguf at all")
+    with pytest.raises(ProviderConfigError, match="cannot convert"):
+        open_provider(f"mlx://{tmp_path}/broken.gguf", tmp_path)
+
+
 def test_unusable_models_fail_at_start_with_advice(tmp_path: Path) -> None:
     with pytest.raises(ProviderConfigError, match="is not an mlx-lm model folder"):
         open_provider(f"mlx://{tmp_path}", tmp_path)

