@@ -75,6 +75,12 @@ class Consumer(ABC, Generic[M]):
         async with stream:
             async for envelope in stream:
                 started = time.perf_counter()
+                attributes = {
+                    "messaging.system": tracing.MESSAGING_SYSTEM,
+                    "messaging.operation.name": "process",
+                    "messaging.destination.name": envelope.topic,
+                    "messaging.consumer.group.name": self.name,
+                }
                 try:
                     with tracing.process_span(self.bus.tracer, envelope, self.name) as span:
                         try:
@@ -82,6 +88,7 @@ class Consumer(ABC, Generic[M]):
                         except StoreFullError:
                             raise  # nothing more can be written: the daemon stops
                         except Exception as exc:  # an actor survives its handler's errors
+                            attributes["error.type"] = type(exc).__qualname__
                             span.record_exception(exc)
                             span.set_status(Status(StatusCode.ERROR, str(exc)))
                             span.set_attribute("error.type", type(exc).__qualname__)
@@ -90,10 +97,7 @@ class Consumer(ABC, Generic[M]):
                             self._failures = 0
                 finally:
                     self.bus.done()
-                    metrics.process_duration.record(
-                        time.perf_counter() - started,
-                        {"messaging.destination.name": envelope.topic, "messaging.consumer.group.name": self.name},
-                    )
+                    metrics.process_duration.record(time.perf_counter() - started, attributes)
 
     async def _dead_letter(self, envelope: Envelope[M], exc: Exception) -> None:
         error = f"{type(exc).__qualname__}: {exc}"

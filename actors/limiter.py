@@ -132,12 +132,17 @@ class Limiter(Consumer[ProviderRequest]):
 
     async def _once(self, gate: Gate, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
         provider = gate.provider
-        operation = "chat" if isinstance(call, GenerateCall) else "score"
-        attrs = {
+        # a score is a completions call with the prompt's log-probabilities: `text_completion` in
+        # the GenAI conventions; `reer.operation` keeps the project's own name for it
+        operation = "chat" if isinstance(call, GenerateCall) else "text_completion"
+        attrs: dict[str, str | int] = {
             "gen_ai.operation.name": operation,
+            "reer.operation": "chat" if isinstance(call, GenerateCall) else "score",
             "gen_ai.provider.name": provider.system,
             "gen_ai.request.model": provider.model,
         }
+        if provider.address is not None:
+            attrs |= {"server.address": provider.address[0], "server.port": provider.address[1]}
         async with gate.slots:
             waited = time.perf_counter()
             await gate.admit()
@@ -172,6 +177,7 @@ class Limiter(Consumer[ProviderRequest]):
                     self._failed(span, error, type(exc).__qualname__, attrs, started, provider.uri)
                     raise error from exc
                 span.set_attribute("reer.circuit.state", gate.circuit.state)
+                span.set_attribute("gen_ai.response.model", provider.model)
                 if problem := malformed(result):
                     error = ProviderError(f"malformed answer: {problem}", retryable=True)
                     self._failed(span, error, "malformed", attrs, started, provider.uri)
@@ -190,7 +196,7 @@ class Limiter(Consumer[ProviderRequest]):
 
     @staticmethod
     def _failed(
-        span: trace.Span, error: ProviderError, error_type: str, attrs: dict[str, str], started: float, uri: str
+        span: trace.Span, error: ProviderError, error_type: str, attrs: dict[str, str | int], started: float, uri: str
     ) -> None:
         span.set_status(Status(StatusCode.ERROR, str(error)))
         span.set_attribute("error.type", error_type)

@@ -277,7 +277,7 @@ def _start(args: argparse.Namespace) -> int:
             print(f"reer-runtime: {exc}", file=sys.stderr)
             return EXIT_USAGE
         stack.callback(telemetry.shutdown)
-        setup_logging(settings.log_format, settings.log_level)
+        setup_logging(settings.log_format, settings.log_level, telemetry.log_handler)
         try:
             anyio.run(check_chains, chains)
         except ProviderConfigError as exc:

@@ -36,12 +36,13 @@ class _JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [trace=%(trace_id)s span=%(span_id)s] %(message)s"
 
 
-def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
-    """Send the runtime's logs to stderr in `fmt` ("text" or "json")."""
+def setup_logging(fmt: str = "text", level: str = "INFO", exported: logging.Handler | None = None) -> None:
+    """Send the runtime's logs to stderr in `fmt` ("text" or "json"), and to `exported` (the
+    OpenTelemetry logs bridge, which keeps each record's trace and span ids) when given."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_TraceContext())
     handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler] if exported is None else [handler, exported]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would drown the daemon's own

@@ -63,7 +63,7 @@ def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
     providers: dict[str, dict[str, Any]] = {}
     for point in p["gen_ai.client.operation.duration"]:
         a = point.attributes
-        key = f"{a.get('gen_ai.provider.name')}/{a.get('gen_ai.request.model')} {a.get('gen_ai.operation.name')}"
+        key = f"{a.get('gen_ai.provider.name')}/{a.get('gen_ai.request.model')} {a.get('reer.operation')}"
         outcome = "errors" if "error.type" in a else "calls"
         entry = providers.setdefault(key, {"calls": 0, "errors": 0})
         entry[outcome] += point.count

@@ -1,47 +1,82 @@
-"""OpenTelemetry set-up: traces and metrics, exported over OTLP when the standard variables ask.
+"""OpenTelemetry set-up: traces, metrics and logs, exported as the standard variables ask.
 
-Export is on when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the per-signal `..._TRACES_ENDPOINT`,
-`..._METRICS_ENDPOINT`) is set; `OTEL_EXPORTER_OTLP_(TRACES_|METRICS_)PROTOCOL` picks `grpc` or
-`http/protobuf` (the default, as the specification says). The SDK itself reads `OTEL_SERVICE_NAME`,
-`OTEL_TRACES_SAMPLER`, `OTEL_METRIC_EXPORT_INTERVAL` and the rest.
+- `OTEL_SDK_DISABLED=true` turns the SDK off: nothing is recorded or exported (records then hold
+  the all-zero trace id, and log lines no ids).
+- `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`: `otlp`, `console` (to
+  stderr: stdout carries drafts and JSON) or `none`, comma-separated. Unset, a signal goes over OTLP
+  when an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or the per-signal one) and
+  nowhere otherwise: nothing leaves the process unasked.
+- `OTEL_EXPORTER_OTLP_(TRACES_|METRICS_|LOGS_)PROTOCOL` picks `grpc` or `http/protobuf` (the
+  default, as the specification says).
+- `OTEL_SERVICE_NAME` or `service.name` in `OTEL_RESOURCE_ATTRIBUTES` names the service
+  (`reer-runtime` otherwise). The SDK itself reads `OTEL_TRACES_SAMPLER`, `OTEL_METRIC_EXPORT_INTERVAL`
+  and the rest.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from opentelemetry import metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    InMemoryMetricReader,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from runtime import __version__
 
-Signal = Literal["TRACES", "METRICS"]
+Signal = Literal["TRACES", "METRICS", "LOGS"]
+EXPORTERS = ("otlp", "console", "none")
 
 
 @dataclass
 class Telemetry:
-    """The installed providers, and the in-process reader the stats snapshot is made from."""
+    """The installed providers, the in-process reader the stats snapshot is made from, and the
+    handler that bridges log records to OpenTelemetry (None when logs are not exported)."""
 
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     stats_reader: InMemoryMetricReader
+    logger_provider: LoggerProvider
+    log_handler: logging.Handler | None
 
     def shutdown(self) -> None:
         """Flush and stop every exporter."""
         self.meter_provider.shutdown()
         self.tracer_provider.shutdown()
+        self.logger_provider.shutdown()
 
 
-def _protocol(signal: Signal) -> str | None:
-    """The OTLP protocol configured for `signal`, or None when no endpoint is set."""
-    if not (os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
-        return None
+def exporters(signal: Signal) -> set[str]:
+    """The exporters asked for `signal`; raises `ValueError` for a name that is not one."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return set()
+    value = os.environ.get(f"OTEL_{signal}_EXPORTER")
+    if value is None:
+        endpoint = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        return {"otlp"} if endpoint else set()
+    names = {name.strip().lower() for name in value.split(",") if name.strip()}
+    if unknown := names - set(EXPORTERS):
+        raise ValueError(f"OTEL_{signal}_EXPORTER={value!r}: {', '.join(sorted(unknown))} is not one of {EXPORTERS}")
+    return names - {"none"}
+
+
+def _protocol(signal: Signal) -> str:
+    """The OTLP protocol configured for `signal`."""
     protocol = (
         os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -52,43 +87,75 @@ def _protocol(signal: Signal) -> str | None:
     return protocol
 
 
-def setup_telemetry(metrics_port: int | None = None) -> Telemetry:
-    """Install the global tracer and meter providers.
+def _otlp(signal: Signal) -> Any:
+    """An OTLP exporter of `signal` over the configured protocol (its modules imported only when used)."""
+    grpc = _protocol(signal) == "grpc"
+    if signal == "TRACES":
+        if grpc:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
-    Spans always get ids (for logs and traces) and metrics always feed the stats snapshot; they
-    leave the process only over OTLP when configured, and metrics also through a Prometheus scrape
-    endpoint on 127.0.0.1:`metrics_port` when one is given.
-    """
-    service = os.environ.get("OTEL_SERVICE_NAME") or "reer-runtime"
-    resource = Resource.create({"service.name": service, "service.version": __version__})
-
-    tracer_provider = TracerProvider(resource=resource)
-    if (protocol := _protocol("TRACES")) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
-
-        tracer_provider.add_span_processor(BatchSpanProcessor(GrpcSpans()))
-    elif protocol == "http/protobuf":
+            return GrpcSpans()
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 
-        tracer_provider.add_span_processor(BatchSpanProcessor(HttpSpans()))
+        return HttpSpans()
+    if signal == "METRICS":
+        if grpc:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
+
+            return GrpcMetrics()
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
+
+        return HttpMetrics()
+    if grpc:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+
+        return GrpcLogs()
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+
+    return HttpLogs()
+
+
+def resource() -> Resource:
+    """The service's resource: `service.name` from `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`
+    when either names it (the SDK reads both), else `reer-runtime`; and the version."""
+    named = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    return Resource.create({"service.version": __version__} | ({} if named else {"service.name": "reer-runtime"}))
+
+
+def setup_telemetry(metrics_port: int | None = None) -> Telemetry:
+    """Install the global tracer, meter and logger providers.
+
+    Unless the SDK is disabled, spans get ids (for logs and stores) and metrics feed the stats snapshot; they
+    leave the process only through the exporters asked for (see the module's docstring), and
+    metrics also through a Prometheus scrape endpoint on 127.0.0.1:`metrics_port` when one is given.
+    """
+    service = resource()
+    tracer_provider = TracerProvider(resource=service)
+    for name in exporters("TRACES"):
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(_otlp("TRACES") if name == "otlp" else ConsoleSpanExporter(out=sys.stderr))
+        )
     trace.set_tracer_provider(tracer_provider)
 
     stats_reader = InMemoryMetricReader()
     readers: list[MetricReader] = [stats_reader]
-    if (protocol := _protocol("METRICS")) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
-
-        readers.append(PeriodicExportingMetricReader(GrpcMetrics()))
-    elif protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
-
-        readers.append(PeriodicExportingMetricReader(HttpMetrics()))
+    for name in exporters("METRICS"):
+        exporter = _otlp("METRICS") if name == "otlp" else ConsoleMetricExporter(out=sys.stderr)
+        readers.append(PeriodicExportingMetricReader(exporter))
     if metrics_port is not None:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
         readers.append(PrometheusMetricReader())
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    meter_provider = MeterProvider(resource=service, metric_readers=readers)
     metrics.set_meter_provider(meter_provider)
-    return Telemetry(tracer_provider, meter_provider, stats_reader)
+
+    logger_provider = LoggerProvider(resource=service)
+    logs = exporters("LOGS")
+    for name in logs:
+        logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(_otlp("LOGS") if name == "otlp" else ConsoleLogExporter(out=sys.stderr))
+        )
+    handler = LoggingHandler(logger_provider=logger_provider) if logs else None
+    return Telemetry(tracer_provider, meter_provider, stats_reader, logger_provider, handler)

@@ -1,4 +1,5 @@
-"""A real OTLP trace receiver on loopback (HTTP/protobuf and gRPC) that decodes what it is sent."""
+"""A real OTLP receiver on loopback (HTTP/protobuf and gRPC) that decodes what it is sent: traces,
+metrics and logs over HTTP, traces over gRPC."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -44,6 +46,12 @@ class Receiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
     sums: dict[str, float] = field(default_factory=dict)
     """The last cumulative value of each counter received, summed over its attribute sets."""
+    points: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """The attributes of every data point received, by metric name."""
+    services: set[str] = field(default_factory=set)
+    """The `service.name` of every resource that sent metrics or logs."""
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    """Every log record received: its body, severity, trace and span ids, and attributes."""
     raw: list[bytes] = field(default_factory=list)
     """Every request body received over HTTP, as sent."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,11 +79,30 @@ class Receiver:
     def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
         with self.lock:
             for resource_metrics in request.resource_metrics:
+                resource = {a.key: _value(a.value) for a in resource_metrics.resource.attributes}
+                self.services.add(str(resource.get("service.name")))
                 for scope_metrics in resource_metrics.scope_metrics:
                     for metric in scope_metrics.metrics:
-                        if metric.WhichOneof("data") == "sum":
+                        kind = metric.WhichOneof("data")
+                        self.points.setdefault(metric.name, []).extend(
+                            {a.key: _value(a.value) for a in p.attributes} for p in getattr(metric, kind).data_points
+                        )
+                        if kind == "sum":
                             points = metric.sum.data_points
                             self.sums[metric.name] = sum(p.as_int or p.as_double for p in points)
+
+
+    def add_logs(self, request: logs_service_pb2.ExportLogsServiceRequest) -> None:
+        with self.lock:
+            for resource_logs in request.resource_logs:
+                resource = {a.key: _value(a.value) for a in resource_logs.resource.attributes}
+                self.services.add(str(resource.get("service.name")))
+                for scope_logs in resource_logs.scope_logs:
+                    self.logs += [
+                        {"body": _value(r.body), "severity": r.severity_text, "trace_id": r.trace_id.hex(),
+                         "span_id": r.span_id.hex(), "attributes": {a.key: _value(a.value) for a in r.attributes}}
+                        for r in scope_logs.log_records
+                    ]  # fmt: skip
 
 
 @contextmanager
@@ -97,6 +124,11 @@ def http_receiver() -> Iterator[Receiver]:
                 metrics_request.ParseFromString(body)
                 receiver.add_metrics(metrics_request)
                 payload = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+            elif self.path == "/v1/logs":
+                logs_request = logs_service_pb2.ExportLogsServiceRequest()
+                logs_request.ParseFromString(body)
+                receiver.add_logs(logs_request)
+                payload = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
             else:
                 self.send_response(404)
                 self.end_headers()

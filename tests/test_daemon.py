@@ -27,7 +27,7 @@ SPANS_OF_A_MINED_POST = {
     "send provider.requests",
     "process provider.requests",
     "chat ngram-5",
-    "score ngram-5",
+    "text_completion ngram-5",
     "send provider.replies.miner",
     "process provider.replies.miner",
     "send traces.mined",
@@ -86,7 +86,7 @@ def test_fifty_posts_mined_end_to_end_with_one_trace_per_post(tmp_path: Path, ru
         consumer = next(s for s in mine if s.name == "process posts.observed")
         assert consumer.kind == "CONSUMER" and consumer.attributes["messaging.consumer.group.name"] == "miner"
         scored = sum(c.score is not None for step in t.steps for c in step.candidates)
-        assert len([s for s in mine if s.name == "score ngram-5"]) == 2 + scored
+        assert len([s for s in mine if s.name == "text_completion ngram-5"]) == 2 + scored
 
     again = run_daemon("start", "--input", str(posts), "--exit-when-idle")
     assert again.returncode == 0, again.stderr

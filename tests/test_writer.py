@@ -266,7 +266,7 @@ async def test_optimize_then_generate_uses_the_promoted_program_without_a_restar
     in_trace = [s for s in finished if s.context.trace_id == process.context.trace_id]
     assert {"dspy Writer", "dspy Predict(plan)", "dspy Predict(post)"} <= {s.name for s in in_trace}
     assert sum(s.name.startswith("chat ") for s in in_trace) == 2  # plan and write, through the Limiter
-    assert any(s.name.startswith("score ") for s in in_trace)  # the metric's scorer call
+    assert any(s.name.startswith("text_completion ") for s in in_trace)  # the metric's scorer call
 
 
 async def test_a_draft_over_the_limit_is_kept_with_the_reason_and_written_again(

@@ -27,6 +27,8 @@ class Provider(Protocol):
     system: str
     """The `gen_ai.provider.name` of the calls it makes."""
     model: str
+    address: tuple[str, int] | None
+    """The host and port of the server it calls (`server.address`, `server.port`); None when local."""
 
     async def check(self, role: Role) -> str:
         """Make sure, at start, that this provider can serve `role`: a line saying what it found.

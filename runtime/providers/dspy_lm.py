@@ -24,6 +24,7 @@ class DspyProvider:
     """The provider behind `dspy://`."""
 
     system = "dspy"
+    address: tuple[str, int] | None = None  # litellm picks the endpoint
 
     def __init__(self, uri: str, model: str, api_base: str | None) -> None:
         import dspy

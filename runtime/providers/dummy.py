@@ -150,6 +150,7 @@ class DummyProvider:
     """The provider behind `dummy://`. Query options: `order` (n-gram order), `weight`."""
 
     system = "dummy"
+    address: tuple[str, int] | None = None
 
     def __init__(self, uri: str = "dummy://", order: int = 5, weight: float = 0.5) -> None:
         self.uri = uri

@@ -30,6 +30,7 @@ class FaultProvider:
         self.base = base
         self.system = base.system
         self.model = base.model
+        self.address = base.address
         self._odds = odds
         self._retry_after = retry_after
         self._rng = random.Random(seed)

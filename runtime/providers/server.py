@@ -66,6 +66,9 @@ class ServerProvider:
     def __init__(self, uri: str, base_url: str, model: str, key: str | None) -> None:
         self.uri = uri
         self.model = model
+        parts = urlsplit(base_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.address: tuple[str, int] | None = (parts.hostname or "", port)
         self.base_url = base_url
         self._key = key
         self._client: httpx.AsyncClient | None = None

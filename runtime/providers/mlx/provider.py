@@ -87,6 +87,7 @@ class MlxProvider:
     overlap share decode steps (continuous batching)."""
 
     system = "mlx"
+    address: tuple[str, int] | None = None
 
     def __init__(self, uri: str, source: str, model: str, max_batch: int = 16) -> None:
         self.uri = uri
