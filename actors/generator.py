@@ -120,8 +120,8 @@ class GeneratorActor(Consumer[GenerateRequested]):
     ) -> Draft:
         request = message.request
         brief = render_brief(request)
-        # about 2 characters a token at the least: a post cut at this bound is still over the limit
-        bound = min(self._settings.writer.max_tokens, request.platform.max_chars * request.thread_size // 2 + 16)
+        # about 3 characters a token: room for the limit and a little more, cut at a sentence by `fit`
+        bound = min(self._settings.writer.max_tokens, request.platform.max_chars * request.thread_size // 3 + 16)
         used: set[str] = set()
         token = providers_used.set(used)
         try:

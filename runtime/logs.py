@@ -46,3 +46,5 @@ def setup_logging(fmt: str = "text", level: str = "INFO", exported: logging.Hand
     root.handlers[:] = [handler] if exported is None else [handler, exported]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would drown the daemon's own
+    # the writer bounds its steps in tokens on purpose (runtime/writer/limits.py judges the cut answer)
+    logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)

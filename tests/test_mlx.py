@@ -180,3 +180,10 @@ def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemo
         assert t["scores"]["final"] <= t["scores"]["initial"] and t["plan"]
     assert (tmp_path / "data" / "models" / "smollm2-135m" / "config.json").is_file()
     assert os.stat(tmp_path / "data").st_mode & 0o777 == 0o700
+
+    # the packaged model writes drafts that fit X, scored against the best of the two mined posts
+    drafted = run_daemon("generate", "--topic", "restore tests", "-n", "2", "--json", env=small_search, timeout=1200)
+    assert drafted.returncode == 0, drafted.stderr
+    printed = [json.loads(line) for line in drafted.stdout.splitlines()]
+    assert len(printed) == 2 and all(0 < len(part) <= 280 for d in printed for part in d["parts"])
+    assert all(d["provider"] == ["mlx://smollm2-135m"] and d["score"] is not None for d in printed)

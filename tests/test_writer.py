@@ -36,7 +36,7 @@ from runtime.providers.dummy import DummyProvider
 from runtime.reer.brief import derive_brief
 from runtime.store import JsonlStore
 from runtime.writer.compile import split
-from runtime.writer.limits import features, fit
+from runtime.writer.limits import Fitted, features, fit
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric, closeness
 from runtime.writer.program import Writer, example, render_brief
@@ -80,9 +80,13 @@ def sync_generate(provider: DummyProvider) -> object:
 def test_limits_are_enforced_repaired_or_refused_with_a_reason() -> None:
     assert fit("A short post.", Platform.X, 1).parts == ["A short post."]
     long_post = "This sentence is forty characters long. " * 8
-    refused = fit(long_post, Platform.X, 1)
-    assert refused.rejected == f"over the x limit: {len(long_post.strip())} characters (at most 280)"
-    assert fit(long_post, Platform.LINKEDIN, 1).rejected is None  # 3,000 there
+    cut = fit(long_post, Platform.X, 1)
+    assert cut.rejected is None and cut.parts == [("This sentence is forty characters long. " * 7).strip()]
+    assert cut.repaired == "cut after the last whole sentence within 280 characters (319 -> 279)"
+    one_sentence = "word " * 80
+    refused = fit(one_sentence, Platform.X, 1)
+    assert refused.rejected == f"over the x limit: {len(one_sentence.strip())} characters (at most 280)"
+    assert fit(long_post, Platform.LINKEDIN, 1) == Fitted([long_post.strip()])  # 3,000 there: as it is
     split_thread = fit(long_post, Platform.X, 3)
     assert split_thread.rejected is None and len(split_thread.parts) == 2
     assert all(len(p) <= 280 for p in split_thread.parts) and "split posts over 280" in (split_thread.repaired or "")
@@ -280,8 +284,8 @@ async def test_a_draft_over_the_limit_is_kept_with_the_reason_and_written_again(
     assert all(d.score == 0.0 for d in drafts)
     assert "wrote 0 of the 1 drafts asked for within the x limits, in 3 tries" in caplog.text
     assert "r1-1.3: over the x limit: 399 characters" in caplog.text
-    # each writing step was bounded by the platform's limit: 280 characters, at least 2 a token
-    assert {c.max_tokens for c in writer.calls if "[[ ## post ## ]]" in c.prefill} == {280 // 2 + 16}
+    # each writing step was bounded by the platform's limit: 280 characters, about 3 a token
+    assert {c.max_tokens for c in writer.calls if "[[ ## post ## ]]" in c.prefill} == {280 // 3 + 16}
 
 
 async def test_tries_stop_at_the_first_draft_within_the_limits(tmp_path: Path) -> None:

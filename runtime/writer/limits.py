@@ -26,7 +26,9 @@ def fit(text: str, platform: Platform, thread_size: int) -> Fitted:
     """Cut `text` into at most `thread_size` posts of at most the platform's limit.
 
     A post over the limit is split at sentence ends into more posts of the thread when the brief
-    allows a thread; a draft that still breaks a limit is refused with the reason.
+    allows a thread, and a single post is cut after its last whole sentence within the limit (the
+    writing step is bounded in tokens, so a long answer ends mid-sentence anyway); a draft that
+    still breaks a limit (a first sentence over it, too many posts) is refused with the reason.
     """
     limit = platform.max_chars
     parts = [_NUMBERING.sub("", p).strip() for p in _BREAK.split(text)]
@@ -41,6 +43,9 @@ def fit(text: str, platform: Platform, thread_size: int) -> Fitted:
         parts = split
     if thread_size == 1 and len(parts) > 1:
         parts, repaired = ["\n\n".join(parts)], "joined a thread into one post, as the brief asked for one"
+    if thread_size == 1 and len(parts[0]) > limit and len(kept := _pack(parts[0], limit)[0]) <= limit:
+        repaired = f"cut after the last whole sentence within {limit} characters ({len(parts[0])} -> {len(kept)})"
+        parts = [kept]
     if too_long := [len(p) for p in parts if len(p) > limit]:
         return Fitted(parts, repaired, f"over the {platform.value} limit: {max(too_long)} characters (at most {limit})")
     most = min(thread_size, MAX_THREAD_POSTS)
