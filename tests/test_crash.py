@@ -24,11 +24,11 @@ POSTS = 30
 BAD = ["{not json", '{"type": "post", "id": "7"}']
 
 
-def daemon(data: Path, source: Path, *extra: str) -> subprocess.Popen[str]:
+def daemon(data: Path, source: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--input", str(source),
          "--provider", "dummy://", "--min-engagement", "0", "--exit-when-idle", *extra],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
     )  # fmt: skip
 
 
@@ -199,14 +199,11 @@ def test_a_full_disk_stops_with_one_message_and_a_restart_loses_nothing(tmp_path
     with small_disk(tmp_path / "disk", "96k") as disk:
         data = disk / "data"
         env = {**os.environ, "REER_BATCH_MAX_LINES": "5", "REER_SEARCH__MAX_STEPS": "2"}
-        first = subprocess.run(
-            [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--input", str(source),
-             "--provider", "dummy://", "--min-engagement", "0", "--exit-when-idle"],
-            capture_output=True, text=True, cwd=ROOT, env=env, check=False,
-        )  # fmt: skip
-        assert first.returncode == 4, first.stderr
-        assert "Traceback" not in first.stderr
-        errors = [line for line in first.stderr.splitlines() if " ERROR " in line]
+        first = daemon(data, source, env=env)
+        _, stderr = first.communicate()
+        assert first.returncode == 4, stderr
+        assert "Traceback" not in stderr
+        errors = [line for line in stderr.splitlines() if " ERROR " in line]
         assert len(errors) == 1 and "cannot write" in errors[0] and "No space left on device" in errors[0]
         assert "Free space on that disk" in errors[0] and str(data) in errors[0]
         mined_before = len((data / "traces.jsonl").read_text().splitlines())
@@ -214,12 +211,9 @@ def test_a_full_disk_stops_with_one_message_and_a_restart_loses_nothing(tmp_path
         assert all(line.endswith(b"}") for f in data.glob("*.jsonl") for line in f.read_bytes().splitlines())
 
         subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)  # the user frees space
-        second = subprocess.run(
-            [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--input", str(source),
-             "--provider", "dummy://", "--min-engagement", "0", "--exit-when-idle"],
-            capture_output=True, text=True, cwd=ROOT, env=env, check=False,
-        )  # fmt: skip
-        assert second.returncode == 0, second.stderr
+        second = daemon(data, source, env=env)
+        _, stderr = second.communicate()
+        assert second.returncode == 0, stderr
         ids = [json.loads(line)["post"]["id"] for line in (data / "posts.jsonl").read_text().splitlines()]
         traced = [json.loads(line)["post"]["id"] for line in (data / "traces.jsonl").read_text().splitlines()]
         assert sorted(ids, key=int) == sorted(traced, key=int) == [str(i) for i in range(POSTS)]  # each once

@@ -85,7 +85,8 @@ def test_the_leak_guard_catches_quotes_and_paraphrases_but_not_plans() -> None:
 
 def test_clipped_nll_clips_each_token_to_the_range() -> None:
     assert clipped_nll([-0.5, -10.0, 0.3], -2.0) == pytest.approx((0.5 + 2.0 + 0.0) / 3)
-    assert clipped_nll([], -2.0) == 0.0
+    with pytest.raises(ValueError, match="no log-probabilities"):  # never the best score, 0
+        clipped_nll([], -2.0)
 
 
 async def test_the_plan_is_written_and_refined_section_by_section() -> None:

@@ -27,9 +27,12 @@ class NoPlanError(RuntimeError):
 
 
 def clipped_nll(logprobs: list[float], clip_min: float) -> float:
-    """Mean negative log-likelihood with each token's log-probability clipped to [clip_min, 0]."""
+    """Mean negative log-likelihood with each token's log-probability clipped to [clip_min, 0].
+
+    No log-probabilities is no score: it raises `ValueError` rather than return 0, the best score
+    there is, which would make a scorer that answered nothing pick the winning plan."""
     if not logprobs:
-        return 0.0
+        raise ValueError("the scorer returned no log-probabilities: nothing to score")
     return -sum(min(0.0, max(clip_min, lp)) for lp in logprobs) / len(logprobs)
 
 
