@@ -14,7 +14,7 @@ from bus.messages import ChatMessage, GenerateCall, ScoreCall
 from bus.records import DeadLetter
 from runtime.config import LimitSettings
 from runtime.providers import ProviderConfigError, ProviderError, open_provider
-from runtime.providers.base import render_chat
+from runtime.providers.base import continue_with, render_chat
 from runtime.providers.dummy import DummyModel, DummyProvider
 from runtime.providers.server import ServerProvider
 from runtime.store import JsonlStore
@@ -195,3 +195,12 @@ def test_a_scorer_that_cannot_score_is_refused_at_start(tmp_path: Path, run_daem
     assert done.returncode == 2
     assert "cannot be a scorer" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "posts.jsonl").exists()  # refused before reading any input
+
+
+def test_a_template_that_opens_a_think_block_does_not_get_a_second_one() -> None:
+    answer = "<think>\nI will open with the result.\n</think>\n<answer>\n"
+    r1_style = "<|im_start|>user\nBrief<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    assert continue_with(r1_style, answer) == "<|im_start|>user\nBrief<|im_end|>\n<|im_start|>assistant\n" + answer
+    plain = "<|im_start|>user\nBrief<|im_end|>\n<|im_start|>assistant\n"
+    assert continue_with(plain, answer) == plain + answer
+    assert continue_with(r1_style, "Angle: I will") == r1_style + "Angle: I will"  # only a think block is merged

@@ -66,6 +66,15 @@ def chat_messages(call: GenerateCall, *, continues: bool) -> list[dict[str, str]
     return messages
 
 
+def continue_with(chat: str, answer: str) -> str:
+    """The rendered `chat` followed by the start of the assistant's `answer`. A template whose
+    generation prompt already opens a `<think>` block (R1-style models) does not get a second one:
+    the authors of REER trim it the same way."""
+    if answer.startswith("<think>") and chat.rstrip().endswith("<think>"):
+        chat = chat.rstrip().removesuffix("<think>")
+    return chat + answer
+
+
 def without_prefill(text: str, prefill: str) -> str:
     """An answer without the prefill, for APIs that repeat it."""
     return text[len(prefill) :] if prefill and text.startswith(prefill) else text

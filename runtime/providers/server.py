@@ -28,6 +28,7 @@ from runtime.providers.base import (
     ProviderConfigError,
     ProviderError,
     chat_messages,
+    continue_with,
     render_chat,
     without_prefill,
 )
@@ -234,7 +235,7 @@ class ServerProvider:
         )
 
     async def score(self, call: ScoreCall) -> TokenScores:
-        context = render_chat(call.messages) + call.prefix
+        context = continue_with(render_chat(call.messages), call.prefix)
         logprobs, context_tokens = await self._score(self._http(), context, call.target)
         return TokenScores(logprobs=logprobs, input_tokens=context_tokens, provider=self.uri)
 

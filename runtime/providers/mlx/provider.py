@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.providers.base import ProviderConfigError, ProviderError
+from runtime.providers.base import ProviderConfigError, ProviderError, continue_with
 from runtime.providers.mlx import blas
 
 T = TypeVar("T")
@@ -143,7 +143,7 @@ class MlxProvider:
 
     async def score(self, call: ScoreCall) -> TokenScores:
         def run() -> TokenScores:
-            context = self._encode(self._chat(call.messages) + call.prefix)
+            context = self._encode(continue_with(self._chat(call.messages), call.prefix))
             target = self._encode(call.target)
             logprobs = self._scorer.score(context, target)
             return TokenScores(logprobs=logprobs, input_tokens=len(context) + len(target), provider=self.uri)
