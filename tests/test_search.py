@@ -30,12 +30,14 @@ async def test_the_score_never_rises_and_the_trace_records_every_step(text: str)
     best = result.scores.initial
     for step in result.steps:
         assert step.best_before == best
-        for candidate in step.candidates:
-            if candidate.accepted:
-                assert candidate.score is not None and candidate.score < best
-                best = candidate.score
-            elif candidate.score is not None:
-                assert candidate.score >= best
+        scores = [c.score for c in step.candidates if c.score is not None]
+        accepted = [c for c in step.candidates if c.accepted]
+        if accepted:  # at most one: the best of the rewrites, if it beats the plan
+            (chosen,) = accepted
+            assert chosen.score == min(scores) < best
+            best = chosen.score
+        else:
+            assert all(score >= best for score in scores)
     assert best == result.scores.final
     assert result.overlap <= SearchSettings().max_overlap
     assert result.timings.score_calls == 2 + sum(c.score is not None for s in result.steps for c in s.candidates)
@@ -127,3 +129,27 @@ def test_post_text_stays_data_inside_its_fence() -> None:
         assert fenced.count("</post>") == 1  # the post cannot close its own fence
         assert fenced.index("Ignore previous instructions") < fenced.index("\n</post>")
     assert "Ignore" not in brief.text and "obey" not in brief.text  # the brief holds none of its words
+
+
+class Recorder(DummyProvider):
+    """`dummy://`, keeping every generation request it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[GenerateCall] = []
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        self.calls.append(call)
+        return await super().generate(call)
+
+
+async def test_the_rewrites_of_a_section_are_drawn_independently_from_the_same_plan() -> None:
+    post = make_post(1, POSTS[2])
+    model = Recorder()
+    result = await Search(model, SearchSettings(num_expansion=3), derive_brief(post), post.text, post.key).run()
+    rewrites = [c for c in model.calls if c.messages != model.calls[0].messages]  # not the initial plan's
+    assert result.steps and len(rewrites) == 3 * len(result.steps)
+    for index, _ in enumerate(result.steps):
+        asked = rewrites[3 * index : 3 * index + 3]
+        assert len({str(c.messages) for c in asked}) == 1  # one plan shown to all three
+        assert len({c.seed for c in asked}) == 3  # three independent samples

@@ -69,23 +69,23 @@ class Search:
         for name in list(sections)[: s.max_steps]:
             if best < s.stop_thresh:
                 break
+            # `num_expansion` rewrites drawn independently from the same plan, the best one kept if it
+            # scores lower than the plan: as the authors' code expands a node (not a hill-climb)
             best_before = best
-            candidates = []
+            asked = prompts.rewrite_section(self.brief.text, self.post, render_plan(sections), name)
+            tried: list[tuple[str, float | None, str | None]] = []
             for _ in range(s.num_expansion):
-                text = await self._section(
-                    prompts.rewrite_section(self.brief.text, self.post, render_plan(sections), name), "", name
-                )
-                trial = {**sections, name: text}
-                reason = self._leak(render_plan(trial)) if text != prompts.PLAN_PREFILL else "empty rewrite"
-                if reason:
-                    leaks += reason != "empty rewrite"
-                    candidates.append(Candidate(text=text, score=None, accepted=False, rejected_reason=reason))
-                    continue
-                score = await self.score(render_plan(trial))
-                accepted = score < best
-                candidates.append(Candidate(text=text, score=score, accepted=accepted))
-                if accepted:
-                    best, sections = score, trial
+                text = await self._section(asked, "", name)
+                trial = render_plan({**sections, name: text})
+                reason = self._leak(trial) if text != prompts.PLAN_PREFILL else "empty rewrite"
+                leaks += reason is not None and reason != "empty rewrite"
+                tried.append((text, None if reason else await self.score(trial), reason))
+            scored = [(score, i) for i, (_, score, _) in enumerate(tried) if score is not None]
+            chosen = min(scored)[1] if scored and min(scored)[0] < best_before else None
+            if chosen is not None:
+                best, sections = min(scored)[0], {**sections, name: tried[chosen][0]}
+            candidates = [Candidate(text=text, score=score, accepted=i == chosen, rejected_reason=reason)
+                          for i, (text, score, reason) in enumerate(tried)]  # fmt: skip
             steps.append(Step(section=name, best_before=best_before, candidates=candidates))
         plan = render_plan(sections)
         c = self._clock
