@@ -31,6 +31,7 @@ class Flaky:
 
     system = "flaky"
     model = "ngram-5"
+    address = None
 
     def __init__(self, uri: str, failures: int, error: ProviderError | None = None, hang: bool = False) -> None:
         self.uri, self.failures, self.calls, self.hang = uri, failures, 0, hang
