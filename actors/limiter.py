@@ -89,11 +89,16 @@ class Limiter(Consumer[ProviderRequest]):
         metrics.observe_circuits(lambda: {uri: gate.circuit.state for uri, gate in gates.items()})
 
     async def handle(self, message: ProviderRequest) -> None:
+        reply_to = Topic[ProviderReply](message.reply_to)
         try:
             reply = ProviderReply(request_id=message.request_id, result=await self.call(message.role, message.call))
         except ProviderError as exc:
             reply = ProviderReply(request_id=message.request_id, result=None, error=str(exc))
-        await self.bus.publish(Topic[ProviderReply](message.reply_to), reply)
+        except Exception as exc:  # a bug here still answers, so the caller never waits forever
+            error = f"the limiter failed: {type(exc).__qualname__}: {exc}"
+            await self.bus.publish(reply_to, ProviderReply(request_id=message.request_id, result=None, error=error))
+            raise  # and it is dead-lettered, and counted toward the crash loop
+        await self.bus.publish(reply_to, reply)
 
     async def call(self, role: Role, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
         """Make `call` along the role's chain; raises the last `ProviderError` if all fail."""

@@ -61,15 +61,17 @@ async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSetti
     limiter = Limiter(bus, dead, {"generator": chain, "scorer": chain}, {"default": limits})
     client = ModelClient(bus, "test")
     outcome: Generation | str
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(limiter.run)
-        tg.start_soon(client.run)
-        try:
-            outcome = await client.generate(CALL)
-        except ProviderError as exc:
-            outcome = str(exc)
-        await bus.wait_idle()
-        bus.close()
+    # a call left unanswered fails the test rather than hang it
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(limiter.run)
+            tg.start_soon(client.run)
+            try:
+                outcome = await client.generate(CALL)
+            except ProviderError as exc:
+                outcome = str(exc)
+            await bus.wait_idle()
+            bus.close()
     return outcome
 
 
@@ -105,6 +107,19 @@ async def test_a_hung_call_times_out_and_is_retried(tmp_path: Path) -> None:
     hung = Flaky("flaky://a", failures=1, hang=True)
     result = await call_through(tmp_path, [hung], LimitSettings(timeout_s=0.05, max_retries=1))
     assert isinstance(result, Generation) and hung.calls == 2
+
+
+class Broken(Flaky):
+    """A provider whose description fails: a bug inside the Limiter's own work."""
+
+    @property
+    def address(self) -> None:  # type: ignore[override]
+        raise RuntimeError("no address today")
+
+
+async def test_a_failure_inside_the_limiter_still_answers_the_caller(tmp_path: Path) -> None:
+    result = await call_through(tmp_path, [Broken("broken://a", failures=0)], LimitSettings())
+    assert result == "the limiter failed: RuntimeError: no address today"  # an answer, not a hang
 
 
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
