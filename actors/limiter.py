@@ -139,10 +139,11 @@ class Limiter(Consumer[ProviderRequest]):
         provider = gate.provider
         # a score is a completions call with the prompt's log-probabilities: `text_completion` in
         # the GenAI conventions; `reer.operation` keeps the project's own name for it
-        operation = "chat" if isinstance(call, GenerateCall) else "text_completion"
+        ours = "chat" if isinstance(call, GenerateCall) else "score"
+        operation = "chat" if ours == "chat" else "text_completion"
         attrs: dict[str, str | int] = {
             "gen_ai.operation.name": operation,
-            "reer.operation": "chat" if isinstance(call, GenerateCall) else "score",
+            "reer.operation": ours,
             "gen_ai.provider.name": provider.system,
             "gen_ai.request.model": provider.model,
         }

@@ -230,8 +230,7 @@ async def serve(
         if watch is not None:
             fits = partial(check, fmt=settings.input_format, mapping=settings.csv)
             watcher = Watcher(watch, stores.watched, fits, lambda source: ingestor.run([source]))
-        crash: BaseException | None = None
-        full: BaseException | None = None
+        stopped: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
@@ -244,19 +243,14 @@ async def serve(
                 settled = stores.settled_requests()
                 await _run(bus, ingestor, finished, settled, consumers, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
-        except* CrashLoopError as group:
-            crash = _first(group)
-        except* StoreFullError as group:
-            full = _first(group)
+        except* (CrashLoopError, StoreFullError) as group:
+            stopped = _first(group)
         finally:
             if stats_reader is not None:
                 write_snapshot(stats_reader, settings.data_dir)
-        if crash is not None:
-            log.error("stopping: %s", crash)
-            return EXIT_CRASH_LOOP
-        if full is not None:
-            log.error("stopping: %s", full)
-            return EXIT_DISK_FULL
+        if stopped is not None:
+            log.error("stopping: %s", stopped)
+            return EXIT_DISK_FULL if isinstance(stopped, StoreFullError) else EXIT_CRASH_LOOP
         counts = ingestor.counts
         log.info(
             "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",

@@ -38,7 +38,6 @@ class StoreFullError(Exception):
             "at a disk with room), then start again: everything accepted so far is kept, and the next start "
             "resumes it"
         )
-        self.path = path
 
 
 class JsonlStore(Generic[T]):

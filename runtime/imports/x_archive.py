@@ -27,7 +27,12 @@ def _payload(text: str) -> Any:
 
 def is_archive(folder: Path) -> bool:
     """Whether `folder` is an unpacked X archive (or its `data` folder): it holds `tweets.js`."""
-    return bool(_tweet_files(folder / "data" if (folder / "data").is_dir() else folder))
+    return bool(_tweet_files(_data(folder)))
+
+
+def _data(folder: Path) -> Path:
+    """The archive's `data` folder (`folder` itself when it is that folder)."""
+    return folder / "data" if (folder / "data").is_dir() else folder
 
 
 def _tweet_files(data: Path) -> list[Path]:
@@ -36,7 +41,7 @@ def _tweet_files(data: Path) -> list[Path]:
 
 def archive_files(folder: Path) -> tuple[list[Path], str]:
     """The tweet files of an unpacked archive and the account's username (from `account.js`)."""
-    data = folder / "data" if (folder / "data").is_dir() else folder
+    data = _data(folder)
     files = _tweet_files(data)
     if not files:
         raise ValueError(f"{folder}: no data/tweets.js in this folder; is it an unpacked X archive?")

