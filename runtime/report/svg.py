@@ -35,16 +35,16 @@ def bars(
     every = max(1, len(labels) // 12)
     for i, label in enumerate(labels):
         x0 = PAD + i * slot + slot * 0.1
-        if counts is not None and counts[i] == 0:
+        empty = counts is not None and counts[i] == 0
+        if empty:
             out.append(f'<text x="{x0 + slot * 0.4:.1f}" y="{HEIGHT - PAD - 4}" text-anchor="middle" class="empty">'
                        f"none<title>{escape(label)}: no posts</title></text>")  # fmt: skip
-            continue
-        if counts is not None:
+        elif counts is not None:
             tallest = max(values[i] for _, values in series)
             y = HEIGHT - PAD - plot_h * (tallest / top if top else 0) - 4
             out.append(f'<text x="{x0 + slot * 0.4:.1f}" y="{y:.1f}" text-anchor="middle" class="count">'
                        f"{counts[i]}</text>")  # fmt: skip
-        for s, (name, values) in enumerate(series):
+        for s, (name, values) in enumerate([] if empty else series):
             h = plot_h * (values[i] / top if top else 0)
             out.append(
                 f'<rect x="{x0 + s * bar:.1f}" y="{HEIGHT - PAD - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
