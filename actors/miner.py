@@ -24,6 +24,9 @@ from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
 
+FLOOR_WARNING = (3, 0.5)
+"""After this many traces, a mean share of post tokens at the clip floor above this is warned about."""
+
 
 class Miner(Consumer[PostObserved]):
     """Mines a trace for each selected post. A post whose search fails goes to `failed.jsonl`."""
@@ -54,6 +57,7 @@ class Miner(Consumer[PostObserved]):
         self.model = ModelClient(bus, self.name)
         self.mined = 0
         self.failed = 0
+        self._clip_shares: list[float] = []
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -95,3 +99,20 @@ class Miner(Consumer[PostObserved]):
         )
         await self.bus.publish(TRACES_MINED, TraceMined(trace=record))
         self.mined += 1
+        self._watch_clip_floor(result.scores.clip_share)
+
+    def _watch_clip_floor(self, share: float | None) -> None:
+        """Warn, once, when most of the posts' tokens score at the clip floor: the search then
+        compares almost nothing (a scorer with wrong log-probabilities, or a clip_min too high)."""
+        if share is None:
+            return
+        self._clip_shares.append(share)
+        count, limit = FLOOR_WARNING
+        mean = sum(self._clip_shares) / len(self._clip_shares)
+        if len(self._clip_shares) == count and mean > limit:
+            log.warning(
+                "%.0f%% of the mined posts' tokens score at the clip floor (search.clip_min=%s), so plans are "
+                "compared on the few tokens left: check the scorer with `reer-runtime validate`, or lower clip_min",
+                100 * mean,
+                self._settings.clip_min,
+            )

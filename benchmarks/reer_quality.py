@@ -1,13 +1,20 @@
-"""The REER quality table: scores with no plan, the initial plan and the found plan, on real posts.
+"""The REER quality table: does the found plan `z*` explain *its* post better than controls do?
 
     .venv/bin/python -m benchmarks.reer_quality [--posts 30] [--generator URI] [--scorer URI] [--serve-generator]
 
 Takes the best-performing original posts (no retweets, no replies) of the shared FiveThirtyEight
-file `../shared/data/twitter-ratio/BarackObama.csv` by the project's own engagement score, mines each
-with the default search settings, and writes the means and every post's row to
-`benchmarks/results/reer_quality.json`. With `--serve-generator` the generator model is put behind the
-test harness's OpenAI-compatible server on loopback (`tests/openai_server.py`) and reached through
-`openai://`, so the roles are split across a real HTTP hop.
+file `../shared/data/twitter-ratio/BarackObama.csv` by the project's own engagement score and mines
+each with the default search settings. Every post is then scored, by the same scorer, under five
+plans: none, a fixed generic plan, the `z*` of another post of the set, its own `z0` and its own
+`z*`. The table gives each plan's mean, how often `z*` beats the controls, the paired difference
+`generic - z*` with a 95% bootstrap interval and the share of tokens at the clip floor, for clip
+floors -2 (the authors'), -6 and -8, under today's writing instruction and the previous scoring
+prompt. Everything, with every token's log-probability, goes to `benchmarks/results/reer_quality.json`.
+
+Any provider works for either role; with a GPU server (vLLM) the same table for a 7B model is
+`--generator openai://HOST:8000/MODEL --scorer openai://HOST:8000/MODEL`. With `--serve-generator`
+the generator is put behind the test harness's OpenAI-compatible server on loopback
+(`tests/openai_server.py`) and reached through `openai://`, so the roles cross a real HTTP hop.
 """
 
 from __future__ import annotations
@@ -19,23 +26,27 @@ import html
 import io
 import json
 import os
+import random
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
 
 from benchmarks.common import provenance
-from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
+from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from bus.records import Metrics, Platform, PostEvent
 from runtime.config import SearchSettings
 from runtime.engagement import AuthorRanks
 from runtime.providers import Provider, open_provider
+from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
-from runtime.reer.search import NoPlanError, Search
+from runtime.reer.plans import render_plan
+from runtime.reer.search import NoPlanError, Search, clip_share, clipped_nll
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter-ratio" / "BarackObama.csv"
 RESULTS = Path(__file__).parent / "results" / "reer_quality.json"
@@ -80,8 +91,8 @@ class Roles:
 
     async def generate(self, call: GenerateCall) -> Generation:
         result = await self.generator.generate(call)
-        self.tokens["generate_in"] += result.input_tokens
-        self.tokens["generate_out"] += result.output_tokens
+        self.tokens["generate_in"] += result.input_tokens or 0
+        self.tokens["generate_out"] += result.output_tokens or 0
         return msgspec.structs.replace(result, provider=self.generator.uri)
 
     async def score(self, call: ScoreCall) -> TokenScores:
@@ -103,33 +114,59 @@ async def run(generator_uri: str, scorer_uri: str, serve: bool, n: int, concurre
         return await _table(Roles(generator, scorer), n, concurrency)
 
 
+GENERIC_PLAN = render_plan(
+    {
+        "Angle": "I will take a clear point of view on the topic and say why it matters to the reader now.",
+        "Hook": "I will open with a short, striking first line that makes the reader want to read on.",
+        "Structure": "I will state the point, back it with one concrete fact or example, then say what it means.",
+        "Tone": "I will write in a warm, direct and confident voice, in plain words.",
+        "Call to action": "I will end by asking the reader to act, share the post or reply.",
+    }
+)
+"""The control: one fixed, reasonable plan, the same for every post."""
+
+PLANS = ("none", "generic", "other", "initial", "found")
+"""The plans scored on each post: no plan, the generic plan, the found plan of another post of the
+set, the post's initial plan `z0` and its found plan `z*`."""
+CLIPS = (-2.0, -6.0, -8.0)
+
+
+def previous_task(brief: str) -> list[ChatMessage]:
+    """The scoring prompt before the writing instruction (the generator's system prompt and the brief),
+    kept here only to measure what the change did."""
+    return [ChatMessage("system", prompts.SYSTEM), ChatMessage("user", f"Brief: {brief}\n\nWrite the post.")]
+
+
 async def _table(model: Roles, n: int, concurrency: int) -> dict[str, object]:
     settings = SearchSettings()
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     chosen = top_posts(original_posts(DATA), n)
     limiter = anyio.Semaphore(concurrency)
     started = time.perf_counter()
 
     async def mine(engagement: float, post: PostEvent) -> None:
         async with limiter:
+            brief = derive_brief(post)
             try:
-                result = await Search(model, settings, derive_brief(post), post.text, post.key).run()
+                result = await Search(model, settings, brief, post.text, post.key).run()
             except NoPlanError as exc:
                 rows.append({"post": post.key, "engagement": engagement, "failed": str(exc)})
                 return
             rows.append(
                 {
                     "post": post.key,
+                    "text": post.text,
+                    "brief": brief.text,
                     "engagement": engagement,
-                    "no_plan": result.scores.no_plan,
-                    "initial": result.scores.initial,
-                    "final": result.scores.final,
+                    "scores": msgspec.to_builtins(result.scores),
                     "overlap": result.overlap,
+                    "content_overlap": result.content_overlap,
                     "leak_rejections": result.leak_rejections,
                     "seconds": result.timings.total_s,
                     "generate_s": result.timings.generate_s,
                     "score_s": result.timings.score_s,
-                    "plan": result.plan,
+                    "initial": result.plan_initial,
+                    "found": result.plan,
                 }
             )
             print(f"{len(rows)}/{n} {post.key}: {result.scores}", flush=True)
@@ -137,29 +174,79 @@ async def _table(model: Roles, n: int, concurrency: int) -> dict[str, object]:
     async with anyio.create_task_group() as tg:
         for engagement, post in chosen:
             tg.start_soon(mine, engagement, post)
-    elapsed = time.perf_counter() - started
+    mined_s = time.perf_counter() - started
+    mined = sorted((r for r in rows if "failed" not in r), key=lambda r: -float(r["engagement"]))
+    for i, row in enumerate(mined):  # every plan kind, scored again with token log-probabilities kept
+        plans = {
+            "none": None,
+            "generic": GENERIC_PLAN,
+            "other": mined[(i + 1) % len(mined)]["found"] if len(mined) > 1 else None,
+            "initial": row["initial"],
+            "found": row["found"],
+        }
+        row["logprobs"] = {}
+        for prompt, messages in (("writing", prompts.task(row["brief"])), ("previous", previous_task(row["brief"]))):
+            calls = {
+                k: ScoreCall(messages=messages, prefix=prompts.scored_prefix(p), target=row["text"])
+                for k, p in plans.items()
+            }
+            row["logprobs"][prompt] = {kind: (await model.score(call)).logprobs for kind, call in calls.items()}
     for provider in {model.generator, model.scorer}:
         await provider.aclose()
-    mined = [r for r in rows if "failed" not in r]
-
-    def mean(key: str) -> float:
-        return round(statistics.fmean(float(r[key]) for r in mined), 4)  # type: ignore[arg-type]
-
     return {
         **provenance(),
         "generator": model.generator.uri,
         "scorer": model.scorer.uri,
         "posts": n,
         "mined": len(mined),
-        "failed": n - len(mined),
-        "mean": {k: mean(k) for k in ("no_plan", "initial", "final", "overlap", "seconds", "generate_s", "score_s")}
+        "failed": [r for r in rows if "failed" in r],
+        "summary": summarise(mined) if mined else {},
+        "mean": {k: _mean(mined, k) for k in ("overlap", "content_overlap", "seconds", "generate_s", "score_s")}
         if mined
         else {},
         "tokens_per_post": {k: round(v / max(1, len(rows))) for k, v in model.tokens.items()},
-        "improved_over_no_plan": sum(float(r["final"]) < float(r["no_plan"]) for r in mined),  # type: ignore[arg-type]
-        "seconds_total": round(elapsed, 1),
-        "rows": sorted(rows, key=lambda r: -float(r["engagement"])),  # type: ignore[arg-type]
+        "seconds_mining": round(mined_s, 1),
+        "rows": mined,
     }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """For each scoring prompt and clip floor: each plan kind's mean score, how often each wins, the
+    paired difference `generic - found` with its 95% interval, and the share of tokens at the floor."""
+    out: dict[str, Any] = {}
+    for prompt in ("writing", "previous"):
+        for clip in CLIPS:
+            scores = {k: [clipped_nll(r["logprobs"][prompt][k], clip) for r in rows] for k in PLANS}
+            winners = [
+                min(PLANS, key=dict(zip(PLANS, post, strict=True)).__getitem__)
+                for post in zip(*scores.values(), strict=True)
+            ]
+            out[f"{prompt} prompt, clip {clip:g}"] = {
+                "mean": {k: round(statistics.fmean(v), 4) for k, v in scores.items()},
+                "wins": {k: winners.count(k) for k in PLANS},
+                "found_beats_generic": sum(f < g for f, g in zip(scores["found"], scores["generic"], strict=True)),
+                "found_beats_other": sum(f < o for f, o in zip(scores["found"], scores["other"], strict=True)),
+                "generic_minus_found": paired(scores["generic"], scores["found"]),
+                "other_minus_found": paired(scores["other"], scores["found"]),
+                "clip_share": {
+                    k: round(statistics.fmean(clip_share(r["logprobs"][prompt][k], clip) for r in rows), 3)
+                    for k in PLANS
+                },
+            }
+    return out
+
+
+def paired(a: list[float], b: list[float], resamples: int = 10_000) -> dict[str, float]:
+    """Mean of `a - b` post by post, with a 95% bootstrap interval (seeded, so reruns agree)."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    rng = random.Random(0)
+    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(resamples))
+    low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+    return {"mean": round(statistics.fmean(diffs), 4), "ci95_low": round(low, 4), "ci95_high": round(high, 4)}
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    return round(statistics.fmean(float(r[key]) for r in rows), 4)
 
 
 def main() -> None:
@@ -175,6 +262,7 @@ def main() -> None:
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=2))
+    print(f"every post's plans and token log-probabilities: {args.out}")
 
 
 if __name__ == "__main__":

@@ -167,6 +167,9 @@ class Scores(msgspec.Struct, frozen=True, kw_only=True):
     no_plan: float
     initial: float
     final: float
+    clip_share: float | None = None
+    """Share of the post's tokens whose log-probability under the found plan sat at the clip floor
+    (None in traces mined before it was recorded). Near 1, the scores compare almost nothing."""
 
 
 class Timings(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,6 +191,9 @@ class Mining(msgspec.Struct, frozen=True, kw_only=True):
     """The found plan's sections by name (`Angle`, `Hook`, ...); empty in schema version 1."""
     scores: Scores
     overlap: float
+    """Share of the post's word 3-grams the plan holds."""
+    content_overlap: float = 0.0
+    """Share of the post's content words (stemmed) the plan names; 0 in traces mined before it was recorded."""
     steps: list[Step]
     leak_rejections: int
     generators: list[str]

@@ -47,6 +47,9 @@ class SearchSettings(BaseModel):
     init_attempts: int = Field(3, ge=1, description="tries for each initial plan section that does not copy the post")
     max_overlap: float = Field(0.10, ge=0, le=1, description="share of the post's word 3-grams a plan may hold")
     max_copied_words: int = Field(6, ge=2, description="this many post words in a row make a plan a copy")
+    max_content_overlap: float = Field(
+        0.5, ge=0, le=1, description="share of the post's content words (stemmed) a plan may name: a paraphrase guard"
+    )
 
 
 class LimitSettings(BaseModel):

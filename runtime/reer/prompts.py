@@ -56,9 +56,19 @@ def rewrite_section(brief: str, post: str, plan: str, section: str) -> list[Chat
     ]
 
 
+WRITER = "You are a skilled social media writer."
+
+_WRITE = (
+    "Here is a writing task:\n{brief}\n\nBefore you write, think aloud in the first person and the future "
+    "tense, inside <think></think>, about the post you will write: its angle, its hook, its structure, its "
+    "tone and its call to action, one line each. Then write the post inside <answer></answer>."
+)
+
+
 def task(brief: str) -> list[ChatMessage]:
-    """What the scorer sees before the plan and the post: the brief alone."""
-    return [ChatMessage("system", SYSTEM), ChatMessage("user", f"Brief: {brief}\n\nWrite the post.")]
+    """What the scorer sees before the plan and the post: the brief inside a writing instruction that
+    says the think block is the writer's own plan, as the authors' scoring prompt does."""
+    return [ChatMessage("system", WRITER), ChatMessage("user", _WRITE.format(brief=brief))]
 
 
 def scored_prefix(plan: str | None) -> str:

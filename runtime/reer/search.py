@@ -11,7 +11,7 @@ from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, Token
 from bus.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.config import SearchSettings
 from runtime.reer import prompts
-from runtime.reer.plans import leak_reason, overlap, render_plan
+from runtime.reer.plans import content_overlap, leak_reason, overlap, render_plan
 
 
 class Model(Protocol):
@@ -36,6 +36,11 @@ def clipped_nll(logprobs: list[float], clip_min: float) -> float:
     return -sum(min(0.0, max(clip_min, lp)) for lp in logprobs) / len(logprobs)
 
 
+def clip_share(logprobs: list[float], clip_min: float) -> float:
+    """Share of the tokens whose log-probability is at or below the clip floor."""
+    return sum(lp <= clip_min for lp in logprobs) / len(logprobs) if logprobs else 0.0
+
+
 @dataclass
 class _Clock:
     generate_s: float = 0.0
@@ -58,6 +63,7 @@ class Search:
         self._seed = int.from_bytes(hashlib.sha256(seed_key.encode()).digest()[:4], "big")
         self._calls = 0
         self._clock = _Clock()
+        self._clip_shares: dict[str | None, float] = {}
 
     async def run(self) -> Mining:
         s = self.settings
@@ -93,8 +99,9 @@ class Search:
             plan_initial=plan0,
             plan=plan,
             sections=sections,
-            scores=Scores(no_plan=no_plan, initial=initial, final=best),
+            scores=Scores(no_plan=no_plan, initial=initial, final=best, clip_share=self._clip_shares[plan]),
             overlap=overlap(plan, self.post),
+            content_overlap=content_overlap(plan, self.post),
             steps=steps,
             leak_rejections=leaks,
             timings=Timings(
@@ -117,7 +124,9 @@ class Search:
         self._clock.score_s += time.perf_counter() - started
         self._clock.score_calls += 1
         self._clock.scorers.add(result.provider)
-        return clipped_nll(result.logprobs, self.settings.clip_min)
+        score = clipped_nll(result.logprobs, self.settings.clip_min)
+        self._clip_shares[plan] = clip_share(result.logprobs, self.settings.clip_min)
+        return score
 
     async def _initial_plan(self) -> tuple[dict[str, str], int]:
         """Write the plan one section at a time, each prefilled with its name and ended at the line's end.
@@ -166,7 +175,8 @@ class Search:
         return result.text
 
     def _leak(self, plan: str) -> str | None:
-        return leak_reason(plan, self.post, self.settings.max_overlap, self.settings.max_copied_words)
+        s = self.settings
+        return leak_reason(plan, self.post, s.max_overlap, s.max_copied_words, s.max_content_overlap)
 
     def _next_seed(self) -> int:
         self._calls += 1
