@@ -91,7 +91,6 @@ class Receiver:
                             points = metric.sum.data_points
                             self.sums[metric.name] = sum(p.as_int or p.as_double for p in points)
 
-
     def add_logs(self, request: logs_service_pb2.ExportLogsServiceRequest) -> None:
         with self.lock:
             for resource_logs in request.resource_logs:

@@ -102,7 +102,11 @@ def test_a_library_capped_below_the_core_count_comes_after_one_that_is_not() -> 
 def run_scoring(tiny: Path, *emulator: str) -> dict[str, object]:
     done = subprocess.run(
         [*emulator, sys.executable, str(ROOT / "tests" / "score_on_cpu.py"), str(tiny)],
-        capture_output=True, text=True, cwd=ROOT, check=False, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=600,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
@@ -116,8 +120,11 @@ def test_the_model_scores_the_same_on_a_cpu_without_avx512_as_on_this_one(tiny: 
     assert qemu, "QEMU's user-mode emulator is missing: scripts/setup.sh test installs Debian's qemu-user"
     cmeel = next(path for source, path in blas.candidates() if source == "cmeel-openblas")
     # The hazard is real under the emulator: cmeel's SKYLAKEX build dies of SIGILL on its first product.
-    crashed = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-I", "-S", "-c", blas.PROBE, str(cmeel)],
-                             capture_output=True, check=False)
+    crashed = subprocess.run(
+        [qemu, "-cpu", "Haswell", sys.executable, "-I", "-S", "-c", blas.PROBE, str(cmeel)],
+        capture_output=True,
+        check=False,
+    )
     assert crashed.returncode == -4, crashed.returncode
 
     host = run_scoring(tiny)

@@ -55,7 +55,11 @@ def test_the_current_x_content_export_is_read_with_dates_known_to_the_day() -> N
     assert first.id == "1944000000000000001" and first.author == "tinyshipper"
     assert first.text.startswith("Backups you never restored are a rumour") and "&amp;" not in first.text
     assert (first.metrics.likes, first.metrics.reposts, first.metrics.replies, first.metrics.impressions) == (
-        1234, 96, 41, 12480)  # fmt: skip  ("1,234" with its thousands separator)
+        1234,
+        96,
+        41,
+        12480,
+    )  # fmt: skip  ("1,234" with its thousands separator)
     assert first.created_at.isoformat() == "2026-07-14T00:00:00+00:00" and first.day_only
     assert [p.kind for p in posts] == ["original", "repost", "reply", "original"]
     assert reasons == ["invalid time: Date 'Jul 17' is not like 'Tue, Jul 14, 2026'"]

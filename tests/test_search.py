@@ -9,7 +9,7 @@ from runtime.config import SearchSettings
 from runtime.providers.dummy import DummyProvider
 from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
-from runtime.reer.plans import leak_reason, longest_copied_run, overlap, render_plan
+from runtime.reer.plans import content_overlap, leak_reason, longest_copied_run, overlap, render_plan
 from runtime.reer.search import NoPlanError, Search, clipped_nll
 from tests.helpers import make_post
 
@@ -79,10 +79,27 @@ async def test_a_generator_that_only_copies_the_post_yields_no_plan() -> None:
 
 def test_the_leak_guard_catches_quotes_and_paraphrases_but_not_plans() -> None:
     post = POSTS[0]
-    assert leak_reason("I will say: it took 3 weekends, 41 commits and one very patient designer", post, 0.1, 6)
+    assert leak_reason("I will say: it took 3 weekends, 41 commits and one very patient designer", post, 0.1, 6, 0.5)
     assert longest_copied_run("I will say it took 3 weekends, 41 commits", post) == 6
     assert overlap(post, post) == 1.0
-    assert leak_reason("I will open with the launch, credit the team, and thank the readers.", post, 0.1, 6) is None
+    plan = "I will open with the launch, credit the team, and thank the readers."
+    assert leak_reason(plan, post, 0.1, 6, 0.5) is None
+
+
+def test_a_close_paraphrase_is_caught_by_its_content_words() -> None:
+    post = "Our savings accounts now pay 4% interest, and opening one takes five minutes on the new mobile app."
+    paraphrase = (
+        "I will tell them saving accounts are paying interest of 4 percent and an account opens in minutes in our app"
+    )
+    assert overlap(paraphrase, post) == 0 and longest_copied_run(paraphrase, post) < 6  # the old guards miss it
+    # saving/savings, accounts/account, pay/paying, interest, opening/opens, minutes, app: 7 of 12 stems
+    assert content_overlap(paraphrase, post) == pytest.approx(7 / 12)
+    assert leak_reason(paraphrase, post, 0.1, 6, 0.5) == "names 58% of the post's content words (limit 50%)"
+    assert leak_reason(paraphrase, post, 0.1, 6, 0.7) is None  # the threshold is a setting
+    strategy = "I will lead with the concrete rate, then remove the effort objection, and end with one clear step."
+    assert content_overlap(strategy, post) < 0.2
+    short = "Happy Thanksgiving, everybody!"  # too few content words to judge a plan that names its topic
+    assert leak_reason("I will wish everybody a happy Thanksgiving.", short, 0.1, 6, 0.5) is None
 
 
 def test_clipped_nll_clips_each_token_to_the_range() -> None:

@@ -177,9 +177,9 @@ def test_the_daemon_mines_with_a_server_generator_and_scorer(tmp_path: Path, run
     assert f"scorer {uri}: fake-model" in done.stderr and "prompt log-probabilities by echo" in done.stderr
     traces = [json.loads(line) for line in (tmp_path / "data" / "traces.jsonl").read_text().splitlines()]
     assert traces and all(t["generators"] == [uri] and t["scorers"] == [uri] for t in traces)
-    # the start check makes one trial of each
+    # the start check makes one trial chat, and four completions to check the scorer's numbers
     assert len(chats) == 1 + sum(t["timings"]["generate_calls"] for t in traces)
-    assert len(scores) == 1 + sum(t["timings"]["score_calls"] for t in traces)
+    assert len(scores) == 4 + sum(t["timings"]["score_calls"] for t in traces)
 
 
 def test_a_scorer_that_cannot_score_is_refused_at_start(tmp_path: Path, run_daemon: RunDaemon) -> None:
@@ -195,6 +195,74 @@ def test_a_scorer_that_cannot_score_is_refused_at_start(tmp_path: Path, run_daem
     assert done.returncode == 2
     assert "cannot be a scorer" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "posts.jsonl").exists()  # refused before reading any input
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [
+        (
+            "shifted",
+            r"the log-probabilities it echoes for .* differ by up to \d\.\d\d nats from those it gave",
+        ),
+        ("constant", r"a natural text scores 5\.00 nats a token and the same words shuffled 5\.00"),
+    ],
+)
+async def test_a_scorer_whose_log_probabilities_are_wrong_is_refused(fault: str, why: str) -> None:
+    with serving(FakeServer(echo_fault=fault)) as server:  # type: ignore[arg-type]
+        model = provider(server.uri())
+        with pytest.raises(
+            ProviderConfigError, match=f"cannot be a scorer: its prompt log-probabilities are wrong: {why}"
+        ):
+            await model.check("scorer")
+        assert await model.check("generator")  # it can still write plans
+    with serving(FakeServer()) as server:  # the same server with right numbers passes every check
+        found = await provider(server.uri()).check("scorer")
+    assert "natural 1.52 < shuffled 1.95 nats a token; echo agrees with generation" in found
+
+
+def test_the_daemon_and_validate_refuse_a_scorer_with_misaligned_log_probabilities(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    posts = tmp_path / "in.jsonl"
+    posts.write_text(post_line(1) + "\n")
+    with serving(FakeServer(echo_fault="shifted")) as server:
+        done = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--scorer", server.uri())
+        checked = run_daemon("validate", env={"REER_SCORER": server.uri()})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "its prompt log-probabilities are wrong" in done.stderr and "misaligned or wrong echo" in done.stderr
+    assert checked.returncode == 1
+    assert f"PROBLEM  {server.uri()} cannot be a scorer: its prompt log-probabilities are wrong" in checked.stdout
+    assert not (tmp_path / "data" / "posts.jsonl").exists()
+
+
+@pytest.mark.parametrize("template_api", ["vllm", "llama.cpp"])
+async def test_one_model_gives_the_same_scores_through_mlx_and_a_server(tiny: Path, template_api: str) -> None:
+    from runtime.providers.mlx.provider import MlxProvider
+
+    calls = [
+        ScoreCall(
+            messages=CHAT, prefix="<think>\nI will open with the result.\n</think>\n<answer>\n", target="We shipped."
+        ),
+        ScoreCall(
+            messages=CHAT, prefix="<think>\nI will ask.\n</think>\n<answer>\n", target="Signups doubled in a week."
+        ),
+    ]
+    local = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    with serving(FakeServer(model_dir=tiny, template_api=template_api)) as server:  # type: ignore[arg-type]
+        remote = provider(server.uri())
+        for call in calls:
+            here, there = await local.score(call), await remote.score(call)
+            assert there.logprobs == pytest.approx(here.logprobs, abs=1e-4)
+            assert there.input_tokens == here.input_tokens - len(here.logprobs)
+        await remote.aclose()
+        scored = server.calls("/v1/completions")
+    await local.aclose()
+    assert remote.template == template_api
+    # the chat was rendered by the model's template, as mlx:// renders it, not as plain <|role|> text
+    assert all(body["prompt"].startswith("<|im_start|>system\nYou write plans.<|im_end|>") for body in scored)
+    assert (
+        server.calls("/tokenize" if template_api == "vllm" else "/apply-template")[0]["messages"][0]["role"] == "system"
+    )
 
 
 def test_a_template_that_opens_a_think_block_does_not_get_a_second_one() -> None:

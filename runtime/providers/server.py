@@ -3,10 +3,18 @@
 Generation uses `/v1/chat/completions`; a prefilled answer is sent as a final assistant message to
 be continued (vLLM's `continue_final_message`; llama.cpp's server continues it by itself). A server
 that refuses that (OpenAI's own API) is found at start and asked instead, in the last user message,
-to begin its answer with the prefill. Scoring
-uses `/v1/completions` with `echo` and `logprobs`, which returns the prompt's log-probabilities;
-chat APIs such as OpenAI's own do not, so such a server can only be a generator. The chat of a
-score call is rendered as plain text (`render_chat`): a scorer is typically a base model.
+to begin its answer with the prefill.
+
+Scoring uses `/v1/completions` with `echo` and `logprobs`, which returns the prompt's
+log-probabilities; chat APIs such as OpenAI's own do not, so such a server can only be a generator.
+The chat of a score call is rendered with the model's own chat template, as `mlx://` does, by the
+server: vLLM's `/tokenize` and `/detokenize`, or llama.cpp's `/apply-template`. A server with
+neither gets plain `<|role|>` text (`render_chat`), and its check line says so.
+
+Servers' prompt log-probabilities are often wrong (misaligned, or all alike), so a scorer is checked
+at start on numbers, not only shape (`check_scores`): one log-probability per token with offsets
+that rebuild the text, a natural text scoring clearly better than the same words shuffled, and the
+echo agreeing with a second path, the log-probabilities of the tokens the server generates itself.
 
 Options: `tls=1` (https), `key_env=NAME` (the variable holding the API key; default
 `OPENAI_API_KEY` when set) or `key_file=PATH` (a file readable by its owner only).
@@ -16,6 +24,7 @@ Keys are never part of the URI, so they never reach logs, spans or stores.
 from __future__ import annotations
 
 import os
+import random
 import stat
 from pathlib import Path
 from typing import Any
@@ -35,8 +44,18 @@ from runtime.providers.base import (
 
 OPTIONS = ("tls", "key_env", "key_file")
 RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
-PROBE = ("The quick brown", " fox jumps over the lazy dog")
 PROBE_CALL = GenerateCall(messages=[ChatMessage("user", "Say hello.")], prefill="Hello", max_tokens=1)
+PROBE_SENTENCE = "Thank you to everyone who voted today. Together we can build a better future for our children."
+PROBE_TEXT = f"{PROBE_SENTENCE} {PROBE_SENTENCE}"
+"""Natural text a model finds easy, all the more the second time: its words shuffled are far harder."""
+PROBE_PROMPT = "Thank you to everyone who voted today. Together we can"
+SHUFFLED_MARGIN = 1.15
+"""A scorer must find the shuffled words at least this many times harder (mean NLL) than the text:
+real models give about 3x; wrong log-probabilities that ignore the text give 1x."""
+SECOND_PATH_TOLERANCE = 0.25
+"""Largest difference, in nats, between a generated token's log-probability and its echo."""
+RENDER_CACHE = 256
+"""Rendered chats kept: all of a post's scoring calls share one."""
 
 
 def read_key(uri: str, key_env: str | None, key_file: str | None) -> str | None:
@@ -75,6 +94,11 @@ class ServerProvider:
         self._client: httpx.AsyncClient | None = None
         self.continues = True
         """Whether the server continues a final assistant message; found by `check`."""
+        self.root_url = base_url.removesuffix("/v1")
+        self.template: str | None = None
+        """How the server renders a chat with the model's template ("vllm", "llama.cpp"), "" for
+        none (plain text); found on the first scoring call."""
+        self._rendered: dict[tuple[tuple[str, str], ...], str] = {}
 
     @classmethod
     def from_uri(cls, uri: str) -> ServerProvider:
@@ -111,9 +135,13 @@ class ServerProvider:
                         text = text.replace(piece, "***")
         return text
 
-    async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post(
+        self, client: httpx.AsyncClient, path: str, body: dict[str, Any], *, root: bool = False
+    ) -> dict[str, Any]:
+        """POST to the API (`/v1/...`), or with `root` to the server's own routes (`/tokenize`)."""
+        base = self.root_url if root else self.base_url
         try:
-            response = await client.post(f"{self.base_url}{path}", json=body, headers=self._headers())
+            response = await client.post(f"{base}{path}", json=body, headers=self._headers())
         except httpx.HTTPError as exc:
             raise ProviderError(
                 f"cannot reach {self.base_url}: {self._scrub(str(exc)) or type(exc).__name__}", retryable=True
@@ -162,46 +190,131 @@ class ServerProvider:
                 how = "continues a prefilled answer" if self.continues else "told to begin with the prefill"
                 return f"{self.model} at {self.base_url}: chat completions ({how})"
             try:
-                scores, _ = await self._score(client, *PROBE)
+                found = await self.check_scores(client)
             except ProviderError as exc:
-                scores, why = [], str(exc)
-            else:
-                why = "no log-probabilities for the prompt"
-            if len(scores) < 2:
                 raise ProviderConfigError(
-                    f"{self.uri} cannot be a scorer: the server gives no prompt log-probabilities ({why}). Chat APIs "
+                    f"{self.uri} cannot be a scorer: the server gives no prompt log-probabilities ({exc}). Chat APIs "
                     "(OpenAI's among them) do not; use it as --generator and score with mlx://... or a vLLM server."
-                )
-        return f"{self.model} at {self.base_url}: prompt log-probabilities by echo"
+                ) from None
+            await self._chat_text(client, PROBE_CALL.messages)
+        template = {"vllm": "vLLM's /tokenize", "llama.cpp": "llama.cpp's /apply-template"}.get(self.template or "")
+        how = f"the model's chat template from {template}" if template else "plain-text chats (no template served)"
+        return f"{self.model} at {self.base_url}: prompt log-probabilities by echo ({found}); {how}"
 
-    async def _score(self, client: httpx.AsyncClient, context: str, target: str) -> tuple[list[float], int]:
-        """Log-probabilities of the tokens that end after `context` in `context + target`, and the
-        number of tokens before them."""
-        body = {
-            "model": self.model,
-            "prompt": context + target,
-            "max_tokens": 1,
-            "echo": True,
-            "logprobs": 0,
-            "temperature": 0,
-        }
-        data = await self._post(client, "/completions", body)
+    async def check_scores(self, client: httpx.AsyncClient) -> str:
+        """Make sure the echoed log-probabilities are right, not only there: what was checked.
+
+        Raises `ProviderConfigError` naming the check that failed, `ProviderError` when the server
+        gives no prompt log-probabilities at all."""
+        tokens = await self._echo(client, PROBE_TEXT)
+        if "".join(t for t, _, _ in tokens) != PROBE_TEXT or any(
+            o != sum(len(t) for t, _, _ in tokens[:i]) for i, (_, o, _) in enumerate(tokens)
+        ):
+            raise self._refused("its tokens and their offsets do not rebuild the text they score")
+        natural = _mean_nll([v for _, _, v in tokens[1:]])
+        words = PROBE_TEXT.split()
+        random.Random(0).shuffle(words)
+        shuffled = _mean_nll([v for _, _, v in (await self._echo(client, " ".join(words)))[1:]])
+        if shuffled < natural * SHUFFLED_MARGIN + 0.05:
+            raise self._refused(
+                f"a natural text scores {natural:.2f} nats a token and the same words shuffled {shuffled:.2f}; "
+                "a real model finds the shuffled words far harder"
+            )
+        generated = await self._generated_logprobs(client, PROBE_PROMPT)
+        if not generated:
+            return f"natural {natural:.2f} < shuffled {shuffled:.2f} nats a token; no second path to compare"
+        text = PROBE_PROMPT + "".join(t for t, _ in generated)
+        echoed = [(t, v) for t, o, v in await self._echo(client, text) if o >= len(PROBE_PROMPT)]
+        if [t for t, _ in echoed] == [t for t, _ in generated]:
+            gap = max(abs(float(v or 0.0) - g) for (_, v), (_, g) in zip(echoed, generated, strict=True))
+        else:  # the text tokenized differently on the way back: compare the totals
+            gap = abs(sum(float(v or 0.0) for _, v in echoed) - sum(g for _, g in generated)) / len(generated)
+        if gap > SECOND_PATH_TOLERANCE:
+            raise self._refused(
+                f"the log-probabilities it echoes for {text[len(PROBE_PROMPT) :]!r} differ by up to {gap:.2f} nats "
+                "from those it gave when it generated the same tokens (misaligned or wrong echo)"
+            )
+        return f"natural {natural:.2f} < shuffled {shuffled:.2f} nats a token; echo agrees with generation"
+
+    def _refused(self, why: str) -> ProviderConfigError:
+        return ProviderConfigError(
+            f"{self.uri} cannot be a scorer: its prompt log-probabilities are wrong: {why}. Known causes: "
+            "llama-cpp-python's echo (abetlen/llama-cpp-python#1983); score with mlx://... or a vLLM server instead"
+        )
+
+    async def _echo(self, client: httpx.AsyncClient, prompt: str) -> list[tuple[str, int, float | None]]:
+        """The prompt's tokens with their offsets and log-probabilities (None for the first)."""
+        body: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": 1, "echo": True, "logprobs": 0}
+        if self.template:  # the rendered template holds the special tokens it wants (vLLM's option)
+            body["add_special_tokens"] = False
+        data = await self._post(client, "/completions", {**body, "temperature": 0})
         try:
             logprobs = data["choices"][0]["logprobs"]
-            tokens, offsets, values = logprobs["tokens"], logprobs["text_offset"], logprobs["token_logprobs"]
-            prompt_end = len(context + target)
-            chosen = [
-                v
-                for t, o, v in zip(tokens, offsets, values, strict=True)
-                if len(context) < o + len(t) and o < prompt_end
-            ]
+            rows = zip(logprobs["tokens"], logprobs["text_offset"], logprobs["token_logprobs"], strict=True)
+            return [(str(t), int(o), None if v is None else float(v)) for t, o, v in rows if o < len(prompt)]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ProviderError(
                 f"/completions answered without prompt log-probabilities ({exc!r})", retryable=False
             ) from None
+
+    async def _generated_logprobs(self, client: httpx.AsyncClient, prompt: str) -> list[tuple[str, float]]:
+        """The tokens the server generates greedily after `prompt`, with their log-probabilities
+        (empty when it gives none)."""
+        body = {"model": self.model, "prompt": prompt, "max_tokens": 4, "temperature": 0, "logprobs": 1}
+        try:
+            logprobs = (await self._post(client, "/completions", body))["choices"][0]["logprobs"]
+            return [(str(t), float(v)) for t, v in zip(logprobs["tokens"], logprobs["token_logprobs"], strict=True)]
+        except (ProviderError, KeyError, IndexError, TypeError, ValueError):
+            return []
+
+    async def _chat_text(self, client: httpx.AsyncClient, messages: list[ChatMessage]) -> str:
+        """The chat rendered as prompt text by the server's chat template, ending where the
+        assistant's answer starts; plain text when the server renders none."""
+        key = tuple((m.role, m.content) for m in messages)
+        if (text := self._rendered.get(key)) is not None:
+            return text
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        if self.template in (None, "vllm"):
+            text = await self._render_vllm(client, turns)
+            self.template = "vllm" if text is not None else None
+        if text is None and self.template in (None, "llama.cpp"):
+            text = await self._render_llama_cpp(client, turns)
+            self.template = "llama.cpp" if text is not None else ""
+        if text is None:
+            text = render_chat(messages)
+        if len(self._rendered) >= RENDER_CACHE:
+            self._rendered.pop(next(iter(self._rendered)))
+        self._rendered[key] = text
+        return text
+
+    async def _render_vllm(self, client: httpx.AsyncClient, turns: list[dict[str, str]]) -> str | None:
+        tokenize = {"model": self.model, "messages": turns, "add_generation_prompt": True, "add_special_tokens": False}
+        try:
+            tokens = (await self._post(client, "/tokenize", tokenize, root=True))["tokens"]
+            detokenize = {"model": self.model, "tokens": tokens}
+            text = (await self._post(client, "/detokenize", detokenize, root=True))["prompt"]
+        except (ProviderError, KeyError, TypeError):
+            if self.template == "vllm":
+                raise
+            return None
+        return str(text)
+
+    async def _render_llama_cpp(self, client: httpx.AsyncClient, turns: list[dict[str, str]]) -> str | None:
+        try:
+            return str((await self._post(client, "/apply-template", {"messages": turns}, root=True))["prompt"])
+        except (ProviderError, KeyError, TypeError):
+            if self.template == "llama.cpp":
+                raise
+            return None
+
+    async def _score(self, client: httpx.AsyncClient, context: str, target: str) -> tuple[list[float], int]:
+        """Log-probabilities of the tokens that end after `context` in `context + target`, and the
+        number of tokens before them."""
+        tokens = await self._echo(client, context + target)
+        chosen = [v for t, o, v in tokens if len(context) < o + len(t)]
         if any(v is None for v in chosen):
             raise ProviderError("/completions gave no log-probability for a scored token", retryable=True)
-        return [float(v) for v in chosen], sum(o + len(t) <= len(context) for t, o in zip(tokens, offsets, strict=True))
+        return [float(v) for v in chosen if v is not None], len(tokens) - len(chosen)
 
     def _chat_body(self, call: GenerateCall) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -235,13 +348,20 @@ class ServerProvider:
         )
 
     async def score(self, call: ScoreCall) -> TokenScores:
-        context = continue_with(render_chat(call.messages), call.prefix)
-        logprobs, context_tokens = await self._score(self._http(), context, call.target)
+        client = self._http()
+        context = continue_with(await self._chat_text(client, call.messages), call.prefix)
+        logprobs, context_tokens = await self._score(client, context, call.target)
         return TokenScores(logprobs=logprobs, input_tokens=context_tokens, provider=self.uri)
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+def _mean_nll(logprobs: list[float | None]) -> float:
+    """Mean negative log-probability of the tokens that have one."""
+    values = [v for v in logprobs if v is not None]
+    return -sum(values) / len(values) if values else 0.0
 
 
 def _count(value: object) -> int | None:
