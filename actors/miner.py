@@ -24,7 +24,7 @@ from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
 
-FLOOR_WARNING = (3, 0.5)
+FLOOR_WARNING = (3, 0.8)
 """After this many traces, a mean share of post tokens at the clip floor above this is warned about."""
 
 

@@ -58,6 +58,8 @@ def test_fifty_posts_mined_end_to_end_with_one_trace_per_post(tmp_path: Path, ru
     assert validate_store(data / "traces.jsonl", "trace") == len(traces) >= 5
     assert len({t.post.key for t in traces}) == len(traces)
     assert all(t.engagement >= 0.8 and t.scores.final <= t.scores.initial for t in traces)
+    assert all(t.scores.clip_share is not None and 0.2 < t.scores.clip_share < 0.8 for t in traces)
+    assert "clip floor" not in done.stderr
     assert validate_store(data / "posts.jsonl", "accepted") == 50
     assert validate_store(data / "rejected.jsonl", "rejected") == 3
     rejected = [json.loads(line) for line in (data / "rejected.jsonl").read_text().splitlines()]
@@ -93,6 +95,18 @@ def test_fifty_posts_mined_end_to_end_with_one_trace_per_post(tmp_path: Path, ru
     assert len(traces_of(data)) == len(traces)  # a post seen again is not mined twice
     reasons = [json.loads(line)["reason"] for line in (data / "rejected.jsonl").read_text().splitlines()]
     assert sum(r.startswith("duplicate: post x:") for r in reasons) == 50
+
+
+def test_a_run_whose_scores_sit_at_the_clip_floor_warns_once(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(post_line(i) + "\n" for i in range(30)))
+    # a floor of -0.3 nats: nearly every byte of a post is less likely than that to the n-gram model
+    env = {"REER_SEARCH__CLIP_MIN": "-0.3", "REER_SEARCH__MAX_STEPS": "1"}
+    done = run_daemon("start", "--input", str(posts), "--exit-when-idle", env=env)
+    assert done.returncode == 0, done.stderr
+    traces = traces_of(tmp_path / "data")
+    assert len(traces) > 3 and all(t.scores.clip_share is not None and t.scores.clip_share > 0.8 for t in traces)
+    assert done.stderr.count("of the mined posts' tokens score at the clip floor (search.clip_min=-0.3)") == 1
 
 
 def test_stdin_input_and_grpc_export(tmp_path: Path, run_daemon: RunDaemon) -> None:
