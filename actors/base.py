@@ -15,7 +15,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from bus import tracing
 from bus.bus import Bus
-from bus.messages import Envelope, Topic
+from bus.messages import Envelope, Topic, encode
 from bus.records import DeadLetter
 from runtime import metrics
 from runtime.store import JsonlStore, StoreFullError
@@ -110,7 +110,7 @@ class Consumer(ABC, Generic[M]):
             DeadLetter(
                 actor=self.name,
                 topic=envelope.topic,
-                message=msgspec.Raw(msgspec.json.encode(envelope)),
+                message=msgspec.Raw(encode(envelope)),
                 error=error,
                 failed_at=datetime.now(UTC),
             )

@@ -104,8 +104,14 @@ class GeneratorActor(Consumer[GenerateRequested]):
             log.warning(
                 "wrote %d of the %d drafts asked for within the %s limits, in %d tries (at most %d per draft; "
                 "writer.max_tries); the tries refused: %s (all kept in %s)",
-                len(kept), request.n, request.platform.value, len(drafts), writer.max_tries, tries, self._drafts.path,
-            )  # fmt: skip
+                len(kept),
+                request.n,
+                request.platform.value,
+                len(drafts),
+                writer.max_tries,
+                tries,
+                self._drafts.path,
+            )
 
     def _draft(
         self,

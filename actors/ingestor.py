@@ -117,7 +117,6 @@ class Ingestor:
         self._min_engagement = min_engagement
         self._min_author_posts = min_author_posts
         self._max_line_bytes = max_line_bytes
-        self._batch_max_lines = batch_max_lines
         self._ranks = AuthorRanks()
         self._seen: set[str] = set()
         self._selected_before: list[Accepted] = []

@@ -100,8 +100,13 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         span.set_attributes({"reer.program.score": score, "reer.program.promoted": promoted})
         log.info(
             "program v%d: validation score %.3f against %.3f for the current one; %s (%d model calls, %.0fs)",
-            version, score, baseline, "promoted" if promoted else "kept, not promoted", models.calls, elapsed,
-        )  # fmt: skip
+            version,
+            score,
+            baseline,
+            "promoted" if promoted else "kept, not promoted",
+            models.calls,
+            elapsed,
+        )
 
     def _compile(
         self,

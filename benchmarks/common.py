@@ -47,8 +47,7 @@ def provenance() -> dict[str, str]:
         f"{os.cpu_count()} cores",
         "cpu": cpu_model(),
         "cpu_class": cpu_class(),
-        "vector_extensions": " ".join(f for f in VECTOR_EXTENSIONS if f in features) or "none of " + "/".join(
-            VECTOR_EXTENSIONS
-        ),
+        "vector_extensions": " ".join(f for f in VECTOR_EXTENSIONS if f in features)
+        or "none of " + "/".join(VECTOR_EXTENSIONS),
         "blas": f"{status.name}: {status.detail}",
     }

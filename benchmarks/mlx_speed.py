@@ -93,7 +93,7 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
 
     async def generate(seed: int) -> int:
         result = await provider.generate(GenerateCall(messages=PROMPT, max_tokens=128, temperature=0.0, seed=seed))
-        return result.output_tokens
+        return result.output_tokens or 0
 
     async def concurrent(n: int) -> float:
         counts: list[int] = []

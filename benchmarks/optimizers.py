@@ -45,8 +45,11 @@ def cli(data: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), *args],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"reer-runtime {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return time.perf_counter() - started, done
@@ -70,8 +73,13 @@ def main() -> None:
         for optimizer in args.optimizers.split(","):
             wall, _ = cli(data, "optimize", "--optimizer", optimizer, "--provider", args.provider)
             record = json.loads((data / "programs" / "index.jsonl").read_text().splitlines()[-1])
-            runs.append({"optimizer": optimizer, "wall_s": round(wall, 1), **{k: record[k] for k in (
-                "version", "compile_s", "model_calls", "score", "baseline", "promoted")}})  # fmt: skip
+            runs.append(
+                {
+                    "optimizer": optimizer,
+                    "wall_s": round(wall, 1),
+                    **{k: record[k] for k in ("version", "compile_s", "model_calls", "score", "baseline", "promoted")},
+                }
+            )
             print(json.dumps(runs[-1]), flush=True)
             save(args.out, report | {"optimizers": runs})
         wall, _ = cli(data, "generate", "--topic", "why voting matters", "--n", "3", "--provider", args.provider)

@@ -57,10 +57,24 @@ def main() -> None:
         source.write_text("\n".join(post(i) for i in range(args.posts)) + "\n")
         started = time.perf_counter()
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--input", str(source),
-             "--provider", "dummy://", "--min-engagement", str(args.min_engagement), "--exit-when-idle"],
-            cwd=ROOT, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "runtime.cli",
+                "--data-dir",
+                str(data),
+                "start",
+                "--input",
+                str(source),
+                "--provider",
+                "dummy://",
+                "--min-engagement",
+                str(args.min_engagement),
+                "--exit-when-idle",
+            ],
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        )
         series = []
         while daemon.poll() is None:
             try:

@@ -111,8 +111,15 @@ def _parser() -> argparse.ArgumentParser:
         "including those recorded as failed.",
     )
     # the commands that run the daemon once, on no input of their own
-    one_shot = {"command": _start, "request": None, "retry_failed": False, "input": None, "exit_when_idle": True,
-                "min_engagement": None, "metrics_port": None}  # fmt: skip
+    one_shot = {
+        "command": _start,
+        "request": None,
+        "retry_failed": False,
+        "input": None,
+        "exit_when_idle": True,
+        "min_engagement": None,
+        "metrics_port": None,
+    }
     retry.set_defaults(**one_shot | {"retry_failed": True})
 
     generate = commands.add_parser(
@@ -308,8 +315,11 @@ def _csv_mapping(flags: list[str] | None) -> dict[str, str] | None:
     keys = "|".join(CsvMapping.model_fields)
     parts = [part for flag in flags for part in re.split(rf",\s*(?=(?:{keys})=)", flag) if part.strip()]
     pairs = [part.split("=", 1) for part in parts]
-    if bad := [part for part, pair in zip(parts, pairs, strict=True) if len(pair) != 2 or pair[0].strip() not in
-               CsvMapping.model_fields]:  # fmt: skip
+    if bad := [
+        part
+        for part, pair in zip(parts, pairs, strict=True)
+        if len(pair) != 2 or pair[0].strip() not in CsvMapping.model_fields
+    ]:
         raise ValueError(f"--csv wants KEY=VALUE pairs with KEY one of {keys.replace('|', ', ')}; got {bad[0]!r}")
     return {k.strip(): v for k, v in pairs}
 
@@ -317,9 +327,17 @@ def _csv_mapping(flags: list[str] | None) -> dict[str, str] | None:
 def _requests(args: argparse.Namespace) -> list[GenerateEvent | OptimizeEvent]:
     """The request `generate` or `optimize` makes, checked like one read from the input."""
     if args.request == "generate":
-        fields = {"topic": args.topic, "platform": args.platform, "n": args.n, "thread_size": args.thread_size,
-                  "length": args.length, "audience": args.audience, "style": args.style,
-                  "key_message": args.key_message, "call_to_action": args.cta}  # fmt: skip
+        fields = {
+            "topic": args.topic,
+            "platform": args.platform,
+            "n": args.n,
+            "thread_size": args.thread_size,
+            "length": args.length,
+            "audience": args.audience,
+            "style": args.style,
+            "key_message": args.key_message,
+            "call_to_action": args.cta,
+        }
         return [msgspec.convert(fields, GenerateEvent)]
     if args.request == "optimize":
         return [OptimizeEvent(optimizer=args.optimizer)]
@@ -332,8 +350,11 @@ def _report(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     if not (data_dir / "posts.jsonl").is_file():
-        print(f"reer-runtime: no data in {data_dir}: mine your posts first (reer-runtime start --input FILE), "
-              "or give the data dir (--data-dir, REER_HOME)", file=sys.stderr)  # fmt: skip
+        print(
+            f"reer-runtime: no data in {data_dir}: mine your posts first (reer-runtime start --input FILE), "
+            "or give the data dir (--data-dir, REER_HOME)",
+            file=sys.stderr,
+        )
         return 1
     try:
         tz = ZoneInfo(args.tz) if args.tz else datetime.now().astimezone().tzinfo

@@ -70,8 +70,11 @@ class CsvMapping(BaseModel):
 
     text: str = Field("text", description="column of the post's text")
     time: str = Field("created_at", description="column of the publication time")
-    time_format: str | None = Field(None, description="strptime format of the time, e.g. '%m/%d/%y %H:%M'; "
-                                    "default ISO 8601; a time without a zone is UTC")  # fmt: skip
+    time_format: str | None = Field(
+        None,
+        description="strptime format of the time, e.g. '%m/%d/%y %H:%M'; "
+        "default ISO 8601; a time without a zone is UTC",
+    )
     id: str | None = Field(None, description="column of the post's id or permalink (default: the row number)")
     likes: str | None = None
     reposts: str | None = None

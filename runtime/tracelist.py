@@ -42,28 +42,38 @@ def show_trace(data_dir: Path, wanted: str) -> int:
     traces = JsonlStore(data_dir / "traces.jsonl", Trace).read()
     found = [t for t in traces if wanted in (t.trace_id, t.post.key, t.post.id)]
     if not found:
-        print(f"no trace in {data_dir} has the id, post key or post id {wanted!r} (see `reer-runtime traces`)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"no trace in {data_dir} has the id, post key or post id {wanted!r} (see `reer-runtime traces`)",
+            file=sys.stderr,
+        )
         return 1
     t = found[-1]
     post, s, m = t.post, t.scores, t.post.metrics
     sections = [f"{name}: {text}" for name, text in t.sections.items()] or [t.plan]
-    out = [f"trace {t.trace_id}  (OpenTelemetry trace {t.otel_trace_id})",
-           f"post {post.key} by {post.author}, {post.created_at:%Y-%m-%d %H:%M %Z}, engagement {t.engagement:.2f}: "
-           f"{m.likes} likes, {m.reposts} reposts, {m.replies} replies, {m.impressions or 'no'} impressions",
-           *_block(post.text), "brief", *_block(t.brief.text),
-           "found plan z*", *(line for section in sections for line in _block(section)),
-           "initial plan z0", *_block(t.plan_initial),
-           f"scores (clipped mean NLL of the post, lower is better): no plan {s.no_plan:.3f}, "
-           f"z0 {s.initial:.3f}, z* {s.final:.3f}; overlap with the post {t.overlap:.1%}"]  # fmt: skip
+    out = [
+        f"trace {t.trace_id}  (OpenTelemetry trace {t.otel_trace_id})",
+        f"post {post.key} by {post.author}, {post.created_at:%Y-%m-%d %H:%M %Z}, engagement {t.engagement:.2f}: "
+        f"{m.likes} likes, {m.reposts} reposts, {m.replies} replies, {m.impressions or 'no'} impressions",
+        *_block(post.text),
+        "brief",
+        *_block(t.brief.text),
+        "found plan z*",
+        *(line for section in sections for line in _block(section)),
+        "initial plan z0",
+        *_block(t.plan_initial),
+        f"scores (clipped mean NLL of the post, lower is better): no plan {s.no_plan:.3f}, "
+        f"z0 {s.initial:.3f}, z* {s.final:.3f}; overlap with the post {t.overlap:.1%}",
+    ]
     for number, step in enumerate(t.steps, start=1):
         out.append(f"step {number}: {step.section or 'plan'} (best before: {step.best_before:.3f})")
         for c in step.candidates:
             verdict = "accepted" if c.accepted else (c.rejected_reason or "not better")
             out += [f"  {'  -  ' if c.score is None else f'{c.score:.3f}'} {verdict}", *_block(c.text, "      ")]
     g = t.timings
-    out.append(f"took {g.total_s:.1f} s: {g.generate_calls} generations ({g.generate_s:.1f} s) by "
-               f"{', '.join(t.generators)}; {g.score_calls} scores ({g.score_s:.1f} s) by {', '.join(t.scorers)}")
+    out.append(
+        f"took {g.total_s:.1f} s: {g.generate_calls} generations ({g.generate_s:.1f} s) by "
+        f"{', '.join(t.generators)}; {g.score_calls} scores ({g.score_s:.1f} s) by {', '.join(t.scorers)}"
+    )
     print("\n".join(out))
     return 0
 

@@ -79,8 +79,9 @@ class Watcher:
         else:
             await self._ingest(str(path))
         moved = self.folder / (FAILED if error else DONE) / path.name
-        record = Watched(name=path.name, sha256=digest, bytes=size, moved_to=str(moved), error=error,
-                         processed_at=datetime.now(UTC))  # fmt: skip
+        record = Watched(
+            name=path.name, sha256=digest, bytes=size, moved_to=str(moved), error=error, processed_at=datetime.now(UTC)
+        )
         await self._ledger.append(record)
         self._seen.add(digest)
         self._move(path, FAILED if error else DONE)

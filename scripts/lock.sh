@@ -14,5 +14,5 @@ compile() { .venv/bin/uv pip compile pyproject.toml --universal --python-version
     --custom-compile-command scripts/lock.sh --quiet "${upgrade[@]}" "$@"; }
 compile -o requirements/run.txt
 compile --extra test -c requirements/run.txt -o requirements/test.txt
-scripts/setup.sh test && .venv/bin/ruff check . && .venv/bin/mypy && .venv/bin/pytest
+scripts/setup.sh test && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/pytest
 git --no-pager diff --stat requirements/

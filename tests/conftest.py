@@ -27,6 +27,13 @@ def anyio_backend() -> str:
 RunDaemon = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that ask for `run_daemon` start the daemon as a subprocess: mark them `daemon`."""
+    for item in items:
+        if "run_daemon" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.daemon)
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An mlx-lm folder converted from a tiny random GGUF (mlx is imported only by tests that use it)."""
@@ -43,7 +50,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_daemon(tmp_path: Path) -> RunDaemon:
     """Run `reer-runtime ARGS` as a real subprocess with the data dir in tmp_path."""
 
-    def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 300):
+    def run(
+        *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
         full_env.update({"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"})  # fast unless asked
         full_env.update(env or {})

@@ -1,12 +1,33 @@
-"""Helpers the tests share: posts as records and as input lines."""
+"""Helpers the tests share: posts as records and as input lines, the fixture files, the schemas."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+import msgspec
+
 from bus.records import Metrics, Platform, PostEvent
+from runtime.schemas import SCHEMA_DIR
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    """The JSON Schema `schemas/NAME.schema.json` as a validator."""
+    return jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text()))
+
+
+def validate_store(path: Path, name: str) -> int:
+    """Validate every line of a store file against its schema; returns how many records it holds."""
+    check = validator(name)
+    lines = path.read_bytes().splitlines()
+    for line in lines:
+        check.validate(msgspec.json.decode(line))
+    return len(lines)
 
 
 def make_post(i: int, text: str | None = None, author: str = "maker", likes: int | None = None) -> PostEvent:

@@ -182,8 +182,11 @@ class FakeServer:
             seed=body.get("seed"),
         )
         result = asyncio.run(self.generator.generate(call))
-        choice = {"index": 0, "message": {"role": "assistant", "content": result.text},
-                  "finish_reason": result.finish_reason}  # fmt: skip
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": result.text},
+            "finish_reason": result.finish_reason,
+        }
         usage = {"prompt_tokens": result.input_tokens, "completion_tokens": result.output_tokens}
         answer = {"object": "chat.completion", "model": self.model, "choices": [choice], "usage": usage}
         for name in self.omit:
@@ -231,7 +234,8 @@ def _greedy_token(model: Any, tok: Any, text: str) -> str:
     import mlx.core as mx
 
     ids = tok.encode(text, add_special_tokens=True)
-    best = int(mx.argmax(model(mx.array([ids]))[0, -1]).item())
+    best = mx.argmax(model(mx.array([ids]))[0, -1]).item()
+    assert isinstance(best, int)
     return str(tok.decode([*ids, best]))[len(tok.decode(ids)) :]
 
 

@@ -98,10 +98,15 @@ class Receiver:
                 self.services.add(str(resource.get("service.name")))
                 for scope_logs in resource_logs.scope_logs:
                     self.logs += [
-                        {"body": _value(r.body), "severity": r.severity_text, "trace_id": r.trace_id.hex(),
-                         "span_id": r.span_id.hex(), "attributes": {a.key: _value(a.value) for a in r.attributes}}
+                        {
+                            "body": _value(r.body),
+                            "severity": r.severity_text,
+                            "trace_id": r.trace_id.hex(),
+                            "span_id": r.span_id.hex(),
+                            "attributes": {a.key: _value(a.value) for a in r.attributes},
+                        }
                         for r in scope_logs.log_records
-                    ]  # fmt: skip
+                    ]
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """Load an `mlx://` model folder and score one text; print the BLAS chosen and the scores as JSON.
 
-Run as its own process by `tests/test_blas.py`, on the host CPU and under QEMU as another CPU:
-    python tests/score_on_cpu.py MODEL_FOLDER
+Run as its own process by `tests/runtime/providers/test_blas.py`, on the host CPU and under QEMU
+as another CPU, as a module (so `tests/runtime` cannot stand in for the `runtime` package):
+    python -m tests.score_on_cpu MODEL_FOLDER
 """
 
 from __future__ import annotations

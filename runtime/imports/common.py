@@ -57,8 +57,16 @@ def make_post(
     if not text:
         raise RowError("invalid event: the text is empty")
     metrics = Metrics(likes=likes, reposts=reposts, replies=replies, impressions=impressions)
-    return PostEvent(id=id, text=text, created_at=created_at, platform=platform, author=author, metrics=metrics,
-                     kind=kind_of(text, in_reply_to), day_only=day_only)  # fmt: skip
+    return PostEvent(
+        id=id,
+        text=text,
+        created_at=created_at,
+        platform=platform,
+        author=author,
+        metrics=metrics,
+        kind=kind_of(text, in_reply_to),
+        day_only=day_only,
+    )
 
 
 def lines(rows: Iterator[tuple[int, str, PostEvent | str]]) -> Iterator[Line]:

@@ -27,8 +27,10 @@ def missing_columns(columns: list[str], mapping: CsvMapping) -> str | None:
     missing = [c for c in mapping.columns() if c not in columns]
     if not missing:
         return None
-    return (f"no column {', '.join(map(repr, missing))} in its header {columns}; "
-            "map the columns with --csv text=COLUMN,time=COLUMN,...")  # fmt: skip
+    return (
+        f"no column {', '.join(map(repr, missing))} in its header {columns}; "
+        "map the columns with --csv text=COLUMN,time=COLUMN,..."
+    )
 
 
 def rows(text: str, mapping: CsvMapping) -> Iterator[tuple[int, str, PostEvent | str]]:

@@ -64,8 +64,9 @@ class DspyProvider:
             response = await self._lm.aforward(messages=messages, **options)
         except Exception as exc:  # DSPy's LMError family, named by class
             name = type(exc).__name__
-            raise ProviderError(f"{name}: {exc}", retryable=name in RETRYABLE,
-                                retry_after=getattr(exc, "retry_after", None)) from None  # fmt: skip
+            raise ProviderError(
+                f"{name}: {exc}", retryable=name in RETRYABLE, retry_after=getattr(exc, "retry_after", None)
+            ) from None
         choice = response.choices[0]
         text = without_prefill(choice.message.content or "", call.prefill)
         usage = getattr(response, "usage", None)

@@ -47,8 +47,10 @@ class FaultProvider:
         except ValueError as exc:
             raise ProviderConfigError(f"bad option in {uri!r}: {exc}") from None
         if query:
-            raise ProviderConfigError(f"unknown option(s) in {uri!r}: {', '.join(query)}; known: base, seed, "
-                                      f"retry_after, {', '.join(OUTCOMES)}")  # fmt: skip
+            raise ProviderConfigError(
+                f"unknown option(s) in {uri!r}: {', '.join(query)}; known: base, seed, "
+                f"retry_after, {', '.join(OUTCOMES)}"
+            )
         if any(not 0 <= p <= 1 for p in odds.values()) or sum(odds.values()) > 1:
             raise ProviderConfigError(f"bad option in {uri!r}: probabilities must be in [0, 1] and sum to at most 1")
         assert callable(opener)

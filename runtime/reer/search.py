@@ -90,8 +90,10 @@ class Search:
             chosen = min(scored)[1] if scored and min(scored)[0] < best_before else None
             if chosen is not None:
                 best, sections = min(scored)[0], {**sections, name: tried[chosen][0]}
-            candidates = [Candidate(text=text, score=score, accepted=i == chosen, rejected_reason=reason)
-                          for i, (text, score, reason) in enumerate(tried)]  # fmt: skip
+            candidates = [
+                Candidate(text=text, score=score, accepted=i == chosen, rejected_reason=reason)
+                for i, (text, score, reason) in enumerate(tried)
+            ]
             steps.append(Step(section=name, best_before=best_before, candidates=candidates))
         plan = render_plan(sections)
         c = self._clock

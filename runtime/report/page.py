@@ -57,8 +57,10 @@ def build(data_dir: Path, tz: tzinfo = UTC) -> str:
         _strategies(traces),
         _scores(traces),
     ]
-    return f"<!doctype html><html lang=en><meta charset=utf-8><title>reer-runtime report</title>" \
-           f"<style>{STYLE}</style><body>{''.join(parts)}</body></html>\n"  # fmt: skip
+    return (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>reer-runtime report</title>"
+        f"<style>{STYLE}</style><body>{''.join(parts)}</body></html>\n"
+    )
 
 
 def _read(path: Path, kind: type[T]) -> list[T]:
@@ -77,15 +79,22 @@ def _distribution(posts: list[PostEvent], tz: tzinfo) -> str:
         labels, counts = _log_bins(values, fmt)
         what = "(likes + reposts + replies) / impressions" if has_impressions else "likes + reposts + replies"
         parts.append(bars(f"Posts by {name} (log scale)", labels, [("posts", [float(c) for c in counts])]))
-        parts.append(f"<p class=muted>The {name} is {what}; each bar counts the posts from its label up to the "
-                     "next one's.</p>")
+        parts.append(
+            f"<p class=muted>The {name} is {what}; each bar counts the posts from its label up to the next one's.</p>"
+        )
         monthly: dict[str, list[float]] = defaultdict(list)
         for post, value in zip(chosen, values, strict=True):
             monthly[f"{_local(post, tz):%Y-%m}"].append(value)
         months = sorted(monthly)
-        parts.append(bars(f"Median {name} by month ({_zone(tz)}; posts above each bar)", months,
-                          [("median", [statistics.median(monthly[m]) for m in months])],
-                          "%" if has_impressions else "", [len(monthly[m]) for m in months]))  # fmt: skip
+        parts.append(
+            bars(
+                f"Median {name} by month ({_zone(tz)}; posts above each bar)",
+                months,
+                [("median", [statistics.median(monthly[m]) for m in months])],
+                "%" if has_impressions else "",
+                [len(monthly[m]) for m in months],
+            )
+        )
     return "".join(parts)
 
 
@@ -122,8 +131,12 @@ def _timing(scored: Scored, tz: tzinfo) -> str:
 
     def chart(title: str, labels: list[str], groups: dict[int, list[float]]) -> str:
         means = [statistics.fmean(v) if v else 0.0 for v in groups.values()]
-        return bars(f"{title} ({_zone(tz)}; posts above each bar)", labels, [("mean engagement score", means)],
-                    counts=[len(v) for v in groups.values()])  # fmt: skip
+        return bars(
+            f"{title} ({_zone(tz)}; posts above each bar)",
+            labels,
+            [("mean engagement score", means)],
+            counts=[len(v) for v in groups.values()],
+        )
 
     hours = chart("Mean engagement by hour of day", [f"{h:02d}" for h in range(24)], by_hour)
     if undated := sum(post.day_only for _, post in scored):
@@ -139,8 +152,10 @@ def _top(scored: Scored) -> str:
         f" / {p.metrics.reposts} / {p.metrics.replies}</td><td class=num>{s:.2f}</td></tr>"
         for s, p in best
     )
-    return ("<h2>Top posts</h2><table><tr><th>post</th><th>date</th><th>likes / reposts / replies</th>"
-            f"<th>score</th></tr>{rows}</table>")  # fmt: skip
+    return (
+        "<h2>Top posts</h2><table><tr><th>post</th><th>date</th><th>likes / reposts / replies</th>"
+        f"<th>score</th></tr>{rows}</table>"
+    )
 
 
 def _strategies(traces: list[Trace]) -> str:
@@ -150,8 +165,9 @@ def _strategies(traces: list[Trace]) -> str:
     for t in traces:
         for name, text in t.sections.items():
             if name in words:
-                words[name].update(w for w in text.lower().replace(",", " ").replace(".", " ").split()
-                                   if w not in STOP and len(w) > 2)  # fmt: skip
+                words[name].update(
+                    w for w in text.lower().replace(",", " ").replace(".", " ").split() if w not in STOP and len(w) > 2
+                )
     summary = "".join(
         f"<dt>{escape(name)}</dt><dd>{escape(', '.join(w for w, _ in counter.most_common(8))) or '-'}</dd>"
         for name, counter in words.items()
@@ -163,8 +179,10 @@ def _strategies(traces: list[Trace]) -> str:
         + "</dl>"
         for t in best
     )
-    return (f"<h2>Strategies</h2><p>Words the mined plans use most, by section, over {len(traces)} traces:</p>"
-            f"<dl class=plan>{summary}</dl><h2>Plans of the best posts</h2>{plans}")  # fmt: skip
+    return (
+        f"<h2>Strategies</h2><p>Words the mined plans use most, by section, over {len(traces)} traces:</p>"
+        f"<dl class=plan>{summary}</dl><h2>Plans of the best posts</h2>{plans}"
+    )
 
 
 def _scores(traces: list[Trace]) -> str:
@@ -176,7 +194,11 @@ def _scores(traces: list[Trace]) -> str:
         ("initial plan z0", [t.scores.initial for t in shown]),
         ("found plan z*", [t.scores.final for t in shown]),
     ]
-    chart = bars("Clipped mean NLL of each post (lower: the plan explains it better)",
-                 [str(i + 1) for i in range(len(shown))], series, " nats")  # fmt: skip
+    chart = bars(
+        "Clipped mean NLL of each post (lower: the plan explains it better)",
+        [str(i + 1) for i in range(len(shown))],
+        series,
+        " nats",
+    )
     means = " · ".join(f"{name} {statistics.fmean(v):.3f}" for name, v in series)
     return f"<h2>How well the plans explain the posts</h2>{chart}<p>Means over these posts: {means}.</p>"

@@ -37,13 +37,16 @@ def bars(
         x0 = PAD + i * slot + slot * 0.1
         empty = counts is not None and counts[i] == 0
         if empty:
-            out.append(f'<text x="{x0 + slot * 0.4:.1f}" y="{HEIGHT - PAD - 4}" text-anchor="middle" class="empty">'
-                       f"none<title>{escape(label)}: no posts</title></text>")  # fmt: skip
+            out.append(
+                f'<text x="{x0 + slot * 0.4:.1f}" y="{HEIGHT - PAD - 4}" text-anchor="middle" class="empty">'
+                f"none<title>{escape(label)}: no posts</title></text>"
+            )
         elif counts is not None:
             tallest = max(values[i] for _, values in series)
             y = HEIGHT - PAD - plot_h * (tallest / top if top else 0) - 4
-            out.append(f'<text x="{x0 + slot * 0.4:.1f}" y="{y:.1f}" text-anchor="middle" class="count">'
-                       f"{counts[i]}</text>")  # fmt: skip
+            out.append(
+                f'<text x="{x0 + slot * 0.4:.1f}" y="{y:.1f}" text-anchor="middle" class="count">{counts[i]}</text>'
+            )
         for s, (name, values) in enumerate([] if empty else series):
             h = plot_h * (values[i] / top if top else 0)
             out.append(
@@ -52,11 +55,15 @@ def bars(
                 f"{escape(unit)}</title></rect>"
             )
         if i % every == 0:
-            out.append(f'<text x="{x0 + slot * 0.4:.1f}" y="{HEIGHT - PAD + 16}" text-anchor="middle" '
-                       f'class="axis">{escape(label)}</text>')  # fmt: skip
+            out.append(
+                f'<text x="{x0 + slot * 0.4:.1f}" y="{HEIGHT - PAD + 16}" text-anchor="middle" '
+                f'class="axis">{escape(label)}</text>'
+            )
     for s, (name, _) in enumerate(series if len(series) > 1 else []):
         x = WIDTH - PAD - 150
-        out.append(f'<rect x="{x}" y="{8 + s * 16}" width="10" height="10" fill="{COLOURS[s % len(COLOURS)]}"/>'
-                   f'<text x="{x + 16}" y="{17 + s * 16}" class="axis">{escape(name)}</text>')  # fmt: skip
+        out.append(
+            f'<rect x="{x}" y="{8 + s * 16}" width="10" height="10" fill="{COLOURS[s % len(COLOURS)]}"/>'
+            f'<text x="{x + 16}" y="{17 + s * 16}" class="axis">{escape(name)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)

@@ -56,8 +56,13 @@ class LimiterEngine:
             used.add(result.provider)
         text = f"{prefill}{result.text}\n\n{COMPLETED}"
         usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)  # None: not reported
-        return Response(id=None, model="reer", message=Message.assistant([TextPart(text)]),
-                        finish_reason=result.finish_reason, usage=usage)  # fmt: skip
+        return Response(
+            id=None,
+            model="reer",
+            message=Message.assistant([TextPart(text)]),
+            finish_reason=result.finish_reason,
+            usage=usage,
+        )
 
     def stream(self, request: Any) -> Any:
         raise NotImplementedError("the writer does not stream")

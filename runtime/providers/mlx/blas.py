@@ -42,8 +42,22 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 BASELINE = {
     "x86_64": {"PRESCOTT", "CORE2", "PENRYN", "DUNNINGTON", "NEHALEM", "ATOM", "OPTERON", "BARCELONA", "BOBCAT"},
-    "aarch64": {"ARMV8", "CORTEXA53", "CORTEXA55", "CORTEXA57", "CORTEXA72", "CORTEXA73", "NEOVERSEN1",
-                "THUNDERX", "THUNDERX2T99", "THUNDERX3T110", "TSV110", "EMAG8180", "FALKOR", "VORTEX"},
+    "aarch64": {
+        "ARMV8",
+        "CORTEXA53",
+        "CORTEXA55",
+        "CORTEXA57",
+        "CORTEXA72",
+        "CORTEXA73",
+        "NEOVERSEN1",
+        "THUNDERX",
+        "THUNDERX2T99",
+        "THUNDERX3T110",
+        "TSV110",
+        "EMAG8180",
+        "FALKOR",
+        "VORTEX",
+    },
 }
 
 PROBE = r"""

@@ -158,7 +158,8 @@ class MlxProvider:
         return result
 
     async def run_with_model(self, work: Callable[[Any, Any], T]) -> T:
-        """Run `work(model, tokenizer)` on the model thread (MLX streams belong to one thread)."""
+        """Run `work(model, tokenizer)` on the model thread (MLX streams belong to one thread): for
+        benchmarks (`benchmarks/mlx_speed.py`) that time the engine's parts on the loaded model."""
         result: T = await self._submit(lambda: work(self._model, self._tokenizer), None)
         return result
 

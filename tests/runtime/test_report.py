@@ -19,9 +19,15 @@ BROWSERS = (
     "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
 )
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def browser() -> str:
@@ -32,8 +38,11 @@ def browser() -> str:
 
 def test_the_report_renders_in_a_headless_browser(tmp_path: Path, run_daemon: RunDaemon) -> None:
     posts = tmp_path / "in.jsonl"
-    evil = post_line(99, text="<script>document.title='owned'</script> & <b>bold</b>", metrics={
-        "impressions": 500, "likes": 400, "reposts": 40, "replies": 4})  # fmt: skip
+    evil = post_line(
+        99,
+        text="<script>document.title='owned'</script> & <b>bold</b>",
+        metrics={"impressions": 500, "likes": 400, "reposts": 40, "replies": 4},
+    )
     posts.write_text("".join(post_line(i) + "\n" for i in range(30)) + evil + "\n")
     assert run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.7").returncode == 0
     out = tmp_path / "report"
@@ -48,8 +57,11 @@ def test_the_report_renders_in_a_headless_browser(tmp_path: Path, run_daemon: Ru
     profile = tmp_path / "profile"
     dom = subprocess.run(
         [browser(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "<title>reer-runtime report</title>" in dom  # the post's script did not rename the page
     for heading in ("Engagement", "When to post", "Top posts", "Strategies", "How well the plans explain the posts"):
         assert f"<h2>{heading}</h2>" in dom
@@ -65,10 +77,18 @@ def test_the_report_renders_in_a_headless_browser(tmp_path: Path, run_daemon: Ru
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
     subprocess.run(
-        [browser(), *FLAGS, f"--user-data-dir={profile}", "--window-size=1000,2400", f"--screenshot={shot}",
-         page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            browser(),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1000,2400",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1000, 2400)

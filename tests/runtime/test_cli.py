@@ -92,6 +92,10 @@ def test_a_mistyped_variable_is_named_with_the_setting_it_may_mean(run_daemon: R
 
 def test_csv_mappings_keep_commas_inside_values_and_may_be_repeated() -> None:
     assert _csv_mapping(["text=body,time=date,time_format=%a, %b %d, %Y", "likes=hearts"]) == {
-        "text": "body", "time": "date", "time_format": "%a, %b %d, %Y", "likes": "hearts"}  # fmt: skip
+        "text": "body",
+        "time": "date",
+        "time_format": "%a, %b %d, %Y",
+        "likes": "hearts",
+    }
     with pytest.raises(ValueError, match="KEY one of text, time"):
         _csv_mapping(["txet=body"])

@@ -101,7 +101,7 @@ def test_a_library_capped_below_the_core_count_comes_after_one_that_is_not() -> 
 
 def run_scoring(tiny: Path, *emulator: str) -> dict[str, object]:
     done = subprocess.run(
-        [*emulator, sys.executable, str(ROOT / "tests" / "score_on_cpu.py"), str(tiny)],
+        [*emulator, sys.executable, "-m", "tests.score_on_cpu", str(tiny)],  # as a module: tests/runtime is not runtime
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -10,7 +10,7 @@ import pytest
 
 from actors.limiter import Limiter, malformed
 from bus.bus import Bus
-from bus.messages import ChatMessage, GenerateCall, ScoreCall
+from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall
 from bus.records import DeadLetter
 from runtime.config import LimitSettings
 from runtime.providers import ProviderConfigError, ProviderError, open_provider
@@ -69,7 +69,7 @@ async def test_a_server_that_will_not_continue_an_answer_is_told_to_begin_with_t
     assert sent["messages"][-1]["content"].endswith(
         "Begin your answer with exactly this text, then go on:\nAngle: I will"
     )
-    assert result.finish_reason in ("stop", "length") and result.output_tokens > 0
+    assert result.finish_reason in ("stop", "length") and (result.output_tokens or 0) > 0
 
 
 async def test_scores_are_the_prompt_log_probabilities_of_the_target_tokens_only() -> None:
@@ -111,7 +111,8 @@ async def test_http_errors_become_retryable_or_final_provider_errors() -> None:
             with pytest.raises(ProviderError) as caught:
                 await model.generate(call)
             errors.append(caught.value)
-        assert (await model.generate(call)).text is not None
+        answered = await model.generate(call)  # the failures are spent: the model behind answers
+        assert (answered.finish_reason, answered.output_tokens) == ("length", 5) and len(answered.text) == 5
         await model.aclose()
     assert [(e.retryable, e.retry_after) for e in errors] == [(True, 2.5), (True, None), (False, None)]
     assert "answered 429" in str(errors[0]) and "answered 400" in str(errors[2])
@@ -127,7 +128,9 @@ async def test_the_limiter_honours_retry_after_and_ends_a_hung_call_at_its_timeo
         result = await limiter.call("generator", GenerateCall(messages=CHAT, max_tokens=5, seed=1))
         await model.aclose()
         assert len(server.calls("/v1/chat/completions")) == 3  # 429, the hang, then the answer
-    assert result.provider == model.uri and result.finish_reason in ("stop", "length")
+    assert (
+        isinstance(result, Generation) and result.provider == model.uri and result.finish_reason in ("stop", "length")
+    )
 
 
 def test_keys_come_from_a_private_file_or_the_environment_never_the_uri(

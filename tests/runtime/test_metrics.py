@@ -42,9 +42,12 @@ async def test_counts_after_a_run_match_what_happened(tmp_path: Path, metric_rea
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(lines) + "\n")
     settings = load_settings(
-        tmp_path / "data", generator=["dummy://"], scorer=["dummy://"], min_engagement=0.7,
+        tmp_path / "data",
+        generator=["dummy://"],
+        scorer=["dummy://"],
+        min_engagement=0.7,
         writer={"min_traces": 1000},  # the optimize request is read, and compiles nothing
-    )  # fmt: skip
+    )
     before = snapshot(metric_reader)
 
     code = await serve(settings, open_chains(settings), [str(source)], exit_when_idle=True, stats_reader=metric_reader)
@@ -65,9 +68,9 @@ async def test_counts_after_a_run_match_what_happened(tmp_path: Path, metric_rea
     assert calls["dummy/ngram-5 score"]["calls"] == sum(t.timings.score_calls for t in traces)
     assert got["retries"] == got["fallbacks"] == 0
 
-    names = {
-        m.name for r in metric_reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics
-    }
+    data = metric_reader.get_metrics_data()
+    assert data is not None
+    names = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
     assert {"messaging.process.duration", "gen_ai.client.token.usage", "reer.bus.queue.depth"} <= names
     written = json.loads((tmp_path / "data" / "stats.json").read_text())
     assert written["events"]["accepted"] >= 20  # the snapshot written at exit
@@ -91,13 +94,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.daemon
 def test_prometheus_endpoint_on_loopback(tmp_path: Path) -> None:
     port = free_port()
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path), "start", "--provider", "dummy://",
-         "--metrics-port", str(port)],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "--data-dir",
+            str(tmp_path),
+            "start",
+            "--provider",
+            "dummy://",
+            "--metrics-port",
+            str(port),
+        ],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert daemon.stdin is not None and daemon.stderr is not None
     daemon.stdin.write(post_line(1, author="p") + "\n")
     daemon.stdin.flush()

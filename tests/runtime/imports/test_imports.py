@@ -16,17 +16,22 @@ from bus.records import PostEvent
 from runtime.config import CsvMapping
 from runtime.imports.sources import UnknownFormatError, check, convert, detect
 from tests.conftest import RunDaemon
-from tests.helpers import post_line
+from tests.helpers import FIXTURES, post_line
 
-FIXTURES = Path(__file__).parent / "fixtures"
 ANALYTICS = sorted(FIXTURES.glob("tweet_activity_metrics_*.csv"))
 CONTENT = FIXTURES / "account_analytics_content_2026-07-01_2026-07-31.csv"
 ARCHIVE = FIXTURES / "x-archive"
 OBAMA = FIXTURES / "BarackObama-first-200.csv"  # the shared FiveThirtyEight file's first rows, bytes as they are
 OBAMA_MAP = CsvMapping(
-    text="text", time="created_at", time_format="%m/%d/%y %H:%M", id="url", likes="favorites",
-    reposts="retweets", replies="replies", author="user",
-)  # fmt: skip
+    text="text",
+    time="created_at",
+    time_format="%m/%d/%y %H:%M",
+    id="url",
+    likes="favorites",
+    reposts="retweets",
+    replies="replies",
+    author="user",
+)
 
 
 def posts_and_reasons(path: Path, fmt: Any, mapping: CsvMapping | None = None) -> tuple[list[PostEvent], list[str]]:
@@ -42,7 +47,11 @@ def test_the_x_analytics_export_is_read_unmodified() -> None:
     assert first.id == "811111111111111111" and first.author == "tinyshipper"
     assert first.text.startswith("We shipped dark mode & a faster editor")  # &amp; unescaped
     assert (first.metrics.likes, first.metrics.reposts, first.metrics.replies, first.metrics.impressions) == (
-        57, 12, 3, 1938)  # fmt: skip
+        57,
+        12,
+        3,
+        1938,
+    )
     assert first.created_at.isoformat() == "2016-12-23T18:50:00+00:00"
     assert [p.kind for p in posts] == ["original", "repost", "reply"]
     assert reasons == ["invalid time: 'not a time' is not like 2016-12-23 18:50 +0000"]
@@ -59,7 +68,7 @@ def test_the_current_x_content_export_is_read_with_dates_known_to_the_day() -> N
         96,
         41,
         12480,
-    )  # fmt: skip  ("1,234" with its thousands separator)
+    )  # ("1,234" with its thousands separator)
     assert first.created_at.isoformat() == "2026-07-14T00:00:00+00:00" and first.day_only
     assert [p.kind for p in posts] == ["original", "repost", "reply", "original"]
     assert reasons == ["invalid time: Date 'Jul 17' is not like 'Tue, Jul 14, 2026'"]
@@ -156,6 +165,7 @@ def test_binary_and_empty_files_are_read_line_by_line_and_nothing_is_lost(
     assert len(accepted) == 1  # the one valid line among the garbage
 
 
+@pytest.mark.daemon
 def test_the_tutorial_commands_work_as_a_user_types_them(tmp_path: Path) -> None:
     """README's tutorial: a shell glob of monthly exports, a folder of exports, the archive folder, the report."""
     downloads = tmp_path / "Downloads"
@@ -163,9 +173,14 @@ def test_the_tutorial_commands_work_as_a_user_types_them(tmp_path: Path) -> None
     for export in [*ANALYTICS, CONTENT]:
         (downloads / export.name).write_bytes(export.read_bytes())
     bin_dir = Path(sys.executable).parent
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))},
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "REER_HOME": str(tmp_path / "reer"),
-           "REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://", "REER_SEARCH__MAX_STEPS": "1"}  # fmt: skip
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))},
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "REER_HOME": str(tmp_path / "reer"),
+        "REER_GENERATOR": "dummy://",
+        "REER_SCORER": "dummy://",
+        "REER_SEARCH__MAX_STEPS": "1",
+    }
 
     def user(command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, shell=True, cwd=downloads, env=env, capture_output=True, text=True, check=False)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT, RunDaemon
-from tests.test_imports import ANALYTICS
-from tests.test_schemas import validate_store
+from tests.helpers import validate_store
+from tests.runtime.imports.test_imports import ANALYTICS
 
 
 def lines(path: Path) -> int:
@@ -52,10 +52,23 @@ def test_a_running_daemon_takes_a_file_dropped_later(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
     env |= {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--watch", str(inbox),
-         "--min-engagement", "0"],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "--data-dir",
+            str(data),
+            "start",
+            "--watch",
+            str(inbox),
+            "--min-engagement",
+            "0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     try:
         partial = inbox / ".export.csv.part"  # hidden while it is written, as a copy tool does
         shutil.copy(ANALYTICS[1], partial)

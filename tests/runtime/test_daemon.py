@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from bus.records import Trace
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import post_line
+from tests.helpers import post_line, validate_store
 from tests.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
-from tests.test_schemas import validate_store
 
 BAD_LINES = ["this is not json", '{"type": "post", "id": "x"}', post_line(999, platform="myspace")]
 
@@ -33,6 +33,8 @@ SPANS_OF_A_MINED_POST = {
     "send traces.mined",
     "process traces.mined",
 }
+
+pytestmark = pytest.mark.daemon  # every test here starts `reer-runtime` as a subprocess
 
 
 def traces_of(data: Path) -> list[Trace]:
@@ -173,10 +175,23 @@ def hung_daemon(tmp_path: Path, grace: str) -> subprocess.Popen[str]:
     source = tmp_path / "one.jsonl"
     source.write_text(post_line(1) + "\n")
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), "start", "--input", str(source),
-         "--provider", "fault://?base=dummy://&hang=1"],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "start",
+            "--input",
+            str(source),
+            "--provider",
+            "fault://?base=dummy://&hang=1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert daemon.stderr is not None
     for line in daemon.stderr:
         if "running until SIGINT or SIGTERM" in line:

@@ -23,13 +23,32 @@ from tests.otlp_receiver import http_receiver
 POSTS = 30
 BAD = ["{not json", '{"type": "post", "id": "7"}']
 
+pytestmark = pytest.mark.daemon  # every test here starts `reer-runtime` as a subprocess
+
 
 def daemon(data: Path, source: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--input", str(source),
-         "--provider", "dummy://", "--min-engagement", "0", "--exit-when-idle", *extra],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "--data-dir",
+            str(data),
+            "start",
+            "--input",
+            str(source),
+            "--provider",
+            "dummy://",
+            "--min-engagement",
+            "0",
+            "--exit-when-idle",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def test_kill_9_at_random_points_then_restart_mines_every_post_exactly_once(tmp_path: Path) -> None:
@@ -69,25 +88,44 @@ def test_a_second_daemon_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -
     data = tmp_path / "data"
     first = subprocess.Popen(
         [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--provider", "dummy://"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert first.stderr is not None and first.stdin is not None
     for line in first.stderr:  # it took the lock before it logged its start
         if "started: data dir" in line:
             break
     second = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--provider", "dummy://",
-         "--exit-when-idle"],
-        input="", capture_output=True, text=True, cwd=ROOT, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "--data-dir",
+            str(data),
+            "start",
+            "--provider",
+            "dummy://",
+            "--exit-when-idle",
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=60)
     assert second.returncode == 2
     assert f"another reer-runtime daemon (pid {first.pid}) is using {data}" in second.stderr
     readers = subprocess.run(
         [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "traces"],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert readers.returncode == 0
 
 
@@ -99,8 +137,13 @@ def test_faulty_providers_are_retried_and_failed_posts_can_be_mined_later(
     flaky = "fault://?base=dummy://&error=0.2&rate_limit=0.1&retry_after=0.01&hang=0.05&malformed=0.05&seed=5"
     # 40% of attempts fail; with 20 retries a call fails for good with odds 0.4**21 (about 4e-9), so
     # the run's hundred calls all succeed (with 8 retries, about 1 run in 35 lost a post).
-    env = {"REER_GENERATOR": flaky, "REER_SCORER": flaky, "REER_LIMITS__DEFAULT__TIMEOUT_S": "1",
-           "REER_LIMITS__DEFAULT__MAX_RETRIES": "20", "REER_LIMITS__DEFAULT__CIRCUIT_FAILURES": "50"}  # fmt: skip
+    env = {
+        "REER_GENERATOR": flaky,
+        "REER_SCORER": flaky,
+        "REER_LIMITS__DEFAULT__TIMEOUT_S": "1",
+        "REER_LIMITS__DEFAULT__MAX_RETRIES": "20",
+        "REER_LIMITS__DEFAULT__CIRCUIT_FAILURES": "50",
+    }
     done = run_daemon("start", "--input", str(source), "--exit-when-idle", "--min-engagement", "0.5", env=env)
     assert done.returncode == 0, done.stderr
     data = tmp_path / "data"
@@ -131,13 +174,31 @@ def call_times_under_demand(tmp_path: Path, limit_env: dict[str, str], posts: in
     source.write_text("\n".join(post_line(i, author="r") for i in range(posts)) + "\n")
     with http_receiver() as receiver:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
-        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "REER_SHUTDOWN_GRACE_S": "0",
-                "REER_MINER_CONCURRENCY": "8", **limit_env}  # fmt: skip
+        env |= {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "REER_SHUTDOWN_GRACE_S": "0",
+            "REER_MINER_CONCURRENCY": "8",
+            **limit_env,
+        }
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), "start", "--input",
-             str(source), "--provider", "dummy://", "--min-engagement", "0.5"],
-            stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "runtime.cli",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "start",
+                "--input",
+                str(source),
+                "--provider",
+                "dummy://",
+                "--min-engagement",
+                "0.5",
+            ],
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+        )
         with contextlib.suppress(subprocess.TimeoutExpired):
             daemon.wait(timeout=seconds)
         daemon.send_signal(signal.SIGTERM)
@@ -169,8 +230,11 @@ def test_an_hourly_limit_spaces_calls_so_no_hour_holds_more_than_the_limit(tmp_p
 def test_an_open_circuit_shows_in_stats_and_validate(tmp_path: Path, run_daemon: RunDaemon) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(post_line(i, author="c") for i in range(4)) + "\n")
-    env = {"REER_GENERATOR": "fault://?base=dummy://&fatal=1,dummy://", "REER_LIMITS__DEFAULT__CIRCUIT_FAILURES": "2",
-           "REER_LIMITS__DEFAULT__CIRCUIT_RESET_S": "600"}  # fmt: skip
+    env = {
+        "REER_GENERATOR": "fault://?base=dummy://&fatal=1,dummy://",
+        "REER_LIMITS__DEFAULT__CIRCUIT_FAILURES": "2",
+        "REER_LIMITS__DEFAULT__CIRCUIT_RESET_S": "600",
+    }
     done = run_daemon("start", "--input", str(source), "--exit-when-idle", "--min-engagement", "0.5", env=env)
     assert done.returncode == 0, done.stderr
     assert "circuit for fault://?base=dummy://&fatal=1: closed -> open" in done.stderr

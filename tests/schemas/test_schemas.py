@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import jsonschema
 import msgspec
 import pytest
 
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
-from tests.helpers import post_line
+from tests.helpers import post_line, validator
 
 
 @pytest.mark.parametrize("name", sorted(RECORDS))
@@ -23,10 +21,6 @@ def test_no_stray_schema_files() -> None:
     assert {p.name for p in SCHEMA_DIR.glob("*.json")} == {f"{n}.schema.json" for n in RECORDS}
 
 
-def validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text()))
-
-
 def test_the_event_schema_accepts_what_the_ingestor_accepts_and_refuses_the_rest() -> None:
     events = validator("event")
     events.validate(json.loads(post_line(1)))
@@ -35,22 +29,14 @@ def test_the_event_schema_accepts_what_the_ingestor_accepts_and_refuses_the_rest
     assert not events.is_valid({"type": "post", "id": "1"})
 
 
-def validate_store(path: Path, name: str) -> int:
-    """Validate every line of a store file; returns how many records it holds."""
-    check = validator(name)
-    lines = path.read_bytes().splitlines()
-    for line in lines:
-        check.validate(msgspec.json.decode(line))
-    return len(lines)
-
-
 def test_schemas_do_not_depend_on_how_msgspec_renders_docstrings(monkeypatch: pytest.MonkeyPatch) -> None:
     """msgspec 0.19-0.22 keep a docstring's indent, 0.23 dedents it: both render the same file."""
 
     original = msgspec.json.schema
 
     def indented(record: object) -> dict[str, object]:
-        return json.loads(json.dumps(original(record)).replace("\\n\\n", "\\n\\n    "))
+        indented: dict[str, object] = json.loads(json.dumps(original(record)).replace("\\n\\n", "\\n\\n    "))
+        return indented
 
     dedented = render("accepted")
     monkeypatch.setattr(msgspec.json, "schema", indented)

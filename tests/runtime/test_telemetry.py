@@ -21,8 +21,9 @@ def test_disabled_sdk_and_none_exporters_send_nothing(tmp_path: Path, run_daemon
     posts = write_posts(tmp_path)
     with http_receiver() as receiver:
         endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
-        disabled = run_daemon("start", "--input", str(posts), "--exit-when-idle",
-                              env={**endpoint, "OTEL_SDK_DISABLED": "true"})  # fmt: skip
+        disabled = run_daemon(
+            "start", "--input", str(posts), "--exit-when-idle", env={**endpoint, "OTEL_SDK_DISABLED": "true"}
+        )
         nowhere = {f"OTEL_{signal}_EXPORTER": "none" for signal in ("TRACES", "METRICS", "LOGS")}
         none = run_daemon("start", "--input", str(posts), "--exit-when-idle", env={**endpoint, **nowhere})
         sent = list(receiver.raw)
@@ -35,8 +36,9 @@ def test_disabled_sdk_and_none_exporters_send_nothing(tmp_path: Path, run_daemon
 
 
 def test_console_exporters_write_to_stderr_not_stdout(tmp_path: Path, run_daemon: RunDaemon) -> None:
-    done = run_daemon("start", "--input", str(write_posts(tmp_path)), "--exit-when-idle",
-                      env={"OTEL_TRACES_EXPORTER": "console"})  # fmt: skip
+    done = run_daemon(
+        "start", "--input", str(write_posts(tmp_path)), "--exit-when-idle", env={"OTEL_TRACES_EXPORTER": "console"}
+    )
     assert done.returncode == 0, done.stderr
     assert '"name": "ingest post"' in done.stderr and "ingest post" not in done.stdout
 
@@ -52,8 +54,12 @@ def test_exported_data_follows_the_conventions(tmp_path: Path, run_daemon: RunDa
         }
         done = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0", env=env)
         assert done.returncode == 0, done.stderr
-        spans, points, logs, services = list(receiver.spans), dict(receiver.points), list(receiver.logs), set(
-            receiver.services)  # fmt: skip
+        spans, points, logs, services = (
+            list(receiver.spans),
+            dict(receiver.points),
+            list(receiver.logs),
+            set(receiver.services),
+        )
     assert services == {"my-writer"} and {s.service for s in spans} == {"my-writer"}
 
     chat = next(s for s in spans if s.name == "chat fake-model")

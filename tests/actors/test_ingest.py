@@ -96,9 +96,15 @@ async def test_text_longer_than_the_limit_is_rejected_with_the_numbers(tmp_path:
     ledger.open()
     rejected.open()
     ingestor = Ingestor(
-        Bus(), ledger, rejected, min_engagement=1, min_author_posts=1, max_line_bytes=10_000, batch_max_lines=9,
+        Bus(),
+        ledger,
+        rejected,
+        min_engagement=1,
+        min_author_posts=1,
+        max_line_bytes=10_000,
+        batch_max_lines=9,
         max_text_chars=20,
-    )  # fmt: skip
+    )
     assert ingestor._check(Line(1, post_line(1, text="x" * 21).encode())) == (
         "too long: the text has 21 characters, over max_text_chars (20)"
     )

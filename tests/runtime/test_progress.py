@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
 
@@ -35,6 +37,7 @@ def test_progress_is_logged_as_plain_lines_off_a_terminal(tmp_path: Path, run_da
     assert "\r" not in done.stderr  # no bar drawn into a log
 
 
+@pytest.mark.daemon
 def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     posts = tmp_path / "in.jsonl"
     write_posts(posts)
@@ -42,10 +45,24 @@ def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     env |= {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://", "COLUMNS": "120"}
     leader, follower = pty.openpty()
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), "start", "--input", str(posts),
-         "--exit-when-idle", "--min-engagement", "0.5"],
-        stderr=follower, stdout=subprocess.DEVNULL, cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "start",
+            "--input",
+            str(posts),
+            "--exit-when-idle",
+            "--min-engagement",
+            "0.5",
+        ],
+        stderr=follower,
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+    )
     os.close(follower)
     output = b""
     while True:
@@ -59,5 +76,5 @@ def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     os.close(leader)
     assert daemon.wait(timeout=60) == 0
     text = output.decode(errors="replace")
-    assert (re.search(r"mining: +\d+%\|", text) and "post/s" in text) or "s/post" in text, text[-2000:]
+    assert re.search(r"mining: +\d+%\|", text) and ("post/s" in text or "s/post" in text), text[-2000:]
     assert "rejected" in text and "done: 61 lines read" in text  # log lines still print, above the bar
