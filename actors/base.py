@@ -18,20 +18,12 @@ from bus.bus import Bus
 from bus.messages import Envelope, Topic, encode
 from bus.records import DeadLetter
 from runtime import metrics
-from runtime.store import JsonlStore, StoreFullError
+from runtime.errors import CrashLoopError, Refused, StoreFullError
+from runtime.store import JsonlStore
 
 M = TypeVar("M")
 
 log = logging.getLogger(__name__)
-
-
-class Refused(Exception):
-    """A handler declined a message for a reason the user can act on: it is dead-lettered with
-    the reason, logged as a warning without a traceback, and not counted as a failure."""
-
-
-class CrashLoopError(RuntimeError):
-    """An actor's handler failed too many times in a row: the daemon stops rather than spin."""
 
 
 class Consumer(ABC, Generic[M]):

@@ -21,9 +21,10 @@ from bus.messages import (
     OptimizeRequested,
     PostObserved,
 )
-from bus.records import Accepted, GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected, Requested
+from bus.records import Accepted, GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected, Rejection, Requested
 from runtime import metrics
 from runtime.engagement import AuthorRanks
+from runtime.errors import InputError
 from runtime.inputs import Line, read_batches
 from runtime.store import JsonlStore
 
@@ -59,22 +60,22 @@ def nesting_depth(data: bytes) -> int:
     return deepest
 
 
-def parse_line(data: bytes, max_nesting: int = 32) -> InputEvent | str:
-    """The event on one line, or the reason it is not one."""
+def parse_line(data: bytes, max_nesting: int = 32) -> InputEvent | Rejection:
+    """The event on one line, or why it is not one."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return f"not UTF-8: byte {exc.start} ({data[exc.start : exc.start + 1]!r}) {exc.reason}"
+        return Rejection("not UTF-8", f"byte {exc.start} ({data[exc.start : exc.start + 1]!r}) {exc.reason}")
     if (depth := nesting_depth(data)) > max_nesting:
-        return f"too deeply nested: {depth} levels, over max_nesting ({max_nesting})"
+        return Rejection("too deeply nested", f"{depth} levels, over max_nesting ({max_nesting})")
     try:
         event: InputEvent = _decoder.decode(data)
     except msgspec.ValidationError as exc:
-        return f"invalid event: {exc}"
+        return Rejection("invalid event", str(exc))
     except msgspec.DecodeError as exc:
-        return f"invalid JSON: {exc}"
+        return Rejection("invalid JSON", str(exc))
     except RecursionError:
-        return "invalid JSON: nested too deeply to read"
+        return Rejection("invalid JSON", "nested too deeply to read")
     return event
 
 
@@ -145,7 +146,7 @@ class Ingestor:
             try:
                 async for batch in self._read(source):
                     await self.ingest(name, batch)
-            except (OSError, ValueError) as exc:  # a whole source unreadable: say so, go on with the others
+            except (OSError, ValueError, InputError) as exc:  # a whole source unreadable: say so, go on
                 log.error("cannot read %s: %s", name, exc)
                 continue
             log.info(
@@ -162,6 +163,7 @@ class Ingestor:
         posts: list[tuple[Line, PostEvent]] = []
         requests: list[GenerateEvent | OptimizeEvent] = []
         rejected: list[Rejected] = []
+        refusals: list[Rejection] = []
         now = datetime.now(UTC)
         for line in lines:
             if not line.data.strip() and not line.too_long:
@@ -175,7 +177,10 @@ class Ingestor:
                 requests.append(checked)
             else:
                 raw = line.data.decode("utf-8", errors="backslashreplace")
-                rejected.append(Rejected(source=source, line=line.number, raw=raw, reason=checked, rejected_at=now))
+                refusals.append(checked)
+                rejected.append(
+                    Rejected(source=source, line=line.number, raw=raw, reason=str(checked), rejected_at=now)
+                )
         for _, post in posts:
             if self._minable(post):
                 self._ranks.add(post.author, post.metrics)
@@ -187,8 +192,8 @@ class Ingestor:
         self.counts.selected += sum(a.selected for a in accepted)
         metrics.events_read.add(len(rejected) + len(posts) + len(requests))
         metrics.events_accepted.add(len(posts) + len(requests))
-        for refused in rejected:
-            metrics.events_rejected.add(1, {"reer.reason": refused.reason.split(":", 1)[0]})
+        for refused, rejection in zip(rejected, refusals, strict=True):
+            metrics.events_rejected.add(1, {"reer.reason": rejection.kind})
             log.warning("rejected %s line %d: %s", source, refused.line, refused.reason)
         for record in accepted:
             await self._announce(record)
@@ -219,20 +224,21 @@ class Ingestor:
             else:
                 await self.bus.publish(GENERATE_REQUESTED, GenerateRequested(request_id=request_id, request=request))
 
-    def _check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | str:
-        if line.reason:
-            return line.reason
+    def _check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | Rejection:
+        if line.rejection:
+            return line.rejection
         if line.too_long:
-            return f"too long: the line is over the limit of {self._max_line_bytes} bytes (max_line_bytes)"
+            return Rejection("too long", f"the line is over the limit of {self._max_line_bytes} bytes (max_line_bytes)")
         event = parse_line(line.data, self._max_nesting)
-        if isinstance(event, str):
-            return event
-        if isinstance(event, GenerateEvent | OptimizeEvent):
+        if isinstance(event, Rejection | GenerateEvent | OptimizeEvent):
             return event
         if event.key in self._seen:
-            return f"duplicate: post {event.key} was already accepted"
+            return Rejection("duplicate", f"post {event.key} was already accepted")
         if len(event.text) > self._max_text_chars:
-            return f"too long: the text has {len(event.text)} characters, over max_text_chars ({self._max_text_chars})"
+            chars = len(event.text)
+            return Rejection(
+                "too long", f"the text has {chars} characters, over max_text_chars ({self._max_text_chars})"
+            )
         return event
 
     def _minable(self, post: PostEvent) -> bool:

@@ -29,7 +29,8 @@ from bus.messages import (
 from bus.records import DeadLetter
 from runtime import metrics
 from runtime.config import LimitSettings
-from runtime.providers import Provider, ProviderError
+from runtime.errors import ProviderError
+from runtime.providers import Provider
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)

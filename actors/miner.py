@@ -17,9 +17,9 @@ from bus.messages import POSTS_OBSERVED, TRACES_MINED, PostObserved, TraceMined
 from bus.records import DeadLetter, Failure, Trace
 from runtime import metrics
 from runtime.config import SearchSettings
-from runtime.providers import ProviderError
+from runtime.errors import NoPlanError, ProviderError
 from runtime.reer.brief import derive_brief
-from runtime.reer.search import NoPlanError, Search
+from runtime.reer.search import Search
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)

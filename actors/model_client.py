@@ -20,7 +20,7 @@ from bus.messages import (
     TokenScores,
     reply_topic,
 )
-from runtime.providers import ProviderError
+from runtime.errors import ProviderError
 
 
 class ModelClient:

@@ -10,12 +10,13 @@ import anyio
 import dspy
 from opentelemetry import trace
 
-from actors.base import Consumer, Refused
+from actors.base import Consumer
 from actors.model_client import ModelClient, ThreadModels
 from bus.bus import Bus
 from bus.messages import OPTIMIZE_REQUESTED, TRACES_MINED, OptimizeRequested, TraceMined
 from bus.records import DeadLetter, OptimizeEvent, Optimizer, Program, Trace
 from runtime.config import Settings
+from runtime.errors import Refused
 from runtime.store import JsonlStore
 from runtime.writer.compile import compile_writer, evaluate, split
 from runtime.writer.lm import limiter_lm

@@ -42,11 +42,12 @@ from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, Token
 from bus.records import Metrics, Platform, PostEvent
 from runtime.config import SearchSettings
 from runtime.engagement import AuthorRanks
+from runtime.errors import NoPlanError
 from runtime.providers import Provider, open_provider
 from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
 from runtime.reer.plans import render_plan
-from runtime.reer.search import NoPlanError, Search, clip_share, clipped_nll
+from runtime.reer.search import Search, clip_share, clipped_nll
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter-ratio" / "BarackObama.csv"
 RESULTS = Path(__file__).parent / "results" / "reer_quality.json"

@@ -109,8 +109,19 @@ InputEvent = PostEvent | GenerateEvent | OptimizeEvent
 # Records the runtime writes.
 
 
+class Rejection(msgspec.Struct, frozen=True):
+    """Why an input line is not accepted: its kind (`invalid JSON`, `duplicate`, `too long`, ...),
+    which the rejected-lines metric counts by, and the detail."""
+
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
 class Rejected(msgspec.Struct, frozen=True, kw_only=True):
-    """An input line that was not accepted, kept with the reason (`rejected.jsonl`)."""
+    """An input line that was not accepted, kept with the reason, `str(Rejection)` (`rejected.jsonl`)."""
 
     source: str
     line: int

@@ -16,17 +16,21 @@ import msgspec
 
 from bus.records import GenerateEvent, OptimizeEvent, Platform
 from runtime import __version__
-
-EXIT_USAGE = 2
+from runtime.errors import ExitCode, ReerError, UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a `ReerError` ends it with one line on stderr and the error's exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "command"):
         parser.print_help()
-        return EXIT_USAGE
-    code: int = args.command(args)
+        return ExitCode.USAGE
+    try:
+        code: int = args.command(args)
+    except ReerError as exc:
+        print(f"reer-runtime: {exc}", file=sys.stderr)
+        return exc.exit_code
     return code
 
 
@@ -63,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
             "Read JSON Lines events (posts) from files or stdin, mine a REER strategy for each post that did "
             "well for its author, and append the traces to <data-dir>/traces.jsonl. Rejected lines go to "
             "<data-dir>/rejected.jsonl with the reason. Exit codes: 0 done, 2 bad usage or configuration "
-            "(or another daemon on the data dir), 3 an actor kept failing, 130 interrupted twice."
+            "(or another daemon on the data dir), 3 an actor kept failing, 4 the disk is full, 130 interrupted "
+            "twice."
         ),
     )
     start.add_argument(
@@ -233,34 +238,22 @@ def _start(args: argparse.Namespace) -> int:
     import anyio
 
     from actors.generator import print_draft, print_draft_json
-    from runtime.config import ConfigError, load_settings
+    from runtime.config import load_settings
     from runtime.daemon import check_chains, make_data_dir, open_chains, serve
     from runtime.imports.sources import check, expand
-    from runtime.lock import DataDirLockedError, exclusive
+    from runtime.lock import exclusive
     from runtime.logs import setup_logging
-    from runtime.providers import ProviderConfigError
     from runtime.telemetry import setup_telemetry
 
     retrying = args.retry_failed
-    try:
-        requests = _requests(args)
-    except msgspec.ValidationError as exc:
-        print(f"reer-runtime: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    requests = _requests(args)
     watch = getattr(args, "watch", None)
     if watch is not None and not watch.is_dir():
-        print(f"reer-runtime: --watch {watch}: no such folder", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--watch {watch}: no such folder")
     sources = [] if retrying or requests else expand(args.input or ([] if watch else ["-"]))
-    missing = [s for s in sources if s != "-" and not Path(s).exists()]
-    if missing:
-        print(f"reer-runtime: no such input file: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        csv_mapping = _csv_mapping(getattr(args, "csv", None))
-    except ValueError as exc:
-        print(f"reer-runtime: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    if missing := [s for s in sources if s != "-" and not Path(s).exists()]:
+        raise UsageError(f"no such input file: {', '.join(missing)}")
+    csv_mapping = _csv_mapping(getattr(args, "csv", None))
     flags = {
         "input_format": getattr(args, "format", None),
         "csv": csv_mapping,
@@ -280,16 +273,11 @@ def _start(args: argparse.Namespace) -> int:
                     check(Path(source), settings.input_format, settings.csv)
             chains = open_chains(settings)
             telemetry = setup_telemetry(args.metrics_port)
-        except (ConfigError, ProviderConfigError, DataDirLockedError, OSError, ValueError) as exc:
-            print(f"reer-runtime: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        except (OSError, ValueError) as exc:  # the data dir or an input cannot be made or read
+            raise UsageError(str(exc)) from None
         stack.callback(telemetry.shutdown)
         setup_logging(settings.log_format, settings.log_level, telemetry.log_handler)
-        try:
-            anyio.run(check_chains, chains)
-        except ProviderConfigError as exc:
-            print(f"reer-runtime: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        anyio.run(check_chains, chains)
         run = partial(
             serve,
             settings,
@@ -320,12 +308,19 @@ def _csv_mapping(flags: list[str] | None) -> dict[str, str] | None:
         for part, pair in zip(parts, pairs, strict=True)
         if len(pair) != 2 or pair[0].strip() not in CsvMapping.model_fields
     ]:
-        raise ValueError(f"--csv wants KEY=VALUE pairs with KEY one of {keys.replace('|', ', ')}; got {bad[0]!r}")
+        raise UsageError(f"--csv wants KEY=VALUE pairs with KEY one of {keys.replace('|', ', ')}; got {bad[0]!r}")
     return {k.strip(): v for k, v in pairs}
 
 
 def _requests(args: argparse.Namespace) -> list[GenerateEvent | OptimizeEvent]:
     """The request `generate` or `optimize` makes, checked like one read from the input."""
+    try:
+        return _request(args)
+    except msgspec.ValidationError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _request(args: argparse.Namespace) -> list[GenerateEvent | OptimizeEvent]:
     if args.request == "generate":
         fields = {
             "topic": args.topic,
@@ -346,27 +341,19 @@ def _requests(args: argparse.Namespace) -> list[GenerateEvent | OptimizeEvent]:
 
 def _report(args: argparse.Namespace) -> int:
     from runtime.report.page import build
-    from runtime.store import CorruptRecordError
 
     data_dir = _data_dir(args)
     if not (data_dir / "posts.jsonl").is_file():
-        print(
-            f"reer-runtime: no data in {data_dir}: mine your posts first (reer-runtime start --input FILE), "
-            "or give the data dir (--data-dir, REER_HOME)",
-            file=sys.stderr,
+        raise ReerError(
+            f"no data in {data_dir}: mine your posts first (reer-runtime start --input FILE), "
+            "or give the data dir (--data-dir, REER_HOME)"
         )
-        return 1
     try:
         tz = ZoneInfo(args.tz) if args.tz else datetime.now().astimezone().tzinfo
     except (ZoneInfoNotFoundError, ValueError):
-        print(f"reer-runtime: --tz {args.tz}: not a time zone name like Europe/Paris or UTC", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--tz {args.tz}: not a time zone name like Europe/Paris or UTC") from None
     out: Path = args.out or data_dir / "report"
-    try:
-        page = build(data_dir, tz or UTC)
-    except CorruptRecordError as exc:
-        print(f"reer-runtime: {exc}", file=sys.stderr)
-        return 1
+    page = build(data_dir, tz or UTC)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").write_text(page, encoding="utf-8")
     print(out / "report.html")
@@ -386,16 +373,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _traces(args: argparse.Namespace) -> int:
-    from runtime.store import CorruptRecordError
     from runtime.tracelist import print_traces, show_trace
 
-    try:
-        if args.show is not None:
-            return show_trace(_data_dir(args), args.show)
-        return print_traces(_data_dir(args), min_score=args.min_score, limit=args.limit, as_json=args.json)
-    except CorruptRecordError as exc:
-        print(f"reer-runtime: {exc}", file=sys.stderr)
-        return 1
+    if args.show is not None:
+        return show_trace(_data_dir(args), args.show)
+    return print_traces(_data_dir(args), min_score=args.min_score, limit=args.limit, as_json=args.json)
 
 
 if __name__ == "__main__":

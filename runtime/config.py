@@ -23,15 +23,12 @@ from pydantic_settings import (
 )
 
 from bus.records import Platform
+from runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.toml"
 DEFAULT_MODEL = "mlx://smollm2-135m"
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message says which setting and why."""
 
 
 class SearchSettings(BaseModel):

@@ -16,7 +16,7 @@ import anyio
 import msgspec
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from actors.base import Consumer, CrashLoopError
+from actors.base import Consumer
 from actors.generator import GeneratorActor, print_draft
 from actors.ingestor import Ingestor
 from actors.limiter import Limiter
@@ -39,20 +39,16 @@ from bus.records import (
 )
 from runtime import metrics
 from runtime.config import DEFAULT_MODEL, Settings
+from runtime.errors import CrashLoopError, ExitCode, ReerError, StoreFullError
 from runtime.imports.sources import batches, check
 from runtime.progress import Progress
 from runtime.providers import Provider, open_provider
 from runtime.stats import write_snapshot
-from runtime.store import JsonlStore, StoreFullError
+from runtime.store import JsonlStore
 from runtime.watch import Watcher
 from runtime.writer.programs import Programs
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_CRASH_LOOP = 3
-EXIT_DISK_FULL = 4
-EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -230,7 +226,7 @@ async def serve(
         if watch is not None:
             fits = partial(check, fmt=settings.input_format, mapping=settings.csv)
             watcher = Watcher(watch, stores.watched, fits, lambda source: ingestor.run([source]))
-        stopped: BaseException | None = None
+        stopped: ReerError | None = None
         try:
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
@@ -250,7 +246,7 @@ async def serve(
                 write_snapshot(stats_reader, settings.data_dir)
         if stopped is not None:
             log.error("stopping: %s", stopped)
-            return EXIT_DISK_FULL if isinstance(stopped, StoreFullError) else EXIT_CRASH_LOOP
+            return stopped.exit_code
         counts = ingestor.counts
         log.info(
             "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",
@@ -260,7 +256,7 @@ async def serve(
             counts.selected,
             len(writer.mined),
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _run(
@@ -301,9 +297,9 @@ async def _run(
         bus.close()
 
 
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def _first(group: BaseExceptionGroup[ReerError]) -> ReerError:
     """The first error of a (possibly nested) exception group: the one to report."""
-    error: BaseException = group
+    error: ReerError | BaseExceptionGroup[ReerError] = group
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
@@ -320,7 +316,7 @@ async def _watch_signals(stopping: anyio.Event, ingest_scope: anyio.CancelScope)
         async for signum in signals:
             if stopping.is_set():
                 log.error("second %s: exiting now", signal.Signals(signum).name)
-                os._exit(EXIT_INTERRUPTED)
+                os._exit(ExitCode.INTERRUPTED)
             log.info("%s: no more input; finishing the work in flight", signal.Signals(signum).name)
             stopping.set()
             ingest_scope.cancel()

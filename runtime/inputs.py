@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from bus.records import Rejection
+
 CHUNK = 1 << 20
 
 
@@ -21,13 +23,13 @@ CHUNK = 1 << 20
 class Line:
     """One input line: its 1-based number, its bytes (cut at the cap) and whether it was cut.
 
-    An importer's row that could not become an event carries its raw text and the `reason`.
+    An importer's row that could not become an event carries its raw text and the `rejection`.
     """
 
     number: int
     data: bytes
     too_long: bool = False
-    reason: str | None = None
+    rejection: Rejection | None = None
 
 
 class LineSplitter:

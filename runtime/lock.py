@@ -8,9 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-class DataDirLockedError(RuntimeError):
-    """Another daemon holds the data dir."""
+from runtime.errors import DataDirLockedError
 
 
 @contextmanager

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
+
+from runtime.errors import ReerError
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,10 @@ def write_snapshot(reader: InMemoryMetricReader, data_dir: Path) -> None:
 
 
 def print_stats(data_dir: Path, as_json: bool) -> int:
-    """Print the last run's snapshot; 1 if there is none."""
+    """Print the last run's snapshot; a `ReerError` if there is none."""
     path = data_dir / STATS_FILE
     if not path.exists():
-        print(f"no run recorded in {data_dir} yet (start the daemon first)", file=sys.stderr)
-        return 1
+        raise ReerError(f"no run recorded in {data_dir} yet (start the daemon first)")
     stats = json.loads(path.read_text())
     if as_json:
         print(json.dumps(stats, indent=2))

@@ -20,24 +20,11 @@ from typing import BinaryIO, Generic, TypeVar
 import anyio
 import msgspec
 
+from runtime.errors import CorruptRecordError, StoreFullError
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-
-class CorruptRecordError(ValueError):
-    """A complete line of a store does not decode as its record type."""
-
-
-class StoreFullError(Exception):
-    """A store could not be written because its disk or quota is full: the daemon stops (exit 4)."""
-
-    def __init__(self, path: Path, error: OSError) -> None:
-        super().__init__(
-            f"cannot write {path}: {error.strerror}. Free space on that disk (or point --data-dir or REER_HOME "
-            "at a disk with room), then start again: everything accepted so far is kept, and the next start "
-            "resumes it"
-        )
 
 
 class JsonlStore(Generic[T]):

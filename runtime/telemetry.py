@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from runtime import __version__
+from runtime.errors import ConfigError
 
 Signal = Literal["TRACES", "METRICS", "LOGS"]
 EXPORTERS = ("otlp", "console", "none")
@@ -60,7 +61,7 @@ class Telemetry:
 
 
 def exporters(signal: Signal) -> set[str]:
-    """The exporters asked for `signal`; raises `ValueError` for a name that is not one."""
+    """The exporters asked for `signal`; raises `ConfigError` for a name that is not one."""
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return set()
     value = os.environ.get(f"OTEL_{signal}_EXPORTER")
@@ -71,7 +72,7 @@ def exporters(signal: Signal) -> set[str]:
         return {"otlp"} if endpoint else set()
     names = {name.strip().lower() for name in value.split(",") if name.strip()}
     if unknown := names - set(EXPORTERS):
-        raise ValueError(f"OTEL_{signal}_EXPORTER={value!r}: {', '.join(sorted(unknown))} is not one of {EXPORTERS}")
+        raise ConfigError(f"OTEL_{signal}_EXPORTER={value!r}: {', '.join(sorted(unknown))} is not one of {EXPORTERS}")
     return names - {"none"}
 
 
@@ -83,7 +84,7 @@ def _protocol(signal: Signal) -> str:
         or "http/protobuf"
     )
     if protocol not in ("grpc", "http/protobuf"):
-        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: use grpc or http/protobuf")
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: use grpc or http/protobuf")
     return protocol
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from bus.records import Trace
+from runtime.errors import ReerError
 from runtime.store import JsonlStore
 
 
@@ -42,11 +43,9 @@ def show_trace(data_dir: Path, wanted: str) -> int:
     traces = JsonlStore(data_dir / "traces.jsonl", Trace).read()
     found = [t for t in traces if wanted in (t.trace_id, t.post.key, t.post.id)]
     if not found:
-        print(
-            f"no trace in {data_dir} has the id, post key or post id {wanted!r} (see `reer-runtime traces`)",
-            file=sys.stderr,
+        raise ReerError(
+            f"no trace in {data_dir} has the id, post key or post id {wanted!r} (see `reer-runtime traces`)"
         )
-        return 1
     t = found[-1]
     post, s, m = t.post, t.scores, t.post.metrics
     sections = [f"{name}: {text}" for name, text in t.sections.items()] or [t.plan]

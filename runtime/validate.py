@@ -9,12 +9,12 @@ from pathlib import Path
 import anyio
 
 from bus.messages import Role
-from runtime.config import ConfigError, load_settings
+from runtime.config import load_settings
 from runtime.daemon import Stores
-from runtime.providers import ProviderConfigError, open_provider
+from runtime.errors import ConfigError, CorruptRecordError, ProviderConfigError
+from runtime.providers import open_provider
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
 from runtime.stats import STATS_FILE
-from runtime.store import CorruptRecordError
 
 
 def validate(data_dir: Path, provider: str | None = None) -> int:

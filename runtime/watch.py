@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 
 from bus.records import Watched
+from runtime.errors import InputError
 from runtime.store import JsonlStore, file_sha256
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Watcher:
         error = None
         try:
             self._check(path)
-        except ValueError as exc:
+        except (ValueError, InputError) as exc:
             error = str(exc)
             log.error("cannot read %s: %s; moving it to %s/", path.name, error, FAILED)
         else:

@@ -8,12 +8,16 @@ from datetime import datetime
 
 import msgspec
 
-from bus.records import Metrics, Platform, PostEvent, PostKind
+from bus.records import Metrics, Platform, PostEvent, PostKind, Rejection
 from runtime.inputs import Line
 
 
 class RowError(ValueError):
-    """A row that cannot become a post; the message is the reason kept with it."""
+    """A row that cannot become a post; `rejection` is the reason kept with it."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.rejection = Rejection(kind, detail)
 
 
 def kind_of(text: str, in_reply_to: bool = False) -> PostKind:
@@ -32,9 +36,9 @@ def count(value: str | int | float | None, name: str) -> int:
     try:
         number = float(str(value).replace(",", ""))
     except ValueError:
-        raise RowError(f"invalid metric: {name} is {value!r}, not a number") from None
+        raise RowError("invalid metric", f"{name} is {value!r}, not a number") from None
     if number < 0 or number != int(number):
-        raise RowError(f"invalid metric: {name} is {value!r}, not a count")
+        raise RowError("invalid metric", f"{name} is {value!r}, not a count")
     return int(number)
 
 
@@ -55,7 +59,7 @@ def make_post(
     """A post with its text unescaped (`&amp;` to `&`) and its kind marked."""
     text = html.unescape(text).strip()
     if not text:
-        raise RowError("invalid event: the text is empty")
+        raise RowError("invalid event", "the text is empty")
     metrics = Metrics(likes=likes, reposts=reposts, replies=replies, impressions=impressions)
     return PostEvent(
         id=id,
@@ -69,10 +73,11 @@ def make_post(
     )
 
 
-def lines(rows: Iterator[tuple[int, str, PostEvent | str]]) -> Iterator[Line]:
-    """Input lines from (row number, raw row, post or reason): a post as its JSON event, a failure with its reason."""
+def lines(rows: Iterator[tuple[int, str, PostEvent | Rejection]]) -> Iterator[Line]:
+    """Input lines from (row number, raw row, post or rejection): a post as its JSON event, a failure
+    with its rejection."""
     for number, raw, result in rows:
-        if isinstance(result, str):
-            yield Line(number, raw.encode(), reason=result)
+        if isinstance(result, Rejection):
+            yield Line(number, raw.encode(), rejection=result)
         else:
             yield Line(number, msgspec.json.encode(result))

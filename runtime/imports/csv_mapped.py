@@ -7,8 +7,9 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from bus.records import PostEvent
+from bus.records import PostEvent, Rejection
 from runtime.config import CsvMapping
+from runtime.errors import InputError
 from runtime.imports.common import RowError, count, make_post
 
 
@@ -33,19 +34,19 @@ def missing_columns(columns: list[str], mapping: CsvMapping) -> str | None:
     )
 
 
-def rows(text: str, mapping: CsvMapping) -> Iterator[tuple[int, str, PostEvent | str]]:
-    """(row number, raw row, post or reason) for each row."""
+def rows(text: str, mapping: CsvMapping) -> Iterator[tuple[int, str, PostEvent | Rejection]]:
+    """(row number, raw row, post or rejection) for each row."""
     raw_lines = text.splitlines()
     reader = csv.DictReader(io.StringIO(text))
     if problem := missing_columns(list(reader.fieldnames or []), mapping):
-        raise ValueError(f"the CSV has {problem}")
+        raise InputError(f"the CSV has {problem}")
     for row in reader:
         number = reader.line_num
         raw = raw_lines[number - 1] if number - 1 < len(raw_lines) else ""
         try:
             yield number, raw, _post(row, mapping, number)
         except RowError as exc:
-            yield number, raw, str(exc)
+            yield number, raw, exc.rejection
 
 
 def _post(row: dict[str, str], m: CsvMapping, number: int) -> PostEvent:
@@ -53,10 +54,10 @@ def _post(row: dict[str, str], m: CsvMapping, number: int) -> PostEvent:
     try:
         created = datetime.strptime(value, m.time_format) if m.time_format else datetime.fromisoformat(value)
     except ValueError:
-        raise RowError(f"invalid time: {value!r} does not match {m.time_format or 'ISO 8601'}") from None
+        raise RowError("invalid time", f"{value!r} does not match {m.time_format or 'ISO 8601'}") from None
     identifier = (row.get(m.id) or "").rstrip("/").rsplit("/", 1)[-1] if m.id else str(number)
     if not identifier:
-        raise RowError(f"invalid event: the {m.id!r} column is empty")
+        raise RowError("invalid event", f"the {m.id!r} column is empty")
 
     def metric(column: str | None) -> int:
         return count(row.get(column), column) if column else 0

@@ -10,6 +10,7 @@ from typing import Literal
 import anyio
 
 from runtime.config import CsvMapping
+from runtime.errors import InputError
 from runtime.imports import csv_mapped, x_analytics, x_archive
 from runtime.imports.common import lines
 from runtime.inputs import Line, read_batches
@@ -18,10 +19,6 @@ log = logging.getLogger(__name__)
 
 Format = Literal["auto", "jsonl", "x-analytics", "x-archive", "csv"]
 FORMATS: tuple[Format, ...] = ("auto", "jsonl", "x-analytics", "x-archive", "csv")
-
-
-class UnknownFormatError(ValueError):
-    """A source whose format cannot be told from its content."""
 
 
 def decode(path: Path, encoding: str | None) -> str:
@@ -39,7 +36,7 @@ def decode(path: Path, encoding: str | None) -> str:
 def detect(path: Path, mapping: CsvMapping) -> Format:
     """The format of `path`, told from its content (an unpacked X archive is a folder).
 
-    A CSV that is neither an X export nor matches the mapping cannot be read: `UnknownFormatError`.
+    A CSV that is neither an X export nor matches the mapping cannot be read: `InputError`.
     Anything else that is not recognised (binary data, a text file) is read as JSON Lines.
     """
     if path.is_dir():
@@ -56,7 +53,7 @@ def detect(path: Path, mapping: CsvMapping) -> Format:
     first = head.splitlines()[0][:120] if head else ""
     if "," not in first or not first.isprintable():
         return "jsonl"  # not a CSV: read line by line, so each bad line is kept with its reason
-    raise UnknownFormatError(
+    raise InputError(
         f"{path}: cannot tell its format (first line: {first!r}); give --format, and for a CSV the column "
         "mapping (--csv text=COLUMN,time=COLUMN,...)"
     )
@@ -76,12 +73,12 @@ def expand(sources: list[str]) -> list[str]:
 
 
 def check(path: Path, fmt: Format, mapping: CsvMapping) -> Format:
-    """The format `path` will be read as, after checking that it can be; raises `ValueError` saying why not."""
+    """The format `path` will be read as, after checking that it can be; raises `InputError` saying why not."""
     kind = detect(path, mapping) if fmt == "auto" else fmt
     if kind == "x-archive" and path.is_dir():
         x_archive.archive_files(path)
     elif kind == "csv" and (problem := csv_mapped.missing_columns(csv_mapped.header(decode_head(path)), mapping)):
-        raise ValueError(f"{path}: {problem}")
+        raise InputError(f"{path}: {problem}")
     return kind
 
 

@@ -9,7 +9,7 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from bus.records import Platform, PostEvent
+from bus.records import Platform, PostEvent, Rejection
 from runtime.imports.common import RowError, count, make_post
 
 LEGACY = ("Tweet id", "Tweet permalink", "Tweet text", "time", "impressions")
@@ -25,8 +25,8 @@ def _has(head: str, names: tuple[str, ...]) -> bool:
     return all(f'"{name}"' in first or name in first.split(",") for name in names)
 
 
-def rows(text: str) -> Iterator[tuple[int, str, PostEvent | str]]:
-    """(row number, raw row, post or reason) for each row; the author comes from the post's link."""
+def rows(text: str) -> Iterator[tuple[int, str, PostEvent | Rejection]]:
+    """(row number, raw row, post or rejection) for each row; the author comes from the post's link."""
     post = _content_post if _has(text[:4096], CONTENT) else _legacy_post
     raw_lines = text.splitlines()
     reader = csv.DictReader(io.StringIO(text))
@@ -36,7 +36,7 @@ def rows(text: str) -> Iterator[tuple[int, str, PostEvent | str]]:
         try:
             yield number, raw, post(row)
         except RowError as exc:
-            yield number, raw, str(exc)
+            yield number, raw, exc.rejection
 
 
 def _author(link: str) -> str:
@@ -49,9 +49,9 @@ def _content_post(row: dict[str, str]) -> PostEvent:
     try:
         day = datetime.strptime((row.get("Date") or "").strip(), "%a, %b %d, %Y").replace(tzinfo=UTC)
     except ValueError:
-        raise RowError(f"invalid time: Date {row.get('Date')!r} is not like 'Tue, Jul 14, 2026'") from None
+        raise RowError("invalid time", f"Date {row.get('Date')!r} is not like 'Tue, Jul 14, 2026'") from None
     if not (row.get("Post id") or "").strip():
-        raise RowError("invalid event: the row has no Post id")
+        raise RowError("invalid event", "the row has no Post id")
     return make_post(
         id=row["Post id"].strip(),
         text=row.get("Post text") or "",
@@ -71,9 +71,9 @@ def _legacy_post(row: dict[str, str]) -> PostEvent:
     try:
         created = datetime.strptime(row["time"], "%Y-%m-%d %H:%M %z")
     except (KeyError, TypeError, ValueError):
-        raise RowError(f"invalid time: {row.get('time')!r} is not like 2016-12-23 18:50 +0000") from None
+        raise RowError("invalid time", f"{row.get('time')!r} is not like 2016-12-23 18:50 +0000") from None
     if not (row.get("Tweet id") or "").strip():
-        raise RowError("invalid event: the row has no Tweet id")
+        raise RowError("invalid event", "the row has no Tweet id")
     return make_post(
         id=row["Tweet id"].strip(),
         text=row.get("Tweet text") or "",

@@ -8,7 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bus.records import Platform, PostEvent
+from bus.records import Platform, PostEvent, Rejection
+from runtime.errors import InputError
 from runtime.imports.common import RowError, count, make_post
 
 PREFIX = "window.YTD."
@@ -21,7 +22,7 @@ def looks_like(head: str) -> bool:
 def _payload(text: str) -> Any:
     """The JSON after `window.YTD.<name>.partN = `."""
     if not looks_like(text):
-        raise ValueError(f"not an X archive file: it does not start with {PREFIX}")
+        raise InputError(f"not an X archive file: it does not start with {PREFIX}")
     return json.loads(text[text.index("=") + 1 :])
 
 
@@ -44,7 +45,7 @@ def archive_files(folder: Path) -> tuple[list[Path], str]:
     data = _data(folder)
     files = _tweet_files(data)
     if not files:
-        raise ValueError(f"{folder}: no data/tweets.js in this folder; is it an unpacked X archive?")
+        raise InputError(f"{folder}: no data/tweets.js in this folder; is it an unpacked X archive?")
     username = "me"
     account = data / "account.js"
     if account.is_file():
@@ -53,16 +54,16 @@ def archive_files(folder: Path) -> tuple[list[Path], str]:
     return files, username
 
 
-def rows(text: str, author: str) -> Iterator[tuple[int, str, PostEvent | str]]:
-    """(entry number, raw entry, post or reason) for each tweet of one file."""
+def rows(text: str, author: str) -> Iterator[tuple[int, str, PostEvent | Rejection]]:
+    """(entry number, raw entry, post or rejection) for each tweet of one file."""
     for number, entry in enumerate(_payload(text), start=1):
         raw = json.dumps(entry, ensure_ascii=False)
         try:
             yield number, raw, _post(entry.get("tweet", entry), author)
         except RowError as exc:
-            yield number, raw, str(exc)
+            yield number, raw, exc.rejection
         except (AttributeError, TypeError) as exc:
-            yield number, raw, f"invalid event: not a tweet entry ({exc})"
+            yield number, raw, Rejection("invalid event", f"not a tweet entry ({exc})")
 
 
 def _post(tweet: dict[str, Any], author: str) -> PostEvent:
@@ -74,10 +75,10 @@ def _post(tweet: dict[str, Any], author: str) -> PostEvent:
         created = datetime.strptime(str(tweet.get("created_at")), "%a %b %d %H:%M:%S %z %Y")
     except ValueError:
         raise RowError(
-            f"invalid time: {tweet.get('created_at')!r} is not like Wed Oct 10 20:19:24 +0000 2018"
+            "invalid time", f"{tweet.get('created_at')!r} is not like Wed Oct 10 20:19:24 +0000 2018"
         ) from None
     if not tweet.get("id_str"):
-        raise RowError("invalid event: the tweet has no id_str")
+        raise RowError("invalid event", "the tweet has no id_str")
     return make_post(
         id=str(tweet["id_str"]),
         text=text,

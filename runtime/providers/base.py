@@ -7,19 +7,6 @@ from typing import Protocol
 from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
-class ProviderError(Exception):
-    """A model call failed. `retryable` errors are retried by the Limiter, honouring `retry_after`."""
-
-    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-class ProviderConfigError(ValueError):
-    """A provider URI is unknown or its options are wrong; the message says which."""
-
-
 class Provider(Protocol):
     """A language model addressed by a URI such as `dummy://` or `mlx://smollm2-135m`."""
 

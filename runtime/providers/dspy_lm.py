@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.providers.base import ProviderConfigError, ProviderError, chat_messages, without_prefill
+from runtime.errors import ProviderConfigError, ProviderError
+from runtime.providers.base import chat_messages, without_prefill
 
 RETRYABLE = ("LMRateLimitError", "LMServerError", "LMTimeoutError", "LMTransportError")
 

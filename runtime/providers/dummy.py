@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 
 from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.providers.base import ProviderConfigError, render_chat
+from runtime.errors import ProviderConfigError
+from runtime.providers.base import render_chat
 
 Counts = dict[bytes, dict[int, int]]
 

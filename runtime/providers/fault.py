@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 
 from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.providers.base import Provider, ProviderConfigError, ProviderError
+from runtime.errors import ProviderConfigError, ProviderError
+from runtime.providers.base import Provider
 
 OUTCOMES = ("error", "fatal", "rate_limit", "hang", "malformed")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runtime.providers.base import Provider, ProviderConfigError
+from runtime.errors import ProviderConfigError
+from runtime.providers.base import Provider
 
 SCHEMES = ("mlx", "openai", "dspy", "dummy", "fault")
 

@@ -10,6 +10,7 @@ from typing import Protocol
 from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from bus.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.config import SearchSettings
+from runtime.errors import NoPlanError
 from runtime.reer import prompts
 from runtime.reer.plans import content_overlap, leak_reason, overlap, render_plan
 
@@ -20,10 +21,6 @@ class Model(Protocol):
     async def generate(self, call: GenerateCall) -> Generation: ...
 
     async def score(self, call: ScoreCall) -> TokenScores: ...
-
-
-class NoPlanError(RuntimeError):
-    """Every initial plan the generator wrote copied the post."""
 
 
 def clipped_nll(logprobs: list[float], clip_min: float) -> float:

@@ -8,10 +8,11 @@ import anyio
 import msgspec
 import pytest
 
-from actors.base import Consumer, CrashLoopError
+from actors.base import Consumer
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED, PostObserved
 from bus.records import DeadLetter
+from runtime.errors import CrashLoopError
 from runtime.store import JsonlStore
 from tests.helpers import make_post
 

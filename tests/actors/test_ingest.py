@@ -10,7 +10,7 @@ import pytest
 from actors.ingestor import Ingestor, nesting_depth, parse_line
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, POSTS_OBSERVED
-from bus.records import Accepted, PostEvent, Rejected
+from bus.records import Accepted, PostEvent, Rejected, Rejection
 from runtime.inputs import Line, LineSplitter
 from runtime.store import JsonlStore
 from tests.helpers import post_line
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.anyio
 )
 def test_each_bad_line_gets_a_specific_reason(raw: bytes, reason: str) -> None:
     result = parse_line(raw, max_nesting=4)
-    assert isinstance(result, str) and reason in result
+    assert isinstance(result, Rejection) and reason in str(result)
 
 
 def test_a_valid_post_parses() -> None:
@@ -87,7 +87,7 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
         bus, ledger, rejected, min_engagement=0.5, min_author_posts=1, max_line_bytes=99, batch_max_lines=9
     )
     assert again.counts.accepted == 0
-    assert again._check(Line(1, post_line(3, author="a").encode())) == "duplicate: post x:3 was already accepted"
+    assert str(again._check(Line(1, post_line(3, author="a").encode()))) == "duplicate: post x:3 was already accepted"
 
 
 async def test_text_longer_than_the_limit_is_rejected_with_the_numbers(tmp_path: Path) -> None:
@@ -105,6 +105,6 @@ async def test_text_longer_than_the_limit_is_rejected_with_the_numbers(tmp_path:
         batch_max_lines=9,
         max_text_chars=20,
     )
-    assert ingestor._check(Line(1, post_line(1, text="x" * 21).encode())) == (
+    assert str(ingestor._check(Line(1, post_line(1, text="x" * 21).encode()))) == (
         "too long: the text has 21 characters, over max_text_chars (20)"
     )

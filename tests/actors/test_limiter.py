@@ -17,7 +17,8 @@ from bus.bus import Bus
 from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from bus.records import DeadLetter
 from runtime.config import LimitSettings
-from runtime.providers import Provider, ProviderConfigError, ProviderError, open_provider
+from runtime.errors import ProviderConfigError, ProviderError
+from runtime.providers import Provider, open_provider
 from runtime.providers.dummy import DummyProvider
 from runtime.store import JsonlStore
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import _csv_mapping
+from runtime.errors import UsageError
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
 
@@ -97,5 +98,5 @@ def test_csv_mappings_keep_commas_inside_values_and_may_be_repeated() -> None:
         "time_format": "%a, %b %d, %Y",
         "likes": "hearts",
     }
-    with pytest.raises(ValueError, match="KEY one of text, time"):
+    with pytest.raises(UsageError, match="KEY one of text, time"):
         _csv_mapping(["txet=body"])

@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from bus.records import PostEvent
-from runtime.store import CorruptRecordError, JsonlStore
+from runtime.errors import CorruptRecordError
+from runtime.store import JsonlStore
 from tests.helpers import make_post
 
 pytestmark = pytest.mark.anyio

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.providers.base import ProviderConfigError, ProviderError, continue_with
+from runtime.errors import ProviderConfigError, ProviderError
+from runtime.providers.base import continue_with
 from runtime.providers.mlx import blas
 
 T = TypeVar("T")

@@ -14,7 +14,8 @@ import pytest
 
 from bus.records import PostEvent
 from runtime.config import CsvMapping
-from runtime.imports.sources import UnknownFormatError, check, convert, detect
+from runtime.errors import InputError
+from runtime.imports.sources import check, convert, detect
 from tests.conftest import RunDaemon
 from tests.helpers import FIXTURES, post_line
 
@@ -36,8 +37,8 @@ OBAMA_MAP = CsvMapping(
 
 def posts_and_reasons(path: Path, fmt: Any, mapping: CsvMapping | None = None) -> tuple[list[PostEvent], list[str]]:
     lines = convert(path, fmt, mapping or CsvMapping())
-    posts = [msgspec.json.decode(line.data, type=PostEvent) for line in lines if line.reason is None]
-    return posts, [line.reason for line in lines if line.reason]
+    posts = [msgspec.json.decode(line.data, type=PostEvent) for line in lines if line.rejection is None]
+    return posts, [str(line.rejection) for line in lines if line.rejection]
 
 
 def test_the_x_analytics_export_is_read_unmodified() -> None:
@@ -102,9 +103,9 @@ def test_any_csv_with_a_mapping_reads_the_shared_fivethirtyeight_file() -> None:
 def test_formats_that_cannot_be_told_or_read_are_refused_with_the_reason(tmp_path: Path) -> None:
     unknown = tmp_path / "export.csv"
     unknown.write_text("date,body,hearts\n2020-01-01,hello,3\n")
-    with pytest.raises(UnknownFormatError, match="cannot tell its format"):
+    with pytest.raises(InputError, match="cannot tell its format"):
         detect(unknown, CsvMapping())
-    with pytest.raises(ValueError, match="no column 'created_at'"):
+    with pytest.raises(InputError, match="no column 'created_at'"):
         check(unknown, "csv", CsvMapping(text="body"))
     mapped = CsvMapping(text="body", time="date", likes="hearts")
     posts, _ = posts_and_reasons(unknown, "csv", mapped)

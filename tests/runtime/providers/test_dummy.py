@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bus.messages import ChatMessage, GenerateCall, ScoreCall
-from runtime.providers import ProviderConfigError, open_provider
+from runtime.errors import ProviderConfigError
+from runtime.providers import open_provider
 from runtime.providers.dummy import DummyModel, DummyProvider
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,8 @@ from bus.bus import Bus
 from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall
 from bus.records import DeadLetter
 from runtime.config import LimitSettings
-from runtime.providers import ProviderConfigError, ProviderError, open_provider
+from runtime.errors import ProviderConfigError, ProviderError
+from runtime.providers import open_provider
 from runtime.providers.base import continue_with, render_chat
 from runtime.providers.dummy import DummyModel, DummyProvider
 from runtime.providers.server import ServerProvider

@@ -6,11 +6,12 @@ import pytest
 
 from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
 from runtime.config import SearchSettings
+from runtime.errors import NoPlanError
 from runtime.providers.dummy import DummyProvider
 from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
 from runtime.reer.plans import content_overlap, leak_reason, longest_copied_run, overlap, render_plan
-from runtime.reer.search import NoPlanError, Search, clipped_nll
+from runtime.reer.search import Search, clipped_nll
 from tests.helpers import make_post
 
 pytestmark = pytest.mark.anyio

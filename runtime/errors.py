@@ -1,0 +1,109 @@
+"""Every error reer-runtime raises for a user to read, and the exit code each one ends a command with.
+
+    ReerError                     1  the command failed; the message says why
+    ├── UsageError                2  the command cannot run as given: nothing was done
+    │   ├── ConfigError           2  the configuration file or a REER_* / OTEL_* variable
+    │   ├── InputError            2  an input file or folder that cannot be read as posts
+    │   ├── ProviderConfigError   2  a provider URI, its options, or its start-up check
+    │   └── DataDirLockedError    2  another daemon holds the data dir
+    ├── ProviderError             1  a model call failed; `retryable` ones are retried by the Limiter
+    ├── StoreError                1  a store cannot be read or written
+    │   ├── CorruptRecordError    1  a complete line of a store is not its record
+    │   └── StoreFullError        4  the disk or quota is full: the daemon stops, nothing is lost
+    ├── NoPlanError               1  every initial plan copied the post: the post goes to failed.jsonl
+    ├── Refused                   1  a handler declined a message for a reason the user can act on
+    └── CrashLoopError            3  an actor failed too many times in a row: the daemon stops
+
+The CLI catches `ReerError` once (`runtime/cli.py`), prints `reer-runtime: MESSAGE` and exits with
+the error's `exit_code`. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """How a `reer-runtime` command ends."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    CRASH_LOOP = 3
+    DISK_FULL = 4
+    INTERRUPTED = 130
+
+
+class ReerError(Exception):
+    """The root of the errors a user reads; `exit_code` is what the command exits with."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILURE
+
+
+class UsageError(ReerError):
+    """The command cannot run as given (flags, configuration, input, models): nothing was done."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """The configuration is invalid; the message says which setting and why."""
+
+
+class InputError(UsageError):
+    """An input file or folder cannot be read as posts; the message names it and says why."""
+
+
+class ProviderConfigError(UsageError):
+    """A provider URI is unknown, its options are wrong, or its start-up check failed."""
+
+
+class DataDirLockedError(UsageError):
+    """Another daemon holds the data dir."""
+
+
+class ProviderError(ReerError):
+    """A model call failed. `retryable` errors are retried by the Limiter, honouring `retry_after`."""
+
+    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class StoreError(ReerError):
+    """A store cannot be read or written."""
+
+
+class CorruptRecordError(StoreError):
+    """A complete line of a store does not decode as its record type."""
+
+
+class StoreFullError(StoreError):
+    """A store could not be written because its disk or quota is full: the daemon stops."""
+
+    exit_code = ExitCode.DISK_FULL
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(
+            f"cannot write {path}: {error.strerror}. Free space on that disk (or point --data-dir or REER_HOME "
+            "at a disk with room), then start again: everything accepted so far is kept, and the next start "
+            "resumes it"
+        )
+
+
+class NoPlanError(ReerError):
+    """Every initial plan the generator wrote copied the post."""
+
+
+class Refused(ReerError):
+    """A handler declined a message for a reason the user can act on: it is dead-lettered with
+    the reason, logged as a warning without a traceback, and not counted as a failure."""
+
+
+class CrashLoopError(ReerError):
+    """An actor's handler failed too many times in a row: the daemon stops rather than spin."""
+
+    exit_code = ExitCode.CRASH_LOOP
