@@ -15,22 +15,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from actors.base import Consumer
 from actors.gate import Gate
 from bus.bus import Bus
-from bus.messages import (
-    PROVIDER_REQUESTS,
-    GenerateCall,
-    Generation,
-    ProviderReply,
-    ProviderRequest,
-    Role,
-    ScoreCall,
-    TokenScores,
-    Topic,
-)
+from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, Topic
 from bus.records import DeadLetter
 from runtime import metrics
 from runtime.config import LimitSettings
 from runtime.errors import ProviderError
 from runtime.providers import Provider
+from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
@@ -92,12 +83,12 @@ class Limiter(Consumer[ProviderRequest]):
     async def handle(self, message: ProviderRequest) -> None:
         reply_to = Topic[ProviderReply](message.reply_to)
         try:
-            reply = ProviderReply(request_id=message.request_id, result=await self.call(message.role, message.call))
+            reply = ProviderReply(request_id=message.request_id, outcome=await self.call(message.role, message.call))
         except ProviderError as exc:
-            reply = ProviderReply(request_id=message.request_id, result=None, error=str(exc))
+            reply = ProviderReply(request_id=message.request_id, outcome=CallFailed(error=str(exc)))
         except Exception as exc:  # a bug here still answers, so the caller never waits forever
-            error = f"the limiter failed: {type(exc).__qualname__}: {exc}"
-            await self.bus.publish(reply_to, ProviderReply(request_id=message.request_id, result=None, error=error))
+            failed = CallFailed(error=f"the limiter failed: {type(exc).__qualname__}: {exc}")
+            await self.bus.publish(reply_to, ProviderReply(request_id=message.request_id, outcome=failed))
             raise  # and it is dead-lettered, and counted toward the crash loop
         await self.bus.publish(reply_to, reply)
 

@@ -9,18 +9,9 @@ from opentelemetry import trace
 
 from bus import tracing
 from bus.bus import Bus
-from bus.messages import (
-    PROVIDER_REQUESTS,
-    GenerateCall,
-    Generation,
-    ProviderReply,
-    ProviderRequest,
-    Role,
-    ScoreCall,
-    TokenScores,
-    reply_topic,
-)
+from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, reply_topic
 from runtime.errors import ProviderError
+from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
 class ModelClient:
@@ -72,11 +63,11 @@ class ModelClient:
             await done.wait()
         finally:
             self._waiting.pop(request_id, None)
-        reply = box[0]
-        if reply.result is None:
-            trace.get_current_span().add_event("provider failed", {"error": reply.error or ""})
-            raise ProviderError(reply.error or "no result")
-        return reply.result
+        outcome = box[0].outcome
+        if isinstance(outcome, CallFailed):
+            trace.get_current_span().add_event("provider failed", {"error": outcome.error})
+            raise ProviderError(outcome.error)
+        return outcome
 
 
 class ThreadModels:

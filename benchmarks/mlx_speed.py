@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 
 from benchmarks.common import cpu_class, provenance
-from bus.messages import ChatMessage, GenerateCall
+from runtime.providers.calls import ChatMessage, GenerateCall
 from runtime.providers.mlx.provider import MlxProvider, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,11 +7,12 @@ msgspec Structs, so they encode to stable JSON and the same actors could later t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from bus.records import GenerateEvent, OptimizeEvent, PostEvent, Trace
+from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 M = TypeVar("M")
 
@@ -48,59 +49,6 @@ class OptimizeRequested(Message, frozen=True, kw_only=True):
     request_id: str | None = None
 
 
-class ChatMessage(msgspec.Struct, frozen=True):
-    """One turn of a chat prompt."""
-
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class GenerateCall(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Ask a model to continue a chat. `prefill` starts the assistant's answer."""
-
-    messages: list[ChatMessage]
-    prefill: str = ""
-    max_tokens: int = 256
-    temperature: float = 0.8
-    top_p: float = 0.85
-    stop: list[str] = []
-    seed: int | None = None
-
-
-class ScoreCall(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Ask a model for the log-probability of each token of `target` after the chat and `prefix`."""
-
-    messages: list[ChatMessage]
-    prefix: str
-    target: str
-
-
-class Generation(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A model's continuation."""
-
-    text: str
-    input_tokens: int | None
-    output_tokens: int | None
-    """Token counts as the provider reported them; None when it did not (never a guessed 0)."""
-    finish_reason: str
-    """Why generation ended, as the provider said ("stop", "length"); "" when it did not say, which
-    the Limiter treats as a malformed answer."""
-    provider: str = ""
-    """The URI of the provider that answered; set by the Limiter."""
-
-
-class TokenScores(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Log-probabilities of the target's tokens, in order."""
-
-    logprobs: list[float]
-    input_tokens: int
-    provider: str = ""
-    """The URI of the provider that answered; set by the Limiter."""
-
-
-Role = Literal["generator", "scorer"]
-
-
 class ProviderRequest(Message, frozen=True, kw_only=True):
     """A model call for the Limiter to make; the answer goes to `reply_to`."""
 
@@ -110,12 +58,17 @@ class ProviderRequest(Message, frozen=True, kw_only=True):
     reply_to: str
 
 
+class CallFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A model call that failed after every retry and fallback, with the last error."""
+
+    error: str
+
+
 class ProviderReply(Message, frozen=True, kw_only=True):
-    """The Limiter's answer: a result, or the error that ended all retries and fallbacks."""
+    """The Limiter's answer: the call's result, or why it failed (a tagged union, never both)."""
 
     request_id: str
-    result: Generation | TokenScores | None
-    error: str | None = None
+    outcome: Generation | TokenScores | CallFailed
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from actors.miner import Miner
 from actors.optimizer import AutoOptimize, OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
-from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, Role
+from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED
 from bus.records import (
     Accepted,
     DeadLetter,
@@ -43,6 +43,7 @@ from runtime.errors import CrashLoopError, ExitCode, ReerError, StoreFullError
 from runtime.imports.sources import batches, check
 from runtime.progress import Progress
 from runtime.providers import Provider, open_provider
+from runtime.providers.calls import Role
 from runtime.stats import write_snapshot
 from runtime.store import JsonlStore
 from runtime.watch import Watcher

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import anyio
 
-from bus.messages import Role
 from runtime.config import load_settings
 from runtime.daemon import Stores
 from runtime.errors import ConfigError, CorruptRecordError, ProviderConfigError
 from runtime.providers import open_provider
+from runtime.providers.calls import Role
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
 from runtime.stats import STATS_FILE
 

@@ -27,8 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 
-from bus.messages import ChatMessage, GenerateCall
 from runtime.providers.base import Provider
+from runtime.providers.calls import ChatMessage, GenerateCall
 from runtime.providers.dummy import DummyModel, DummyProvider
 
 

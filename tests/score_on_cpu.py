@@ -12,7 +12,7 @@ import sys
 
 import anyio
 
-from bus.messages import ChatMessage, ScoreCall
+from runtime.providers.calls import ChatMessage, ScoreCall
 from runtime.providers.mlx.provider import MlxProvider
 
 

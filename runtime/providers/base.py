@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
 class Provider(Protocol):

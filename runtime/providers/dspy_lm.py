@@ -14,11 +14,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers.base import chat_messages, without_prefill
-
-RETRYABLE = ("LMRateLimitError", "LMServerError", "LMTimeoutError", "LMTransportError")
+from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
 class DspyProvider:
@@ -61,12 +59,16 @@ class DspyProvider:
             options["stop"] = call.stop
         if call.seed is not None:
             options["seed"] = call.seed
+        import dspy
+
+        retryable = (dspy.LMRateLimitError, dspy.LMServerError, dspy.LMTimeoutError, dspy.LMTransportError)
         try:
             response = await self._lm.aforward(messages=messages, **options)
-        except Exception as exc:  # DSPy's LMError family, named by class
-            name = type(exc).__name__
+        except Exception as exc:  # DSPy's LMError family, and whatever litellm raised under it
             raise ProviderError(
-                f"{name}: {exc}", retryable=name in RETRYABLE, retry_after=getattr(exc, "retry_after", None)
+                f"{type(exc).__name__}: {exc}",
+                retryable=isinstance(exc, retryable),
+                retry_after=getattr(exc, "retry_after", None),
             ) from None
         choice = response.choices[0]
         text = without_prefill(choice.message.content or "", call.prefill)

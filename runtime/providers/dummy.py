@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
-from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.errors import ProviderConfigError
 from runtime.providers.base import render_chat
+from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 Counts = dict[bytes, dict[int, int]]
 

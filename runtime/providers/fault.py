@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
-from bus.messages import GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers.base import Provider
+from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 OUTCOMES = ("error", "fatal", "rate_limit", "hang", "malformed")
 

@@ -32,9 +32,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers.base import chat_messages, continue_with, render_chat, without_prefill
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 OPTIONS = ("tls", "key_env", "key_file")
 RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}

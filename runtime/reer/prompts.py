@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bus.messages import ChatMessage
+from runtime.providers.calls import ChatMessage
 
 SYSTEM = (
     "You are an expert social media writer who explains the strategy behind posts. "

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from bus.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from runtime.reer import prompts
 from runtime.reer.plans import content_overlap, leak_reason, overlap, render_plan
 

@@ -10,7 +10,7 @@ from typing import Any
 import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage
 
-from bus.messages import ChatMessage, GenerateCall, Generation
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation
 
 FIELD_START = re.compile(r"starting with the field `(\[\[ ## \w+ ## \]\])`")
 COMPLETED = "[[ ## completed ## ]]"

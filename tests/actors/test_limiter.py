@@ -14,11 +14,11 @@ from actors.gate import Gate
 from actors.limiter import Limiter, backoff_delay
 from actors.model_client import ModelClient
 from bus.bus import Bus
-from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from bus.records import DeadLetter
 from runtime.config import LimitSettings
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import Provider, open_provider
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.dummy import DummyProvider
 from runtime.store import JsonlStore
 

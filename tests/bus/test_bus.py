@@ -13,16 +13,15 @@ from bus.bus import Bus, NoSubscriberError
 from bus.messages import (
     POSTS_OBSERVED,
     PROVIDER_REQUESTS,
-    ChatMessage,
+    CallFailed,
     Envelope,
-    GenerateCall,
     PostObserved,
     ProviderReply,
     ProviderRequest,
-    TokenScores,
     decode,
     encode,
 )
+from runtime.providers.calls import ChatMessage, GenerateCall, TokenScores
 from tests.helpers import make_post
 
 pytestmark = pytest.mark.anyio
@@ -127,8 +126,10 @@ def test_envelopes_round_trip_through_their_json_encoding() -> None:
             call=GenerateCall(messages=[ChatMessage("user", "hi")], stop=["\n"], seed=3),
             reply_to="provider.replies.miner",
         ),
-        ProviderReply(request_id="r1", result=TokenScores(logprobs=[-0.5, -1.25], input_tokens=4, provider="dummy://")),
-        ProviderReply(request_id="r2", result=None, error="all providers failed"),
+        ProviderReply(
+            request_id="r1", outcome=TokenScores(logprobs=[-0.5, -1.25], input_tokens=4, provider="dummy://")
+        ),
+        ProviderReply(request_id="r2", outcome=CallFailed(error="all providers failed")),
     ]
     for body in messages:
         envelope = Envelope(id="m1", topic=PROVIDER_REQUESTS.name, headers={"traceparent": "00-ab-cd-01"}, body=body)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from bus.messages import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers.base import continue_with
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.mlx import blas
 
 T = TypeVar("T")

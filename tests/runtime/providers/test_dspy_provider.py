@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bus.messages import ChatMessage, GenerateCall
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import open_provider
+from runtime.providers.calls import ChatMessage, GenerateCall
 from runtime.providers.dspy_lm import DspyProvider
 from tests.conftest import RunDaemon
 from tests.helpers import post_line

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bus.messages import ChatMessage, GenerateCall, ScoreCall
 from runtime.errors import ProviderConfigError
 from runtime.providers import open_provider
+from runtime.providers.calls import ChatMessage, GenerateCall, ScoreCall
 from runtime.providers.dummy import DummyModel, DummyProvider
 
 pytestmark = pytest.mark.anyio

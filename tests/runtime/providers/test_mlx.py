@@ -15,9 +15,9 @@ import pytest
 from mlx_lm import load
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
-from bus.messages import ChatMessage, GenerateCall, ScoreCall
 from runtime.errors import ProviderConfigError
 from runtime.providers import open_provider
+from runtime.providers.calls import ChatMessage, GenerateCall, ScoreCall
 from runtime.providers.mlx import blas
 from runtime.providers.mlx.convert import SOURCE_HASH_FILE, ensure_converted
 from runtime.providers.mlx.provider import MlxProvider

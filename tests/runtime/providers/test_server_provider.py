@@ -10,12 +10,12 @@ import pytest
 
 from actors.limiter import Limiter, malformed
 from bus.bus import Bus
-from bus.messages import ChatMessage, GenerateCall, Generation, ScoreCall
 from bus.records import DeadLetter
 from runtime.config import LimitSettings
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import open_provider
 from runtime.providers.base import continue_with, render_chat
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall
 from runtime.providers.dummy import DummyModel, DummyProvider
 from runtime.providers.server import ServerProvider
 from runtime.store import JsonlStore

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bus.messages import GenerateCall, Generation, ScoreCall, TokenScores
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError
+from runtime.providers.calls import GenerateCall, Generation, ScoreCall, TokenScores
 from runtime.providers.dummy import DummyProvider
 from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
