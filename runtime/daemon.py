@@ -181,9 +181,8 @@ async def serve(
         metrics.observe_queue_depths(bus.queue_depths)
         for provider in providers:
             stack.push_async_callback(provider.aclose)
-            cache_stats = getattr(provider, "cache_stats", None)
-            if cache_stats is not None:
-                metrics.observe_cache(f"{provider.uri} prefix", cache_stats)
+            if (cache := provider.describe().cache) is not None:
+                metrics.observe_cache(f"{provider.uri} prefix", cache)
         writer = TraceWriter(bus, stores.dead_letters, stores.traces)
         miner = Miner(
             bus,

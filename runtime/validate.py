@@ -80,15 +80,13 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
         except ProviderConfigError as exc:
             bad(str(exc))
             continue
-        blas = getattr(model, "blas", None)
-        if blas is not None:
-            from runtime.providers.mlx.blas import measure_gflops
-
-            line = f"{uri}: {model.model} on {getattr(model, 'device', '?')}, BLAS {blas.name} ({blas.detail}), "
-            line += f"float32 matmul {measure_gflops():.0f} GFLOP/s"
-            (ok if blas.fast else bad)(line)
-            for passed_over in blas.passed_over:
-                note(f"{uri}: BLAS not taken: {passed_over}")
+        described = model.describe()
+        for line in described.lines:
+            ok(f"{uri}: {line}")
+        for line in described.problems:
+            bad(f"{uri}: {line}")
+        for line in described.notes:
+            note(f"{uri}: {line}")
 
     print(f"{len(problems)} problem(s) found" if problems else "no problems found", file=sys.stderr)
     return 1 if problems else 0

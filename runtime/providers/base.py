@@ -1,14 +1,35 @@
-"""The interface every language-model provider implements, and the errors it may raise."""
+"""The interface every language-model provider implements, and helpers for the chats they send.
+
+A provider raises `ProviderError` when a call fails and `ProviderConfigError` when it cannot be
+opened or cannot serve a role (`runtime/errors.py`). `docs/architecture.md` says how to add one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
+@dataclass(frozen=True)
+class Description:
+    """What a provider runs on, as `validate` shows it: lines that are fine, problems (such as a
+    slow BLAS) and notes; and, for a provider with a prefix cache, the tokens it reused and computed
+    since start (the `reer.cache.tokens` metric)."""
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cache: Callable[[], tuple[int, int]] | None = None
+
+
 class Provider(Protocol):
-    """A language model addressed by a URI such as `dummy://` or `mlx://smollm2-135m`."""
+    """A language model addressed by a URI such as `dummy://` or `mlx://smollm2-135m`.
+
+    Each provider class is opened by `Class.open(uri, data_dir)`, named in `registry.PROVIDERS`.
+    """
 
     uri: str
     system: str
@@ -18,10 +39,15 @@ class Provider(Protocol):
     """The host and port of the server it calls (`server.address`, `server.port`); None when local."""
 
     async def check(self, role: Role) -> str:
-        """Make sure, at start, that this provider can serve `role`: a line saying what it found.
+        """Make sure, at start, that this provider can serve `role`: a line saying what it can do.
 
-        Raises `ProviderConfigError` saying why not and what to do instead.
+        Raises `ProviderConfigError` saying why not and what to do instead. It changes nothing:
+        what a server can do is found on first need, whether or not `check` ran.
         """
+        ...
+
+    def describe(self) -> Description:
+        """What the provider runs on (device, BLAS, cache), for `validate` and metrics."""
         ...
 
     async def generate(self, call: GenerateCall) -> Generation:

@@ -11,11 +11,12 @@ continue an assistant message.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from runtime.errors import ProviderConfigError, ProviderError
-from runtime.providers.base import chat_messages, without_prefill
+from runtime.providers.base import Description, chat_messages, without_prefill
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
@@ -34,7 +35,7 @@ class DspyProvider:
         self._lm = dspy.LM(model, cache=False, num_retries=0, **extra)
 
     @classmethod
-    def from_uri(cls, uri: str) -> DspyProvider:
+    def open(cls, uri: str, data_dir: Path) -> DspyProvider:
         parts = urlsplit(uri)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if set(query) - {"api_base"}:
@@ -51,6 +52,9 @@ class DspyProvider:
                 "prompt. Use it as --generator and score with mlx://... or an openai:// server that echoes them."
             )
         return f"{self.model} through dspy.LM (litellm)"
+
+    def describe(self) -> Description:
+        return Description()
 
     async def generate(self, call: GenerateCall) -> Generation:
         messages = chat_messages(call, continues=False)

@@ -14,12 +14,13 @@ import random
 from collections import defaultdict
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
 from runtime.errors import ProviderConfigError
-from runtime.providers.base import render_chat
+from runtime.providers.base import Description, render_chat
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 Counts = dict[bytes, dict[int, int]]
@@ -159,7 +160,7 @@ class DummyProvider:
         self._model = DummyModel(order, weight)
 
     @classmethod
-    def from_uri(cls, uri: str) -> DummyProvider:
+    def open(cls, uri: str, data_dir: Path) -> DummyProvider:
         query = parse_qs(urlsplit(uri).query)
         try:
             order = int(query.get("order", ["5"])[0])
@@ -172,6 +173,9 @@ class DummyProvider:
 
     async def check(self, role: Role) -> str:
         return f"byte-level {self.model} model"
+
+    def describe(self) -> Description:
+        return Description()
 
     async def generate(self, call: GenerateCall) -> Generation:
         context = (render_chat(call.messages) + call.prefill).encode()

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 
 from runtime.errors import ProviderConfigError, ProviderError
-from runtime.providers.base import Provider
+from runtime.providers.base import Description, Provider
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 OUTCOMES = ("error", "fatal", "rate_limit", "hang", "malformed")
@@ -38,7 +38,9 @@ class FaultProvider:
         self.injected: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
 
     @classmethod
-    def open(cls, uri: str, data_dir: Path, opener: object) -> FaultProvider:
+    def open(cls, uri: str, data_dir: Path) -> FaultProvider:
+        from runtime.providers.registry import open_provider  # the registry opens this provider too
+
         query = {k: v[0] for k, v in parse_qs(urlsplit(uri).query).items()}
         base_uri = query.pop("base", "dummy://")
         try:
@@ -54,8 +56,7 @@ class FaultProvider:
             )
         if any(not 0 <= p <= 1 for p in odds.values()) or sum(odds.values()) > 1:
             raise ProviderConfigError(f"bad option in {uri!r}: probabilities must be in [0, 1] and sum to at most 1")
-        assert callable(opener)
-        return cls(uri, opener(base_uri, data_dir), odds, retry_after, seed)
+        return cls(uri, open_provider(base_uri, data_dir), odds, retry_after, seed)
 
     def _draw(self) -> str | None:
         roll = self._rng.random()
@@ -78,6 +79,9 @@ class FaultProvider:
 
     async def check(self, role: Role) -> str:
         return f"faults injected in front of {self.base.uri} ({await self.base.check(role)})"
+
+    def describe(self) -> Description:
+        return self.base.describe()
 
     async def generate(self, call: GenerateCall) -> Generation:
         outcome = self._draw()

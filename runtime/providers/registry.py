@@ -1,14 +1,23 @@
-"""Turn a provider URI into a provider."""
+"""Turn a provider URI into a provider: one table from URI scheme to provider class."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from runtime.errors import ProviderConfigError
 from runtime.providers.base import Provider
 
-SCHEMES = ("mlx", "openai", "dspy", "dummy", "fault")
+PROVIDERS: dict[str, str] = {
+    "mlx": "runtime.providers.mlx.provider:MlxProvider",
+    "openai": "runtime.providers.server:ServerProvider",
+    "dspy": "runtime.providers.dspy_lm:DspyProvider",
+    "dummy": "runtime.providers.dummy:DummyProvider",
+    "fault": "runtime.providers.fault:FaultProvider",
+}
+"""Each scheme's provider class, imported only when a URI names it (mlx and DSPy are heavy); each has
+a classmethod `open(uri, data_dir)` that raises `ProviderConfigError` for a URI it cannot serve."""
 
 
 def open_provider(uri: str, data_dir: Path) -> Provider:
@@ -17,31 +26,13 @@ def open_provider(uri: str, data_dir: Path) -> Provider:
     `data_dir` holds what a provider prepares once, such as the converted packaged model.
     """
     scheme = urlsplit(uri).scheme
-    if scheme == "mlx":
-        try:
-            from runtime.providers.mlx.provider import INSTALL_HINT, MlxProvider
-        except ImportError as exc:
-            raise ProviderConfigError(f"{uri}: mlx-lm is not installed ({exc})") from None
-        try:
-            return MlxProvider.open(uri, data_dir)
-        except ImportError as exc:
-            raise ProviderConfigError(f"{uri}: mlx-lm is not installed ({exc}); {INSTALL_HINT}") from None
-    if scheme == "openai":
-        from runtime.providers.server import ServerProvider
-
-        return ServerProvider.from_uri(uri)
-    if scheme == "dspy":
-        from runtime.providers.dspy_lm import DspyProvider
-
-        return DspyProvider.from_uri(uri)
-    if scheme == "fault":
-        from runtime.providers.fault import FaultProvider
-
-        return FaultProvider.open(uri, data_dir, open_provider)
-    if scheme == "dummy":
-        from runtime.providers.dummy import DummyProvider
-
-        return DummyProvider.from_uri(uri)
-    raise ProviderConfigError(
-        f"unknown provider {uri!r}: expected a URI starting with one of " + ", ".join(f"{s}://" for s in SCHEMES)
-    )
+    if scheme not in PROVIDERS:
+        raise ProviderConfigError(
+            f"unknown provider {uri!r}: expected a URI starting with one of " + ", ".join(f"{s}://" for s in PROVIDERS)
+        )
+    module, name = PROVIDERS[scheme].split(":")
+    try:
+        provider: Provider = getattr(importlib.import_module(module), name).open(uri, data_dir)
+    except ImportError as exc:  # an optional library the provider needs is missing
+        raise ProviderConfigError(f"{uri}: {exc}; run scripts/setup.sh to install what it needs") from None
+    return provider

@@ -2,8 +2,8 @@
 
 Generation uses `/v1/chat/completions`; a prefilled answer is sent as a final assistant message to
 be continued (vLLM's `continue_final_message`; llama.cpp's server continues it by itself). A server
-that refuses that (OpenAI's own API) is found at start and asked instead, in the last user message,
-to begin its answer with the prefill.
+that refuses that (OpenAI's own API) is found on the first such request (or by `check`) and asked
+instead, in the last user message, to begin its answer with the prefill.
 
 Scoring uses `/v1/completions` with `echo` and `logprobs`, which returns the prompt's
 log-probabilities; chat APIs such as OpenAI's own do not, so such a server can only be a generator.
@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from runtime.errors import ProviderConfigError, ProviderError
-from runtime.providers.base import chat_messages, continue_with, render_chat, without_prefill
+from runtime.providers.base import Description, chat_messages, continue_with, render_chat, without_prefill
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 OPTIONS = ("tls", "key_env", "key_file")
@@ -77,7 +77,10 @@ class ServerProvider:
 
     system = "openai"
 
-    def __init__(self, uri: str, base_url: str, model: str, key: str | None) -> None:
+    def __init__(
+        self, uri: str, base_url: str, model: str, key: str | None, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """`transport` replaces the network, as `httpx.MockTransport` does in the protocol tests."""
         self.uri = uri
         self.model = model
         parts = urlsplit(base_url)
@@ -85,17 +88,18 @@ class ServerProvider:
         self.address: tuple[str, int] | None = (parts.hostname or "", port)
         self.base_url = base_url
         self._key = key
+        self._transport = transport
         self._client: httpx.AsyncClient | None = None
-        self.continues = True
-        """Whether the server continues a final assistant message; found by `check`."""
+        self.continues: bool | None = None
+        """Whether the server continues a final assistant message; found by one trial on first need."""
         self.root_url = base_url.removesuffix("/v1")
         self.template: str | None = None
         """How the server renders a chat with the model's template ("vllm", "llama.cpp"), "" for
-        none (plain text); found on the first scoring call."""
+        none (plain text); found on first need."""
         self._rendered: dict[tuple[tuple[str, str], ...], str] = {}
 
     @classmethod
-    def from_uri(cls, uri: str) -> ServerProvider:
+    def open(cls, uri: str, data_dir: Path) -> ServerProvider:
         parts = urlsplit(uri)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if "key" in query or "api_key" in query or parts.password or parts.username:
@@ -154,12 +158,27 @@ class ServerProvider:
         return data
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=None)  # the Limiter's timeout bounds every call
+        if self._client is None:  # the Limiter's timeout bounds every call
+            self._client = httpx.AsyncClient(timeout=None, transport=self._transport)
         return self._client
 
+    async def _continuing(self, client: httpx.AsyncClient) -> bool:
+        """Whether the server continues a final assistant message: known from the first prefilled
+        generation, or one trial. A server that refuses the request (OpenAI's API) is asked instead
+        to begin with the prefill."""
+        if self.continues is None:
+            try:
+                await self._post(client, "/chat/completions", self._chat_body(PROBE_CALL, continues=True))
+            except ProviderError as exc:
+                if exc.retryable:
+                    raise
+                self.continues = False
+            else:
+                self.continues = True
+        return self.continues
+
     async def check(self, role: Role) -> str:
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with httpx.AsyncClient(timeout=30, transport=self._transport) as client:
             try:
                 response = await client.get(f"{self.base_url}/models", headers=self._headers())
             except httpx.HTTPError as exc:
@@ -176,12 +195,10 @@ class ServerProvider:
                     )
             if role == "generator":
                 try:
-                    await self._post(client, "/chat/completions", self._chat_body(PROBE_CALL))
+                    continues = await self._continuing(client)
                 except ProviderError as exc:
-                    if exc.retryable:
-                        raise ProviderConfigError(f"{self.uri}: a trial chat completion failed: {exc}") from None
-                    self.continues = False
-                how = "continues a prefilled answer" if self.continues else "told to begin with the prefill"
+                    raise ProviderConfigError(f"{self.uri}: a trial chat completion failed: {exc}") from None
+                how = "continues a prefilled answer" if continues else "told to begin with the prefill"
                 return f"{self.model} at {self.base_url}: chat completions ({how})"
             try:
                 found = await self.check_scores(client)
@@ -194,6 +211,9 @@ class ServerProvider:
         template = {"vllm": "vLLM's /tokenize", "llama.cpp": "llama.cpp's /apply-template"}.get(self.template or "")
         how = f"the model's chat template from {template}" if template else "plain-text chats (no template served)"
         return f"{self.model} at {self.base_url}: prompt log-probabilities by echo ({found}); {how}"
+
+    def describe(self) -> Description:
+        return Description()  # the server knows its own device; `check` says what it can do
 
     async def check_scores(self, client: httpx.AsyncClient) -> str:
         """Make sure the echoed log-probabilities are right, not only there: what was checked.
@@ -310,7 +330,7 @@ class ServerProvider:
             raise ProviderError("/completions gave no log-probability for a scored token", retryable=True)
         return [float(v) for v in chosen if v is not None], len(tokens) - len(chosen)
 
-    def _chat_body(self, call: GenerateCall) -> dict[str, Any]:
+    def _chat_body(self, call: GenerateCall, *, continues: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": call.max_tokens,
@@ -321,12 +341,22 @@ class ServerProvider:
             body["stop"] = call.stop
         if call.seed is not None:
             body["seed"] = call.seed
-        if call.prefill and self.continues:
+        if call.prefill and continues:
             body |= {"continue_final_message": True, "add_generation_prompt": False}
-        return {**body, "messages": chat_messages(call, continues=self.continues)}
+        return {**body, "messages": chat_messages(call, continues=continues)}
 
     async def generate(self, call: GenerateCall) -> Generation:
-        data = await self._post(self._http(), "/chat/completions", self._chat_body(call))
+        client = self._http()
+        continues = bool(call.prefill) and self.continues is not False
+        try:
+            data = await self._post(client, "/chat/completions", self._chat_body(call, continues=continues))
+        except ProviderError as exc:
+            if not continues or self.continues is not None or exc.retryable:
+                raise
+            self.continues = False  # it refuses to continue an answer: ask it to begin with the prefill
+            data = await self._post(client, "/chat/completions", self._chat_body(call, continues=False))
+        else:
+            self.continues = True if continues else self.continues
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""

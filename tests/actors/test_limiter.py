@@ -18,6 +18,7 @@ from bus.records import DeadLetter
 from runtime.config import LimitSettings
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import Provider, open_provider
+from runtime.providers.base import Description
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.dummy import DummyProvider
 from runtime.store import JsonlStore
@@ -41,6 +42,9 @@ class Flaky:
 
     async def check(self, role: Role) -> str:
         return "a provider that fails on purpose"
+
+    def describe(self) -> Description:
+        return Description()
 
     async def generate(self, call: GenerateCall) -> Generation:
         self.calls += 1

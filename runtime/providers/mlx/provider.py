@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from runtime.errors import ProviderConfigError, ProviderError
-from runtime.providers.base import continue_with
+from runtime.providers.base import Description, continue_with
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.mlx import blas
 
@@ -124,6 +124,18 @@ class MlxProvider:
 
     async def check(self, role: Role) -> str:
         return f"{self.model} on {self.device or 'the default device'}, BLAS {self.blas.name}, {self.layout}"
+
+    def describe(self) -> Description:
+        line = (
+            f"{self.model} on {self.device or '?'}, BLAS {self.blas.name} ({self.blas.detail}), "
+            f"float32 matmul {blas.measure_gflops():.0f} GFLOP/s"
+        )
+        return Description(
+            lines=[line] if self.blas.fast else [],
+            problems=[] if self.blas.fast else [line],
+            notes=[f"BLAS not taken: {passed_over}" for passed_over in self.blas.passed_over],
+            cache=self.cache_stats,
+        )
 
     async def generate(self, call: GenerateCall) -> Generation:
         def start() -> Any:

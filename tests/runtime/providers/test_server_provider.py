@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from actors.limiter import Limiter, malformed
@@ -276,3 +279,61 @@ def test_a_template_that_opens_a_think_block_does_not_get_a_second_one() -> None
     plain = "<|im_start|>user\nBrief<|im_end|>\n<|im_start|>assistant\n"
     assert continue_with(plain, answer) == plain + answer
     assert continue_with(r1_style, "Angle: I will") == r1_style + "Angle: I will"  # only a think block is merged
+
+
+def mock(
+    answer: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]], seen: list[tuple[str, dict[str, Any]]]
+) -> ServerProvider:
+    """A `ServerProvider` whose HTTP goes to `answer(path, body)` in process (`httpx.MockTransport`)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content or b"{}")
+        seen.append((request.url.path, body))
+        status, payload = answer(request.url.path, body)
+        return httpx.Response(status, json=payload)
+
+    return ServerProvider("openai://mock/m", "http://mock/v1", "m", None, transport=httpx.MockTransport(handle))
+
+
+async def test_a_refusal_to_continue_an_answer_is_learnt_from_the_first_prefilled_request() -> None:
+    def answer(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body.get("continue_final_message"):
+            return 400, {"error": {"message": "Unrecognized request argument: continue_final_message"}}
+        return 200, {"choices": [{"message": {"content": " begin."}, "finish_reason": "stop"}]}
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    model = mock(answer, seen)
+    call = GenerateCall(messages=CHAT, prefill="Angle: I will", max_tokens=8)
+    first, second = await model.generate(call), await model.generate(call)
+    await model.aclose()
+    assert first.text == second.text == " begin." and model.continues is False
+    # the refused request, its retry asking to begin with the prefill, then only the latter
+    assert [bool(b.get("continue_final_message")) for _, b in seen] == [True, False, False]
+    assert seen[-1][1]["messages"][-1]["content"].endswith("then go on:\nAngle: I will")
+
+
+async def test_a_chat_is_rendered_by_the_servers_template_once_and_scored_as_rendered() -> None:
+    rendered = "<|im_start|>user\nPlan a post about backups.<|im_end|>\n<|im_start|>assistant\n"
+
+    def answer(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if path == "/tokenize":
+            return 200, {"tokens": [1, 2, 3]}
+        if path == "/detokenize":
+            return 200, {"prompt": rendered}
+        prompt = body["prompt"]  # /v1/completions with echo: one token per character
+        logprobs = {
+            "tokens": list(prompt),
+            "text_offset": list(range(len(prompt))),
+            "token_logprobs": [None] + [-1.0] * (len(prompt) - 1),
+        }
+        return 200, {"choices": [{"logprobs": logprobs}]}
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    model = mock(answer, seen)
+    for target in ("Test your backups.", "Restore one file today."):
+        scored = await model.score(ScoreCall(messages=CHAT, prefix="<think>\n</think>\n", target=target))
+        assert scored.logprobs == [-1.0] * len(target)
+    await model.aclose()
+    assert [path for path, _ in seen] == ["/tokenize", "/detokenize", "/v1/completions", "/v1/completions"]
+    assert seen[0][1]["messages"][0] == {"role": "system", "content": "You write plans."}
+    assert all(b["prompt"].startswith(rendered + "<think>") and b["add_special_tokens"] is False for _, b in seen[2:])
