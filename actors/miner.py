@@ -18,6 +18,7 @@ from bus.records import DeadLetter, Failure, Trace
 from runtime import metrics
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError, ProviderError
+from runtime.ledger import Ledger
 from runtime.reer.brief import derive_brief
 from runtime.reer.search import Search
 from runtime.store import JsonlStore
@@ -42,7 +43,7 @@ class Miner(Consumer[PostObserved]):
         *,
         concurrency: int,
         max_consecutive_failures: int,
-        already_mined: set[str],
+        ledger: Ledger,
     ) -> None:
         super().__init__(
             bus,
@@ -53,7 +54,7 @@ class Miner(Consumer[PostObserved]):
         )
         self._failures_store = failures
         self._settings = settings
-        self._already_mined = already_mined
+        self._ledger = ledger
         self.model = ModelClient(bus, self.name)
         self.mined = 0
         self.failed = 0
@@ -68,7 +69,7 @@ class Miner(Consumer[PostObserved]):
         span = trace.get_current_span()
         post = message.post
         span.set_attribute("reer.post.key", post.key)
-        if not message.selected or post.key in self._already_mined:
+        if not message.selected or self._ledger.is_mined(post.key):
             span.set_attribute("reer.mined", False)
             metrics.posts.add(1, {"reer.outcome": "skipped"})
             return

@@ -8,6 +8,7 @@ from actors.base import Consumer
 from bus.bus import Bus
 from bus.messages import TRACES_MINED, TraceMined
 from bus.records import DeadLetter, Trace
+from runtime.ledger import Ledger
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
@@ -18,18 +19,20 @@ class TraceWriter(Consumer[TraceMined]):
 
     name = "trace-writer"
 
-    def __init__(self, bus: Bus, dead_letters: JsonlStore[DeadLetter], store: JsonlStore[Trace]) -> None:
+    def __init__(
+        self, bus: Bus, dead_letters: JsonlStore[DeadLetter], store: JsonlStore[Trace], ledger: Ledger
+    ) -> None:
         super().__init__(bus, TRACES_MINED, dead_letters)
         self._store = store
-        self.mined = {t.post.key for t in store.read()}
+        self._ledger = ledger
 
     async def handle(self, message: TraceMined) -> None:
         key = message.trace.post.key
-        if key in self.mined:
+        if self._ledger.is_mined(key):
             log.info("post %s already has a trace; not writing another", key)
             return
         await self._store.append(message.trace)
-        self.mined.add(key)
+        self._ledger.record_mined(key)
         log.info(
             "mined %s: score %.3f (no plan) -> %.3f (initial) -> %.3f (found)",
             key,

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import msgspec
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from actors.base import Consumer
@@ -24,84 +23,23 @@ from actors.miner import Miner
 from actors.optimizer import AutoOptimize, OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
-from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED
 from bus.records import (
-    Accepted,
-    DeadLetter,
     Draft,
-    Failure,
     GenerateEvent,
     OptimizeEvent,
-    Rejected,
-    Requested,
-    Trace,
-    Watched,
 )
 from runtime import metrics
 from runtime.config import DEFAULT_MODEL, Settings
 from runtime.errors import CrashLoopError, ExitCode, ReerError, StoreFullError
 from runtime.imports.sources import batches, check
+from runtime.ledger import Ledger, Stores
 from runtime.progress import Progress
 from runtime.providers import Provider, open_provider
 from runtime.providers.calls import Role
 from runtime.stats import write_snapshot
-from runtime.store import JsonlStore
 from runtime.watch import Watcher
-from runtime.writer.programs import Programs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Stores:
-    """The files of a data dir."""
-
-    posts: JsonlStore[Accepted]
-    rejected: JsonlStore[Rejected]
-    traces: JsonlStore[Trace]
-    failures: JsonlStore[Failure]
-    dead_letters: JsonlStore[DeadLetter]
-    drafts: JsonlStore[Draft]
-    watched: JsonlStore[Watched]
-    requests: JsonlStore[Requested]
-    programs: Programs
-
-    @classmethod
-    def at(cls, data_dir: Path) -> Stores:
-        return cls(
-            posts=JsonlStore(data_dir / "posts.jsonl", Accepted),
-            rejected=JsonlStore(data_dir / "rejected.jsonl", Rejected),
-            traces=JsonlStore(data_dir / "traces.jsonl", Trace),
-            failures=JsonlStore(data_dir / "failed.jsonl", Failure),
-            dead_letters=JsonlStore(data_dir / "dead-letters.jsonl", DeadLetter),
-            drafts=JsonlStore(data_dir / "drafts.jsonl", Draft),
-            watched=JsonlStore(data_dir / "watched.jsonl", Watched),
-            requests=JsonlStore(data_dir / "requests.jsonl", Requested),
-            programs=Programs(data_dir / "programs"),
-        )
-
-    def all(self) -> list[JsonlStore[object]]:
-        stores = [self.posts, self.rejected, self.traces, self.failures, self.dead_letters, self.drafts, self.watched]
-        return [*stores, self.requests, self.programs.index]  # type: ignore[list-item]
-
-    def settled_requests(self) -> set[str]:
-        """Ids of the journaled requests that came to an end: drafts written, a program compiled, or
-        the request dead-lettered (refused or failed, kept with the reason)."""
-        ids = {d.request_id for d in self.drafts.read()}
-        ids |= {p.request_id for p in self.programs.records() if p.request_id}
-        for letter in self.dead_letters.read():
-            if letter.topic in (GENERATE_REQUESTED.name, OPTIMIZE_REQUESTED.name):
-                ids.add(msgspec.json.decode(letter.message, type=_Journaled).body.request_id or "")
-        return ids - {""}
-
-
-class _Journaled(msgspec.Struct):
-    """The part of a dead-lettered request's envelope that names it."""
-
-    class Body(msgspec.Struct):
-        request_id: str | None = None  # none for a compile `AutoOptimize` asked for
-
-    body: Body
 
 
 @dataclass
@@ -136,6 +74,73 @@ async def check_chains(chains: dict[Role, list[Provider]]) -> None:
     for role, chain in chains.items():
         for provider in chain:
             log.info("%s %s: %s", role, provider.uri, await provider.check(role))
+
+
+@dataclass
+class Actors:
+    """The actors of one run, built over the data dir's stores and the ledger."""
+
+    ingestor: Ingestor
+    miner: Miner
+    consumers: list[Consumer[Any]]
+    """Every actor that consumes from the bus: the Limiter, the Miner, the TraceWriter and the writing actors."""
+    watcher: Watcher | None
+
+
+def build_actors(
+    settings: Settings,
+    chains: dict[Role, list[Provider]],
+    stores: Stores,
+    ledger: Ledger,
+    bus: Bus,
+    watch: Path | None,
+    show_draft: Callable[[Draft], None],
+) -> Actors:
+    """The Ingestor, the Limiter, the Miner, the TraceWriter, the Optimizer and Generator (and
+    `AutoOptimize` when configured) and the folder watcher, wired to `bus`."""
+    miner = Miner(
+        bus,
+        stores.dead_letters,
+        stores.failures,
+        settings.search,
+        concurrency=settings.miner_concurrency,
+        max_consecutive_failures=settings.max_consecutive_failures,
+        ledger=ledger,
+    )
+    consumers: list[Consumer[Any]] = [
+        Limiter(bus, stores.dead_letters, chains, settings.limits),
+        miner,
+        TraceWriter(bus, stores.dead_letters, stores.traces, ledger),
+        OptimizerActor(bus, stores.dead_letters, stores.traces, stores.programs, settings),
+        GeneratorActor(bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, show_draft),
+    ]
+    if settings.writer.optimize_after:
+        consumers.append(AutoOptimize(bus, stores.dead_letters, settings.writer.optimize_after))
+    ingestor = Ingestor(
+        bus,
+        stores.posts,
+        stores.rejected,
+        min_engagement=settings.min_engagement,
+        min_author_posts=settings.min_author_posts,
+        max_line_bytes=settings.max_line_bytes,
+        batch_max_lines=settings.batch_max_lines,
+        max_text_chars=settings.max_text_chars,
+        max_nesting=settings.max_nesting,
+        mine_all_kinds=settings.mine_reposts_and_replies,
+        journal=stores.requests,
+        read=partial(
+            batches,
+            fmt=settings.input_format,
+            mapping=settings.csv,
+            max_line_bytes=settings.max_line_bytes,
+            max_lines=settings.batch_max_lines,
+        ),
+    )
+    watcher = None
+    if watch is not None:
+        fits = partial(check, fmt=settings.input_format, mapping=settings.csv)
+        watcher = Watcher(watch, stores.watched, fits, lambda source: ingestor.run([source]))
+    return Actors(ingestor, miner, consumers, watcher)
 
 
 async def serve(
@@ -183,61 +188,16 @@ async def serve(
             stack.push_async_callback(provider.aclose)
             if (cache := provider.describe().cache) is not None:
                 metrics.observe_cache(f"{provider.uri} prefix", cache)
-        writer = TraceWriter(bus, stores.dead_letters, stores.traces)
-        miner = Miner(
-            bus,
-            stores.dead_letters,
-            stores.failures,
-            settings.search,
-            concurrency=settings.miner_concurrency,
-            max_consecutive_failures=settings.max_consecutive_failures,
-            already_mined=writer.mined,
-        )
-        limiter = Limiter(bus, stores.dead_letters, chains, settings.limits)
-        writers: list[Consumer[Any]] = [
-            OptimizerActor(bus, stores.dead_letters, stores.traces, stores.programs, settings),
-            GeneratorActor(
-                bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, show_draft
-            ),
-        ]
-        if settings.writer.optimize_after:
-            writers.append(AutoOptimize(bus, stores.dead_letters, settings.writer.optimize_after))
-        ingestor = Ingestor(
-            bus,
-            stores.posts,
-            stores.rejected,
-            min_engagement=settings.min_engagement,
-            min_author_posts=settings.min_author_posts,
-            max_line_bytes=settings.max_line_bytes,
-            batch_max_lines=settings.batch_max_lines,
-            max_text_chars=settings.max_text_chars,
-            max_nesting=settings.max_nesting,
-            mine_all_kinds=settings.mine_reposts_and_replies,
-            journal=stores.requests,
-            read=partial(
-                batches,
-                fmt=settings.input_format,
-                mapping=settings.csv,
-                max_line_bytes=settings.max_line_bytes,
-                max_lines=settings.batch_max_lines,
-            ),
-        )
-        watcher = None
-        if watch is not None:
-            fits = partial(check, fmt=settings.input_format, mapping=settings.csv)
-            watcher = Watcher(watch, stores.watched, fits, lambda source: ingestor.run([source]))
+        ledger = Ledger(stores, retry_failed=settings.retry_failed_on_start)
+        actors = build_actors(settings, chains, stores, ledger, bus, watch, show_draft)
         stopped: ReerError | None = None
         try:
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
                     tg.start_soon(_write_stats, stats_reader, settings)
-                tg.start_soon(Progress(ingestor, miner, settings.progress_interval_s).run)
-                failed = set() if settings.retry_failed_on_start else {f.post.key for f in stores.failures.read()}
-                finished = writer.mined | failed
-                consumers: list[Consumer[Any]] = [limiter, miner, writer, *writers]
-                inputs = Inputs(sources, watcher, requests or [])
-                settled = stores.settled_requests()
-                await _run(bus, ingestor, finished, settled, consumers, inputs, settings, exit_when_idle)
+                tg.start_soon(Progress(actors.ingestor, actors.miner, settings.progress_interval_s).run)
+                inputs = Inputs(sources, actors.watcher, requests or [])
+                await _run(bus, actors, ledger, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
         except* (CrashLoopError, StoreFullError) as group:
             stopped = _first(group)
@@ -247,38 +207,33 @@ async def serve(
         if stopped is not None:
             log.error("stopping: %s", stopped)
             return stopped.exit_code
-        counts = ingestor.counts
+        counts = actors.ingestor.counts
         log.info(
             "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",
             counts.lines,
             counts.accepted,
             counts.rejected,
             counts.selected,
-            len(writer.mined),
+            ledger.mined,
         )
     return ExitCode.OK
 
 
 async def _run(
-    bus: Bus,
-    ingestor: Ingestor,
-    finished: set[str],
-    settled: set[str],
-    consumers: list[Consumer[Any]],
-    inputs: Inputs,
-    settings: Settings,
-    exit_when_idle: bool,
+    bus: Bus, actors: Actors, ledger: Ledger, inputs: Inputs, settings: Settings, exit_when_idle: bool
 ) -> None:
+    """Start the consumers; pass on again what the ledger says is unfinished; read the input; drain."""
     stopping = anyio.Event()
     ingest_scope = anyio.CancelScope()
+    ingestor = actors.ingestor
     async with anyio.create_task_group() as tg:
-        for consumer in consumers:
+        for consumer in actors.consumers:
             tg.start_soon(consumer.run)
         async with anyio.create_task_group() as watcher:
             watcher.start_soon(_watch_signals, stopping, ingest_scope)
             with ingest_scope:
-                await ingestor.recover(finished)
-                await ingestor.resume_requests(settled)
+                await ingestor.recover(ledger.finished_posts())
+                await ingestor.resume_requests(ledger.settled_requests())
                 await ingestor.run(inputs.sources)
                 if inputs.watcher is not None:
                     await inputs.watcher.run(until_idle=exit_when_idle)

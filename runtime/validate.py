@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 
 from runtime.config import load_settings
-from runtime.daemon import Stores
 from runtime.errors import ConfigError, CorruptRecordError, ProviderConfigError
+from runtime.ledger import Stores
 from runtime.providers import open_provider
 from runtime.providers.calls import Role
 from runtime.schemas import RECORDS, SCHEMA_DIR, render

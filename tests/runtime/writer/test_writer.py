@@ -448,7 +448,7 @@ def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_o
 async def test_dead_lettered_requests_are_settled_and_automatic_compiles_have_no_id(tmp_path: Path) -> None:
     """A refused compile that `AutoOptimize` asked for carries no request id; it must not stop a start."""
     from bus.messages import Envelope, encode
-    from runtime.daemon import Stores
+    from runtime.ledger import Ledger, Stores
 
     stores = Stores.at(tmp_path)
     stores.dead_letters.open()
@@ -464,7 +464,7 @@ async def test_dead_lettered_requests_are_settled_and_automatic_compiles_have_no
         )
         await stores.dead_letters.append(letter)
     stores.dead_letters.close()
-    assert stores.settled_requests() == {"r7"}
+    assert Ledger(stores).settled_requests() == {"r7"}
 
 
 def test_generate_gives_the_drafts_asked_for_within_the_limits_on_a_small_model(

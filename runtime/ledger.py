@@ -1,0 +1,89 @@
+"""The files of a data dir (`Stores`), and the one owner of what is finished (`Ledger`).
+
+Which posts are mined or failed, and which requests have come to an end, is read from the stores
+once at start and kept up to date as traces are written. The TraceWriter and the Miner ask the
+ledger whether a post is mined; the start-up asks it which accepted posts and journaled requests to
+pass on again, so a restart finishes what was accepted and repeats nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, GenerateRequested, OptimizeRequested, decode
+from bus.records import Accepted, DeadLetter, Draft, Failure, Rejected, Requested, Trace, Watched
+from runtime.store import JsonlStore
+from runtime.writer.programs import Programs
+
+
+@dataclass
+class Stores:
+    """The files of a data dir."""
+
+    posts: JsonlStore[Accepted]
+    rejected: JsonlStore[Rejected]
+    traces: JsonlStore[Trace]
+    failures: JsonlStore[Failure]
+    dead_letters: JsonlStore[DeadLetter]
+    drafts: JsonlStore[Draft]
+    watched: JsonlStore[Watched]
+    requests: JsonlStore[Requested]
+    programs: Programs
+
+    @classmethod
+    def at(cls, data_dir: Path) -> Stores:
+        return cls(
+            posts=JsonlStore(data_dir / "posts.jsonl", Accepted),
+            rejected=JsonlStore(data_dir / "rejected.jsonl", Rejected),
+            traces=JsonlStore(data_dir / "traces.jsonl", Trace),
+            failures=JsonlStore(data_dir / "failed.jsonl", Failure),
+            dead_letters=JsonlStore(data_dir / "dead-letters.jsonl", DeadLetter),
+            drafts=JsonlStore(data_dir / "drafts.jsonl", Draft),
+            watched=JsonlStore(data_dir / "watched.jsonl", Watched),
+            requests=JsonlStore(data_dir / "requests.jsonl", Requested),
+            programs=Programs(data_dir / "programs"),
+        )
+
+    def all(self) -> list[JsonlStore[object]]:
+        stores = [self.posts, self.rejected, self.traces, self.failures, self.dead_letters, self.drafts, self.watched]
+        return [*stores, self.requests, self.programs.index]  # type: ignore[list-item]
+
+
+class Ledger:
+    """What is finished: the posts with a trace, the posts whose mining failed (unless they are to
+    be retried), and the requests that came to an end. Read from `stores`, which must be open."""
+
+    def __init__(self, stores: Stores, *, retry_failed: bool = False) -> None:
+        self._stores = stores
+        self._mined = {t.post.key for t in stores.traces.read()}
+        self._failed = set() if retry_failed else {f.post.key for f in stores.failures.read()}
+
+    @property
+    def mined(self) -> int:
+        """How many posts have a trace."""
+        return len(self._mined)
+
+    def is_mined(self, key: str) -> bool:
+        """Whether the post `key` has a trace (a second one is not mined or written)."""
+        return key in self._mined
+
+    def record_mined(self, key: str) -> None:
+        """The post `key`'s trace is in the store."""
+        self._mined.add(key)
+
+    def finished_posts(self) -> set[str]:
+        """Keys of the posts not to announce again at start: mined, or failed and not to be retried."""
+        return self._mined | self._failed
+
+    def settled_requests(self) -> set[str]:
+        """Ids of the journaled requests that came to an end: drafts written, a program compiled, or
+        the request dead-lettered (refused or failed, kept with the reason)."""
+        ids = {d.request_id for d in self._stores.drafts.read()}
+        ids |= {p.request_id for p in self._stores.programs.records() if p.request_id}
+        for letter in self._stores.dead_letters.read():
+            if letter.topic in (GENERATE_REQUESTED.name, OPTIMIZE_REQUESTED.name):
+                body = decode(letter.message).body
+                if isinstance(body, GenerateRequested | OptimizeRequested) and body.request_id:
+                    ids.add(body.request_id)
+        return ids

@@ -1,0 +1,88 @@
+"""The ledger: what is mined, failed and settled, read from the stores and kept up to date."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bus.messages import GENERATE_REQUESTED, Envelope, GenerateRequested, encode
+from bus.records import DeadLetter, Draft, Failure, Features, GenerateEvent, Program
+from runtime.ledger import Ledger, Stores
+from tests.helpers import make_post
+from tests.runtime.writer.test_writer import make_trace
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Stores:
+    opened = Stores.at(tmp_path)
+    for store in opened.all():
+        store.open()
+    return opened
+
+
+async def test_posts_with_a_trace_are_mined_and_failed_ones_finished_unless_retried(stores: Stores) -> None:
+    await stores.traces.append_many([make_trace(1, "We shipped."), make_trace(2, "We learned.")])
+    failed = make_post(3)
+    await stores.failures.append(Failure(post=failed, reason="every plan copied the post", failed_at=NOW))
+    ledger = Ledger(stores)
+    mined = {t.post.key for t in stores.traces.read()}
+    assert ledger.mined == 2 and all(ledger.is_mined(key) for key in mined)
+    assert not ledger.is_mined(failed.key) and ledger.finished_posts() == mined | {failed.key}
+    assert Ledger(stores, retry_failed=True).finished_posts() == mined  # `retry-failed` mines it again
+
+    ledger.record_mined(failed.key)  # the TraceWriter wrote its trace
+    assert ledger.is_mined(failed.key) and ledger.mined == 3
+
+
+async def test_a_request_is_settled_by_its_drafts_its_program_or_its_dead_letter(stores: Stores) -> None:
+    request = GenerateEvent(topic="pricing")
+    draft = Draft(
+        draft_id="d1",
+        request_id="drafted",
+        request=request,
+        parts=["Prices go up."],
+        features=Features(chars=13, words=3, hashtags=0, mentions=0, links=0),
+        plan="Angle: I will say it plainly.",
+        program_version=0,
+        provider=["dummy://"],
+        trace_ids=[],
+        score=0.5,
+        score_parts={},
+        otel_trace_id="0" * 32,
+        created_at=NOW,
+    )
+    await stores.drafts.append(draft)
+    compiled = Program(
+        version=1,
+        optimizer="bootstrap",
+        score=0.6,
+        baseline=0.5,
+        promoted=True,
+        train_trace_ids=[],
+        val_trace_ids=[],
+        demo_trace_ids=[],
+        model_calls=3,
+        compile_s=1.0,
+        created_at=NOW,
+        request_id="compiled",
+    )
+    await stores.programs.index.append(compiled)
+    automatic = msgspec.structs.replace(compiled, version=2, request_id=None)  # AutoOptimize's: no id
+    await stores.programs.index.append(automatic)
+    body = GenerateRequested(request_id="refused", request=request)
+    envelope = Envelope(id="m1", topic=GENERATE_REQUESTED.name, headers={}, body=body)
+    letter = DeadLetter(
+        actor="generator",
+        topic=GENERATE_REQUESTED.name,
+        message=msgspec.Raw(encode(envelope)),
+        error="Refused: no traces yet",
+        failed_at=NOW,
+    )
+    await stores.dead_letters.append(letter)
+    assert Ledger(stores).settled_requests() == {"drafted", "compiled", "refused"}
