@@ -11,7 +11,7 @@ from functools import partial
 import anyio
 import dspy
 import msgspec
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer
 from actors.model_client import ModelClient, ThreadModels
@@ -85,7 +85,7 @@ class GeneratorActor(Consumer[GenerateRequested]):
         writer = self._settings.writer
         lm = limiter_lm(models.generate, temperature=writer.temperature, max_tokens=writer.max_tokens)
         metric = WriterMetric(models.score, self._settings.search.clip_min)
-        span = trace.get_current_span()
+        span = otel_trace.get_current_span()
         span.set_attributes({"reer.program.version": record.version if record else 0, "reer.drafts": request.n})
         drafts: list[Draft] = []
         for index in range(request.n):
@@ -166,7 +166,7 @@ class GeneratorActor(Consumer[GenerateRequested]):
             attempt=attempt,
             repaired=fitted.repaired,
             rejected_reason=rejected,
-            otel_trace_id=format(trace.get_current_span().get_span_context().trace_id, "032x"),
+            otel_trace_id=format(otel_trace.get_current_span().get_span_context().trace_id, "032x"),
             created_at=datetime.now(UTC),
         )
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 
 from bus.bus import Bus
 from bus.messages import (
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 Reader = Callable[[str], AsyncIterator[list[Line]]]
 """Batches of input lines from a source."""
-tracer = trace.get_tracer("reer-runtime.ingestor")
+tracer = otel_trace.get_tracer("reer-runtime.ingestor")
 
 _decoder = msgspec.json.Decoder(InputEvent)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')

@@ -9,7 +9,7 @@ import time
 
 import anyio
 import msgspec
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from actors.base import Consumer
@@ -25,7 +25,7 @@ from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, T
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("reer-runtime.limiter")
+tracer = otel_trace.get_tracer("reer-runtime.limiter")
 
 
 def backoff_delay(attempt: int, retry_after: float | None, max_retry_after: float) -> float:
@@ -99,7 +99,7 @@ class Limiter(Consumer[ProviderRequest]):
             if index > 0:
                 metrics.provider_fallbacks.add(1, {"gen_ai.provider.name": gate.provider.system, "reer.role": role})
                 log.warning("falling back to %s for a %s call after: %s", gate.provider.uri, role, errors[-1])
-                trace.get_current_span().add_event("fallback", {"reer.provider": gate.provider.uri})
+                otel_trace.get_current_span().add_event("fallback", {"reer.provider": gate.provider.uri})
             try:
                 result = await self._attempts(gate, call)
                 return msgspec.structs.replace(result, provider=gate.provider.uri)
@@ -194,7 +194,12 @@ class Limiter(Consumer[ProviderRequest]):
 
     @staticmethod
     def _failed(
-        span: trace.Span, error: ProviderError, error_type: str, attrs: dict[str, str | int], started: float, uri: str
+        span: otel_trace.Span,
+        error: ProviderError,
+        error_type: str,
+        attrs: dict[str, str | int],
+        started: float,
+        uri: str,
     ) -> None:
         span.set_status(Status(StatusCode.ERROR, str(error)))
         span.set_attribute("error.type", error_type)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import anyio
 import msgspec
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer
 from actors.model_client import ModelClient
@@ -66,7 +66,7 @@ class Miner(Consumer[PostObserved]):
             await super().run()
 
     async def handle(self, message: PostObserved) -> None:
-        span = trace.get_current_span()
+        span = otel_trace.get_current_span()
         post = message.post
         span.set_attribute("reer.post.key", post.key)
         if not message.selected or self._ledger.is_mined(post.key):

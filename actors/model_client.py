@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import anyio
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 
 from bus import tracing
 from bus.bus import Bus
@@ -65,7 +65,7 @@ class ModelClient:
             self._waiting.pop(request_id, None)
         outcome = box[0].outcome
         if isinstance(outcome, CallFailed):
-            trace.get_current_span().add_event("provider failed", {"error": outcome.error})
+            otel_trace.get_current_span().add_event("provider failed", {"error": outcome.error})
             raise ProviderError(outcome.error)
         return outcome
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import anyio
 import dspy
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer
 from actors.model_client import ModelClient, ThreadModels
@@ -70,7 +70,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         trainset, valset = split([example(t) for t in traces], settings.val_fraction)
         current = self._programs.current()
         version = max((r.version for r in self._programs.records()), default=0) + 1
-        span = trace.get_current_span()
+        span = otel_trace.get_current_span()
         span.set_attributes({"reer.optimizer": optimizer, "reer.program.version": version, "reer.traces": len(traces)})
         log.info(
             "compiling program v%d with %s on %d traces (%d to validate)", version, optimizer, len(traces), len(valset)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -74,7 +74,7 @@ async def bare_stream(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def through_bus(n: int, provider: trace.TracerProvider, dead: JsonlStore[DeadLetter]) -> float:
+async def through_bus(n: int, provider: otel_trace.TracerProvider, dead: JsonlStore[DeadLetter]) -> float:
     bus = Bus(64, tracer_provider=provider)
     sink = Sink(bus, POSTS_OBSERVED, dead)
     started = time.perf_counter()
@@ -100,7 +100,7 @@ def main() -> None:
         dead.open()
         variants = {
             "bare anyio memory stream": lambda: bare_stream(n),
-            "bus + actor, tracing off": lambda: through_bus(n, trace.NoOpTracerProvider(), dead),
+            "bus + actor, tracing off": lambda: through_bus(n, otel_trace.NoOpTracerProvider(), dead),
             "bus + actor, tracing on (SDK, batch export)": lambda: through_bus(n, sdk, dead),
         }
         results = {name: max(anyio.run(run) for _ in range(args.repeat)) for name, run in variants.items()}

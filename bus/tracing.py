@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
+from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 
 from bus.messages import Envelope
@@ -22,13 +23,13 @@ if TYPE_CHECKING:
 MESSAGING_SYSTEM = "reer"
 
 
-def tracer(provider: TracerProvider | None = None) -> trace.Tracer:
+def tracer(provider: TracerProvider | None = None) -> otel_trace.Tracer:
     """The bus's tracer, from `provider` or the global one."""
-    return trace.get_tracer("reer-runtime.bus", tracer_provider=provider)
+    return otel_trace.get_tracer("reer-runtime.bus", tracer_provider=provider)
 
 
 @contextmanager
-def send_span(tracer: trace.Tracer, topic: str, message_id: str) -> Iterator[dict[str, str]]:
+def send_span(tracer: otel_trace.Tracer, topic: str, message_id: str) -> Iterator[dict[str, str]]:
     """Open the PRODUCER span of one send; yields the headers that carry its context."""
     with tracer.start_as_current_span(
         f"send {topic}",
@@ -47,7 +48,7 @@ def send_span(tracer: trace.Tracer, topic: str, message_id: str) -> Iterator[dic
 
 
 @contextmanager
-def process_span(tracer: trace.Tracer, envelope: Envelope[Any], actor: str) -> Iterator[Span]:
+def process_span(tracer: otel_trace.Tracer, envelope: Envelope[Any], actor: str) -> Iterator[Span]:
     """Open the CONSUMER span in which `actor` handles `envelope`, parented on its sender."""
     parent = propagate.extract(envelope.headers)
     with tracer.start_as_current_span(

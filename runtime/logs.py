@@ -7,12 +7,12 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 
 
 class _TraceContext(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        context = trace.get_current_span().get_span_context()
+        context = otel_trace.get_current_span().get_span_context()
         record.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
         record.span_id = format(context.span_id, "016x") if context.is_valid else ""
         return True

@@ -21,7 +21,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from opentelemetry import metrics, trace
+from opentelemetry import metrics
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -136,7 +137,7 @@ def setup_telemetry(metrics_port: int | None = None) -> Telemetry:
         tracer_provider.add_span_processor(
             BatchSpanProcessor(_otlp("TRACES") if name == "otlp" else ConsoleSpanExporter(out=sys.stderr))
         )
-    trace.set_tracer_provider(tracer_provider)
+    otel_trace.set_tracer_provider(tracer_provider)
 
     stats_reader = InMemoryMetricReader()
     readers: list[MetricReader] = [stats_reader]

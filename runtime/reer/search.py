@@ -39,7 +39,9 @@ def clip_share(logprobs: list[float], clip_min: float) -> float:
 
 
 @dataclass
-class _Clock:
+class _Tally:
+    """What one search spent: model time and calls by role, and which providers answered."""
+
     generate_s: float = 0.0
     score_s: float = 0.0
     generate_calls: int = 0
@@ -59,7 +61,7 @@ class Search:
         self.post = post
         self._seed = int.from_bytes(hashlib.sha256(seed_key.encode()).digest()[:4], "big")
         self._calls = 0
-        self._clock = _Clock()
+        self._tally = _Tally()
         self._clip_shares: dict[str | None, float] = {}
 
     async def run(self) -> Mining:
@@ -93,7 +95,7 @@ class Search:
             ]
             steps.append(Step(section=name, best_before=best_before, candidates=candidates))
         plan = render_plan(sections)
-        c = self._clock
+        c = self._tally
         return Mining(
             plan_initial=plan0,
             plan=plan,
@@ -120,9 +122,9 @@ class Search:
         result = await self.model.score(
             ScoreCall(messages=prompts.task(self.brief.text), prefix=prompts.scored_prefix(plan), target=self.post)
         )
-        self._clock.score_s += time.perf_counter() - started
-        self._clock.score_calls += 1
-        self._clock.scorers.add(result.provider)
+        self._tally.score_s += time.perf_counter() - started
+        self._tally.score_calls += 1
+        self._tally.scorers.add(result.provider)
         score = clipped_nll(result.logprobs, self.settings.clip_min)
         self._clip_shares[plan] = clip_share(result.logprobs, self.settings.clip_min)
         return score
@@ -168,9 +170,9 @@ class Search:
     async def _generate(self, call: GenerateCall) -> str:
         started = time.perf_counter()
         result = await self.model.generate(call)
-        self._clock.generate_s += time.perf_counter() - started
-        self._clock.generate_calls += 1
-        self._clock.generators.add(result.provider)
+        self._tally.generate_s += time.perf_counter() - started
+        self._tally.generate_calls += 1
+        self._tally.generators.add(result.provider)
         return result.text
 
     def _leak(self, plan: str) -> str | None:
