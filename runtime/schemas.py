@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from bus.records import Accepted, DeadLetter, Draft, Failure, InputEvent, Program, Rejected, Requested, Trace, Watched
+from runtime.errors import ExitCode
 
 RECORDS: dict[str, Any] = {
     "event": InputEvent,
@@ -57,11 +58,11 @@ def render(name: str) -> str:
 def main() -> int:
     if "--write" not in sys.argv[1:]:
         print("usage: python -m runtime.schemas --write   (rewrites schemas/*.schema.json)", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     SCHEMA_DIR.mkdir(exist_ok=True)
     for name in RECORDS:
         (SCHEMA_DIR / f"{name}.schema.json").write_text(render(name))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":
