@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.common import provenance
+from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "soak.json"
@@ -57,11 +57,7 @@ def main() -> None:
         source.write_text("\n".join(post(i) for i in range(args.posts)) + "\n")
         started = time.perf_counter()
         daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runtime.cli",
-                "--data-dir",
+            cli(
                 str(data),
                 "start",
                 "--input",
@@ -71,7 +67,7 @@ def main() -> None:
                 "--min-engagement",
                 str(args.min_engagement),
                 "--exit-when-idle",
-            ],
+            ),
             cwd=ROOT,
             stderr=subprocess.DEVNULL,
         )

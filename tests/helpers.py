@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from bus.records import Metrics, Platform, PostEvent
 from runtime.schemas import SCHEMA_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def cli(data: Path | str, *args: str) -> list[str]:
+    """The command line that runs `reer-runtime --data-dir DATA ARGS` from this checkout."""
+    return [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), *args]
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:

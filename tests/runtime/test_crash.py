@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import post_line
+from tests.helpers import cli, post_line
 from tests.otlp_receiver import http_receiver
 
 POSTS = 30
@@ -28,11 +28,7 @@ pytestmark = pytest.mark.daemon  # every test here starts `reer-runtime` as a su
 
 def daemon(data: Path, source: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "--data-dir",
+        cli(
             str(data),
             "start",
             "--input",
@@ -43,7 +39,7 @@ def daemon(data: Path, source: Path, *extra: str, env: dict[str, str] | None = N
             "0",
             "--exit-when-idle",
             *extra,
-        ],
+        ),
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -98,17 +94,7 @@ def test_a_second_daemon_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -
         if "started: data dir" in line:
             break
     second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "--data-dir",
-            str(data),
-            "start",
-            "--provider",
-            "dummy://",
-            "--exit-when-idle",
-        ],
+        cli(str(data), "start", "--provider", "dummy://", "--exit-when-idle"),
         input="",
         capture_output=True,
         text=True,
@@ -181,11 +167,7 @@ def call_times_under_demand(tmp_path: Path, limit_env: dict[str, str], posts: in
             **limit_env,
         }
         daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runtime.cli",
-                "--data-dir",
+            cli(
                 str(tmp_path / "data"),
                 "start",
                 "--input",
@@ -194,7 +176,7 @@ def call_times_under_demand(tmp_path: Path, limit_env: dict[str, str], posts: in
                 "dummy://",
                 "--min-engagement",
                 "0.5",
-            ],
+            ),
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
             env=env,

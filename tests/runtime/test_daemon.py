@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
@@ -14,7 +13,7 @@ import pytest
 
 from bus.records import Trace
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import post_line, validate_store
+from tests.helpers import cli, post_line, validate_store
 from tests.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
 
 BAD_LINES = ["this is not json", '{"type": "post", "id": "x"}', post_line(999, platform="myspace")]
@@ -126,18 +125,7 @@ def test_stdin_input_and_grpc_export(tmp_path: Path, run_daemon: RunDaemon) -> N
 def test_sigterm_drains_the_work_in_flight_and_exits_zero(tmp_path: Path) -> None:
     data = tmp_path / "data"
     daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "--data-dir",
-            str(data),
-            "start",
-            "--min-engagement",
-            "0",
-            "--provider",
-            "dummy://",
-        ],
+        cli(str(data), "start", "--min-engagement", "0", "--provider", "dummy://"),
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -175,18 +163,7 @@ def hung_daemon(tmp_path: Path, grace: str) -> subprocess.Popen[str]:
     source = tmp_path / "one.jsonl"
     source.write_text(post_line(1) + "\n")
     daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "start",
-            "--input",
-            str(source),
-            "--provider",
-            "fault://?base=dummy://&hang=1",
-        ],
+        cli(str(tmp_path / "data"), "start", "--input", str(source), "--provider", "fault://?base=dummy://&hang=1"),
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,

@@ -6,7 +6,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from runtime.daemon import open_chains, serve
 from runtime.stats import snapshot
 from runtime.store import JsonlStore
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import post_line
+from tests.helpers import cli, post_line
 
 pytestmark = pytest.mark.anyio
 
@@ -98,18 +97,7 @@ def free_port() -> int:
 def test_prometheus_endpoint_on_loopback(tmp_path: Path) -> None:
     port = free_port()
     daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "--data-dir",
-            str(tmp_path),
-            "start",
-            "--provider",
-            "dummy://",
-            "--metrics-port",
-            str(port),
-        ],
+        cli(str(tmp_path), "start", "--provider", "dummy://", "--metrics-port", str(port)),
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

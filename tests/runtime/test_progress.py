@@ -6,13 +6,12 @@ import os
 import pty
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import post_line
+from tests.helpers import cli, post_line
 
 LINE = re.compile(
     r"progress: (\d+) lines read, (\d+) accepted, (\d+) rejected; (\d+) of (\d+) mined \((\d+) failed\), "
@@ -45,19 +44,7 @@ def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     env |= {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://", "COLUMNS": "120"}
     leader, follower = pty.openpty()
     daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "start",
-            "--input",
-            str(posts),
-            "--exit-when-idle",
-            "--min-engagement",
-            "0.5",
-        ],
+        cli(str(tmp_path / "data"), "start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.5"),
         stderr=follower,
         stdout=subprocess.DEVNULL,
         cwd=ROOT,

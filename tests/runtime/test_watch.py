@@ -7,12 +7,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import validate_store
+from tests.helpers import cli, validate_store
 from tests.runtime.imports.test_imports import ANALYTICS
 
 
@@ -52,18 +51,7 @@ def test_a_running_daemon_takes_a_file_dropped_later(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
     env |= {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
     daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "--data-dir",
-            str(data),
-            "start",
-            "--watch",
-            str(inbox),
-            "--min-engagement",
-            "0",
-        ],
+        cli(str(data), "start", "--watch", str(inbox), "--min-engagement", "0"),
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
