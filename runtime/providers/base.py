@@ -16,13 +16,13 @@ from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role,
 @dataclass(frozen=True)
 class Description:
     """What a provider runs on, as `validate` shows it: lines that are fine, problems (such as a
-    slow BLAS) and notes; and, for a provider with a prefix cache, the tokens it reused and computed
-    since start (the `reer.cache.tokens` metric)."""
+    slow BLAS) and notes; and, for each prefix cache it keeps (by name), the prompt tokens it reused
+    and computed since start (the `reer.cache.tokens` metric)."""
 
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    cache: Callable[[], tuple[int, int]] | None = None
+    caches: dict[str, Callable[[], tuple[int, int]]] = field(default_factory=dict)
 
 
 class Provider(Protocol):

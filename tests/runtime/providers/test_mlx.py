@@ -80,6 +80,34 @@ async def test_scores_are_exact_with_and_without_prefix_reuse(tiny: Path, provid
     assert reused > computed / 2  # the later calls recomputed only what differed
 
 
+async def test_generation_from_the_prefix_cache_writes_what_a_full_prefill_writes(tiny: Path) -> None:
+    """A post's calls share their chat and grow their prefill: with the cache they compute only what
+    is new, and every seeded answer is the one the uncached model gives, alone or batched."""
+    calls = [
+        GenerateCall(messages=CHAT, prefill=prefill, max_tokens=12, temperature=0.8, top_p=0.85, seed=seed)
+        for prefill in ("Angle: I will", "Angle: I will open.\nHook: I will", "Angle: I will open.\nHook: I will")
+        for seed in (1, 2)
+    ]
+    plain = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny", prefix_cache_mb=0)
+    cached = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    expected = [(await plain.generate(call)).text for call in calls]
+    one_by_one = [(await cached.generate(call)).text for call in calls]
+    reused, computed = cached.generation_cache_stats()
+    batched: dict[int, str] = {}
+    async with anyio.create_task_group() as tg:
+        for i, call in enumerate(calls):
+
+            async def one(i: int = i, call: GenerateCall = call) -> None:
+                batched[i] = (await cached.generate(call)).text
+
+            tg.start_soon(one)
+    await plain.aclose()
+    await cached.aclose()
+    assert one_by_one == expected and [batched[i] for i in range(len(calls))] == expected
+    assert plain.generation_cache_stats() == (0, 0)  # off: nothing stored, nothing counted
+    assert reused > 4 * computed  # the chat was computed once, each new prefill's tokens once
+
+
 async def test_generation_is_seeded_stops_and_batches(provider: MlxProvider) -> None:
     call = GenerateCall(messages=CHAT, max_tokens=24, temperature=0.9, top_p=0.9, seed=11)
     first, again = await provider.generate(call), await provider.generate(call)
