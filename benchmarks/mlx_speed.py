@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,10 +28,17 @@ import anyio
 from benchmarks.common import cpu_class, provenance
 from runtime.providers.calls import ChatMessage, GenerateCall
 from runtime.providers.mlx.provider import MlxProvider, resolve_model
+from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+POSTS = [
+    "We shipped dark mode today. It took 3 weekends, 41 commits and one very patient designer.",
+    "Removing the free tier cut signups by 20% but paid conversions doubled. Would you try it?",
+    "Backups you have never restored are not backups. Test yours this week.",
+    "Our app was slow on Mondays. The weekly report job was the cause; a queue fixed it.",
+]
 PROMPT = [ChatMessage("user", "Write a long, detailed story about a lighthouse keeper and a storm.")]
 
 LLAMA_SCRIPT = r"""
@@ -119,8 +126,9 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
     return results, tokens, chat
 
 
-def end_to_end(posts: int) -> dict[str, float]:
-    """Mine `posts` posts (all selected) with the daemon and the default search settings."""
+def end_to_end(posts: int, provider: str = "mlx://smollm2-135m", concurrency: int | None = None) -> dict[str, float]:
+    """Mine `posts` posts (all selected) with the daemon, `provider` in both roles and the default
+    search settings; with the generator's prompt tokens reused from its prefix cache and prefilled."""
     with tempfile.TemporaryDirectory() as tmp:
         lines = [
             json.dumps(
@@ -134,23 +142,13 @@ def end_to_end(posts: int) -> dict[str, float]:
                     "metrics": {"likes": 10 + i, "reposts": 1, "replies": 1},
                 }
             )
-            for i, text in enumerate(
-                [
-                    "We shipped dark mode today. It took 3 weekends, 41 commits and one very patient designer.",
-                    "Removing the free tier cut signups by 20% but paid conversions doubled. Would you try it?",
-                    "Backups you have never restored are not backups. Test yours this week.",
-                    "Our app was slow on Mondays. The weekly report job was the cause; a queue fixed it.",
-                ][:posts]
-            )
+            for i, text in enumerate(POSTS[:posts])
         ]
         (Path(tmp) / "posts.jsonl").write_text("\n".join(lines) + "\n")
+        env = {**os.environ, **({"REER_MINER_CONCURRENCY": str(concurrency)} if concurrency else {})}
         started = time.perf_counter()
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "runtime.cli",
-                "--data-dir",
+            cli(
                 f"{tmp}/data",
                 "start",
                 "--input",
@@ -158,17 +156,24 @@ def end_to_end(posts: int) -> dict[str, float]:
                 "--exit-when-idle",
                 "--min-engagement",
                 "0",
-            ],
+                "--provider",
+                provider,
+            ),
             check=True,
             cwd=ROOT,
             capture_output=True,
+            env=env,
         )
         elapsed = time.perf_counter() - started
+        cache = json.loads((Path(tmp) / "data" / "stats.json").read_text())["cache_tokens"]
+    generation = {k.rsplit(" ", 1)[-1]: v for k, v in cache.items() if " generation prefix " in k}
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {
         "posts": posts,
         "seconds": elapsed,
         "posts_per_hour": posts / elapsed * 3600,
+        "generator_prompt_tokens_per_post": (generation.get("hit", 0) + generation.get("miss", 0)) / posts,
+        "generator_prefilled_tokens_per_post": generation.get("miss", 0) / posts,
         "peak_rss_mib": peak_kib / 1024,
     }
 
@@ -194,8 +199,13 @@ def main() -> None:
         "mlx": mlx,
         "llama_cpp": llama,
         "end_to_end": end_to_end(args.posts),
+        "end_to_end_without_prefix_cache": end_to_end(args.posts, "mlx://smollm2-135m?prefix_cache_mb=0"),
     }
-    ratios = {"prefix_reuse_speedup": mlx["candidates_seconds_without_reuse"] / mlx["candidates_seconds_with_reuse"]}
+    ratios = {
+        "prefix_reuse_speedup": mlx["candidates_seconds_without_reuse"] / mlx["candidates_seconds_with_reuse"],
+        "posts_per_hour_with_vs_without_generation_cache": report["end_to_end"]["posts_per_hour"]  # type: ignore[index]
+        / report["end_to_end_without_prefix_cache"]["posts_per_hour"],  # type: ignore[index]
+    }
     if llama:
         ratios["score_vs_llama_cpp"] = mlx["score_tokens_per_s"] / llama["score_tokens_per_s"]
         ratios["generate_single_vs_llama_cpp"] = mlx["generate_single_tokens_per_s"] / llama["generate_tokens_per_s"]

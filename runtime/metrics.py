@@ -53,6 +53,13 @@ rate_limit_wait = meter.create_histogram(
     "reer.provider.rate_limit.wait", "s", "Time a call waited for its provider's rate limits"
 )
 
+decode_batch = meter.create_histogram(
+    "reer.decode.batch",
+    "{request}",
+    "Requests decoded together in one step of a local model (mlx://): how much the work in flight batches",
+    explicit_bucket_boundaries_advisory=[1, 2, 3, 4, 6, 8, 12, 16, 24, 32],
+)
+
 # -- bus --------------------------------------------------------------------------------------
 process_duration = meter.create_histogram("messaging.process.duration", "s", "Time an actor spent handling one message")
 

@@ -46,6 +46,12 @@ def percentile(point: HistogramDataPoint, q: float) -> float:
     return float(point.max)
 
 
+def _mean_of(points: list[HistogramDataPoint]) -> dict[str, float] | None:
+    """The count and mean of a histogram's points, or None when nothing was recorded."""
+    count = sum(x.count for x in points)
+    return {"steps": count, "mean": round(sum(x.sum for x in points) / count, 2)} if count else None
+
+
 def _total(points: list[NumberDataPoint], outcome: str | None = None) -> int:
     """The sum of a counter's points, or of those whose `reer.outcome` is `outcome`."""
     return int(sum(p.value for p in points if outcome is None or (p.attributes or {}).get("reer.outcome") == outcome))
@@ -89,6 +95,7 @@ def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
             str(x.attributes.get("reer.provider")): CIRCUIT_STATES[int(x.value)]
             for x in p["reer.provider.circuit.state"]
         },
+        "decode_batch": _mean_of(p["reer.decode.batch"]),
         "cache_tokens": {
             f"{x.attributes.get('reer.cache')} {x.attributes.get('reer.cache.result')}": int(x.value)
             for x in p["reer.cache.tokens"]
@@ -137,5 +144,9 @@ def print_stats(data_dir: Path, as_json: bool) -> int:
         lines.append(f"rejected: {n} x {reason}")
     for name, n in stats["cache_tokens"].items():
         lines.append(f"cache:    {name}: {n} tokens")
+    if batch := stats.get("decode_batch"):
+        lines.append(
+            f"decoding: {batch['steps']} steps of the local model, {batch['mean']:.1f} requests a step on average"
+        )
     print("\n".join(lines))
     return 0

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import KVCache, make_prompt_cache, trim_prompt_cache
 
+from runtime import metrics
 from runtime.providers.mlx import cpu
 
 
@@ -233,6 +234,7 @@ class Decoder:
 
     def step(self) -> list[Decoding]:
         """Advance every active request by one token; returns those that finished."""
+        metrics.decode_batch.record(len(self._active))
         finished = []
         stopped = []
         for response in self._generator.next_generated():
