@@ -186,8 +186,8 @@ async def serve(
         metrics.observe_queue_depths(bus.queue_depths)
         for provider in providers:
             stack.push_async_callback(provider.aclose)
-            for name, tokens in provider.describe().caches.items():
-                metrics.observe_cache(f"{provider.uri} {name}", tokens)
+        caches = {f"{p.uri} {name}": tokens for p in providers for name, tokens in p.describe().caches.items()}
+        metrics.observe_caches(caches)
         ledger = Ledger(stores, retry_failed=settings.retry_failed_on_start)
         actors = build_actors(settings, chains, stores, ledger, bus, watch, show_draft)
         stopped: ReerError | None = None

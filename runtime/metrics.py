@@ -85,15 +85,19 @@ def observe_circuits(states: Callable[[], dict[str, str]]) -> None:
     )
 
 
-def observe_cache(name: str, stats: Callable[[], tuple[int, int]]) -> None:
-    """Report a prefix cache's reused (hit) and computed (miss) tokens as `reer.cache.tokens`."""
+def observe_caches(caches: dict[str, Callable[[], tuple[int, int]]]) -> None:
+    """Report each prefix cache's reused (hit) and computed (miss) tokens, by name, as
+    `reer.cache.tokens` (one instrument: a second one of the same name would be dropped)."""
 
     def callback(options: CallbackOptions) -> Iterable[Observation]:
-        hits, misses = stats()
-        return [
-            Observation(hits, {"reer.cache": name, "reer.cache.result": "hit"}),
-            Observation(misses, {"reer.cache": name, "reer.cache.result": "miss"}),
-        ]
+        observed = []
+        for name, stats in caches.items():
+            hits, misses = stats()
+            observed += [
+                Observation(hits, {"reer.cache": name, "reer.cache.result": "hit"}),
+                Observation(misses, {"reer.cache": name, "reer.cache.result": "miss"}),
+            ]
+        return observed
 
     meter.create_observable_counter(
         "reer.cache.tokens", [callback], "{token}", "Prompt tokens reused from a cache (hit) or computed (miss)"

