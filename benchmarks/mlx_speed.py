@@ -6,7 +6,9 @@ llama-cpp-python is only a yardstick: it is not a dependency of the project (it 
 source for minutes), so it lives in a separate virtual environment whose python is passed here.
 Measures: 1. scoring throughput; 2. scoring candidates that share a prefix, with and without cache
 reuse; 3. generation, single stream and 8 concurrent requests; 4. posts mined per hour end to end
-with the default search settings, and peak memory. Speeds are the best of three runs on both sides
+with the default search settings, with and without the generation prefix cache, and (with
+`--llama-python`) with llama-cpp-python's server, started here, as the generator; the generator's
+prompt tokens requested and prefilled per post, and peak memory. Speeds are the best of three runs on both sides
 (a shared 2-core machine is noisy). Results: benchmarks/results/mlx_speed-<cpu class>.json, one file
 per kind of CPU (x86_64-avx512, x86_64-avx2, ...), each naming the CPU, its vector extensions and the BLAS.
 """
@@ -14,12 +16,16 @@ per kind of CPU (x86_64-avx512, x86_64-avx2, ...), each naming the CPU, its vect
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +132,12 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
     return results, tokens, chat
 
 
-def end_to_end(posts: int, provider: str = "mlx://smollm2-135m", concurrency: int | None = None) -> dict[str, float]:
-    """Mine `posts` posts (all selected) with the daemon, `provider` in both roles and the default
-    search settings; with the generator's prompt tokens reused from its prefix cache and prefilled."""
+def end_to_end(
+    posts: int, generator: str = "mlx://smollm2-135m", scorer: str | None = None, concurrency: int | None = None
+) -> dict[str, float]:
+    """Mine `posts` posts (all selected) with the daemon and the default search settings, `generator`
+    writing plans and `scorer` (the same by default) scoring them; with the generator's prompt tokens
+    reused from its prefix cache and prefilled (none counted for a server)."""
     with tempfile.TemporaryDirectory() as tmp:
         lines = [
             json.dumps(
@@ -156,8 +165,10 @@ def end_to_end(posts: int, provider: str = "mlx://smollm2-135m", concurrency: in
                 "--exit-when-idle",
                 "--min-engagement",
                 "0",
-                "--provider",
-                provider,
+                "--generator",
+                generator,
+                "--scorer",
+                scorer or generator,
             ),
             check=True,
             cwd=ROOT,
@@ -178,6 +189,30 @@ def end_to_end(posts: int, provider: str = "mlx://smollm2-135m", concurrency: in
     }
 
 
+@contextlib.contextmanager
+def llama_server(python: str) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on the same GGUF, from its own environment, as
+    an `openai://` URI; stopped on exit. Its echoed log-probabilities are wrong (the start-up check
+    refuses it as a scorer), so it is measured as a generator only."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [python, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", "smollm2"]
+    command += ["--n_threads", str(os.cpu_count() or 2), "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # until it answers, at most a minute
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"openai://127.0.0.1:{port}/smollm2"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llama-python", help="a python with llama-cpp-python installed")
@@ -194,18 +229,21 @@ def main() -> None:
             text=True,
         )
         llama = json.loads(out.stdout.strip().splitlines()[-1])
-    report: dict[str, object] = {
-        **provenance(),
-        "mlx": mlx,
-        "llama_cpp": llama,
-        "end_to_end": end_to_end(args.posts),
-        "end_to_end_without_prefix_cache": end_to_end(args.posts, "mlx://smollm2-135m?prefix_cache_mb=0"),
-    }
+    mined = {"end_to_end": end_to_end(args.posts)}
+    mined["end_to_end_without_prefix_cache"] = end_to_end(args.posts, "mlx://smollm2-135m?prefix_cache_mb=0")
+    if args.llama_python:
+        with llama_server(args.llama_python) as uri:
+            mined["end_to_end_llama_cpp_server_generator"] = end_to_end(args.posts, uri, "mlx://smollm2-135m")
+    report: dict[str, object] = {**provenance(), "mlx": mlx, "llama_cpp": llama, **mined}
+    rate = {name: figures["posts_per_hour"] for name, figures in mined.items()}
     ratios = {
         "prefix_reuse_speedup": mlx["candidates_seconds_without_reuse"] / mlx["candidates_seconds_with_reuse"],
-        "posts_per_hour_with_vs_without_generation_cache": report["end_to_end"]["posts_per_hour"]  # type: ignore[index]
-        / report["end_to_end_without_prefix_cache"]["posts_per_hour"],  # type: ignore[index]
+        "posts_per_hour_with_vs_without_generation_cache": rate["end_to_end"] / rate["end_to_end_without_prefix_cache"],
     }
+    if "end_to_end_llama_cpp_server_generator" in rate:
+        ratios["posts_per_hour_vs_llama_cpp_server_generator"] = (
+            rate["end_to_end"] / rate["end_to_end_llama_cpp_server_generator"]
+        )
     if llama:
         ratios["score_vs_llama_cpp"] = mlx["score_tokens_per_s"] / llama["score_tokens_per_s"]
         ratios["generate_single_vs_llama_cpp"] = mlx["generate_single_tokens_per_s"] / llama["generate_tokens_per_s"]
