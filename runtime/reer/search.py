@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import anyio
+
 from bus.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError
@@ -75,12 +77,12 @@ class Search:
             if best < s.stop_thresh:
                 break
             # `num_expansion` rewrites drawn independently from the same plan, the best one kept if it
-            # scores lower than the plan: as the authors' code expands a node (not a hill-climb)
+            # scores lower than the plan: as the authors' code expands a node (not a hill-climb). They
+            # are drawn at once, so a local model decodes them in one batch.
             best_before = best
             asked = prompts.rewrite_section(self.brief.text, self.post, render_plan(sections), name)
             tried: list[tuple[str, float | None, str | None]] = []
-            for _ in range(s.num_expansion):
-                text = await self._section(asked, "", name)
+            for text in await self._sections(asked, name, s.num_expansion):
                 trial = render_plan({**sections, name: text})
                 reason = self._leak(trial) if text != prompts.PLAN_PREFILL else "empty rewrite"
                 leaks += reason is not None and reason != "empty rewrite"
@@ -154,18 +156,35 @@ class Search:
 
     async def _section(self, messages: list[ChatMessage], done: str, name: str) -> str:
         """One section's text: the answer is prefilled with the sections `done` and `Name: I will`."""
-        text = await self._generate(
-            GenerateCall(
-                messages=messages,
-                prefill=f"{done}{name}: {prompts.PLAN_PREFILL}",
-                max_tokens=self.settings.section_max_tokens,
-                temperature=self.settings.temperature,
-                top_p=self.settings.top_p,
-                stop=["\n"],
-                seed=self._next_seed(),
-            )
+        return await self._draw(self._section_call(messages, done, name))
+
+    async def _sections(self, messages: list[ChatMessage], name: str, n: int) -> list[str]:
+        """`n` independent drafts of one section, asked for at once; their seeds are drawn in order
+        first, so the texts are the ones asking one after the other would give."""
+        calls = [self._section_call(messages, "", name) for _ in range(n)]
+        texts = [""] * n
+        async with anyio.create_task_group() as tg:
+            for i, call in enumerate(calls):
+
+                async def draw(i: int = i, call: GenerateCall = call) -> None:
+                    texts[i] = await self._draw(call)
+
+                tg.start_soon(draw)
+        return texts
+
+    def _section_call(self, messages: list[ChatMessage], done: str, name: str) -> GenerateCall:
+        return GenerateCall(
+            messages=messages,
+            prefill=f"{done}{name}: {prompts.PLAN_PREFILL}",
+            max_tokens=self.settings.section_max_tokens,
+            temperature=self.settings.temperature,
+            top_p=self.settings.top_p,
+            stop=["\n"],
+            seed=self._next_seed(),
         )
-        return " ".join(f"{prompts.PLAN_PREFILL}{text}".split())
+
+    async def _draw(self, call: GenerateCall) -> str:
+        return " ".join(f"{prompts.PLAN_PREFILL}{await self._generate(call)}".split())
 
     async def _generate(self, call: GenerateCall) -> str:
         started = time.perf_counter()

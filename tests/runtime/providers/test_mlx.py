@@ -15,14 +15,17 @@ import pytest
 from mlx_lm import load
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+from runtime.config import SearchSettings
 from runtime.errors import ProviderConfigError
 from runtime.providers import open_provider
 from runtime.providers.calls import ChatMessage, GenerateCall, ScoreCall
 from runtime.providers.mlx import blas
 from runtime.providers.mlx.convert import SOURCE_HASH_FILE, ensure_converted
 from runtime.providers.mlx.provider import MlxProvider
+from runtime.reer.brief import derive_brief
+from runtime.reer.search import Search
 from tests.conftest import RunDaemon
-from tests.helpers import post_line
+from tests.helpers import make_post, post_line
 from tests.tiny_model import write_tiny_gguf
 
 pytestmark = pytest.mark.anyio
@@ -106,6 +109,24 @@ async def test_generation_from_the_prefix_cache_writes_what_a_full_prefill_write
     assert one_by_one == expected and [batched[i] for i in range(len(calls))] == expected
     assert plain.generation_cache_stats() == (0, reused + computed)  # off: every prompt token prefilled
     assert reused > 4 * computed  # the chat was computed once, each new prefill's tokens once
+
+
+async def test_a_post_mines_the_same_plans_and_scores_with_and_without_the_prefix_cache(tiny: Path) -> None:
+    """The cache, and the batched rewrites it makes cheap, change the cost of a search, not its result."""
+    post = "We shipped the new onboarding today. Signups doubled in a week and support tickets fell."
+    brief = derive_brief(make_post(1, post))
+    settings = SearchSettings(max_steps=2, section_max_tokens=16)
+    results = []
+    for options in ({"prefix_cache_mb": 0}, {}):
+        model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny", **options)
+        results.append(await Search(model, settings, brief, post, "x:1").run())
+        await model.aclose()
+    plain, cached = results
+    assert len(plain.steps) == 2 and all(len(step.candidates) == 2 for step in plain.steps)
+    assert (cached.plan_initial, cached.plan, cached.scores) == (plain.plan_initial, plain.plan, plain.scores)
+    assert [c.text for step in cached.steps for c in step.candidates] == [
+        c.text for step in plain.steps for c in step.candidates
+    ]
 
 
 async def test_generation_is_seeded_stops_and_batches(provider: MlxProvider) -> None:
