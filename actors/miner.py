@@ -105,10 +105,10 @@ class Miner(Consumer[PostObserved]):
     def _watch_clip_floor(self, share: float | None) -> None:
         """Warn, once, when most of the posts' tokens score at the clip floor: the search then
         compares almost nothing (a scorer with wrong log-probabilities, or a clip_min too high)."""
-        if share is None:
+        count, limit = FLOOR_WARNING
+        if share is None or len(self._clip_shares) >= count:
             return
         self._clip_shares.append(share)
-        count, limit = FLOOR_WARNING
         mean = sum(self._clip_shares) / len(self._clip_shares)
         if len(self._clip_shares) == count and mean > limit:
             log.warning(

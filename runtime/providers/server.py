@@ -288,38 +288,38 @@ class ServerProvider:
         if (text := self._rendered.get(key)) is not None:
             return text
         turns = [{"role": m.role, "content": m.content} for m in messages]
-        if self.template in (None, "vllm"):
-            text = await self._render_vllm(client, turns)
-            self.template = "vllm" if text is not None else None
-        if text is None and self.template in (None, "llama.cpp"):
-            text = await self._render_llama_cpp(client, turns)
-            self.template = "llama.cpp" if text is not None else ""
+        tried = ("vllm", "llama.cpp") if self.template is None else (self.template,)  # "" once none answered
+        for template in filter(None, tried):
+            try:
+                text = await self._render(client, template, turns)
+            except (ProviderError, KeyError, TypeError):
+                if self.template is not None:  # it rendered before: this failure is the call's
+                    raise
+                continue
+            self.template = template
+            break
         if text is None:
+            self.template = ""
             text = render_chat(messages)
         if len(self._rendered) >= RENDER_CACHE:
             self._rendered.pop(next(iter(self._rendered)))
         self._rendered[key] = text
         return text
 
-    async def _render_vllm(self, client: httpx.AsyncClient, turns: list[dict[str, str]]) -> str | None:
-        tokenize = {"model": self.model, "messages": turns, "add_generation_prompt": True, "add_special_tokens": False}
-        try:
+    async def _render(self, client: httpx.AsyncClient, template: str, turns: list[dict[str, str]]) -> str:
+        """The chat rendered by the server's routes for `template`: vLLM's `/tokenize` then
+        `/detokenize`, or llama.cpp's `/apply-template`."""
+        if template == "vllm":
+            tokenize = {
+                "model": self.model,
+                "messages": turns,
+                "add_generation_prompt": True,
+                "add_special_tokens": False,
+            }
             tokens = (await self._post(client, "/tokenize", tokenize, root=True))["tokens"]
             detokenize = {"model": self.model, "tokens": tokens}
-            text = (await self._post(client, "/detokenize", detokenize, root=True))["prompt"]
-        except (ProviderError, KeyError, TypeError):
-            if self.template == "vllm":
-                raise
-            return None
-        return str(text)
-
-    async def _render_llama_cpp(self, client: httpx.AsyncClient, turns: list[dict[str, str]]) -> str | None:
-        try:
-            return str((await self._post(client, "/apply-template", {"messages": turns}, root=True))["prompt"])
-        except (ProviderError, KeyError, TypeError):
-            if self.template == "llama.cpp":
-                raise
-            return None
+            return str((await self._post(client, "/detokenize", detokenize, root=True))["prompt"])
+        return str((await self._post(client, "/apply-template", {"messages": turns}, root=True))["prompt"])
 
     async def _score(self, client: httpx.AsyncClient, context: str, target: str) -> tuple[list[float], int]:
         """Log-probabilities of the tokens that end after `context` in `context + target`, and the

@@ -81,8 +81,9 @@ def leak_reason(
     share = overlap(plan, post)
     if share > max_overlap:
         return f"shares {share:.0%} of the post's word 3-grams (limit {max_overlap:.0%})"
-    named = content_overlap(plan, post)
-    if named > max_content_overlap and len(content_words(post)) >= MIN_CONTENT_WORDS:
+    post_words = content_words(post)
+    named = len(post_words & content_words(plan)) / len(post_words) if post_words else 0.0
+    if named > max_content_overlap and len(post_words) >= MIN_CONTENT_WORDS:
         return f"names {named:.0%} of the post's content words (limit {max_content_overlap:.0%})"
     return None
 

@@ -8,8 +8,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bus.messages import GENERATE_REQUESTED, Envelope, GenerateRequested, encode
-from bus.records import DeadLetter, Draft, Failure, Features, GenerateEvent, Program
+from bus.messages import (
+    GENERATE_REQUESTED,
+    OPTIMIZE_REQUESTED,
+    Envelope,
+    GenerateRequested,
+    OptimizeRequested,
+    encode,
+)
+from bus.records import DeadLetter, Draft, Failure, Features, GenerateEvent, OptimizeEvent, Program
 from runtime.ledger import Ledger, Stores
 from tests.helpers import make_post
 from tests.runtime.writer.test_writer import make_trace
@@ -75,14 +82,22 @@ async def test_a_request_is_settled_by_its_drafts_its_program_or_its_dead_letter
     await stores.programs.index.append(compiled)
     automatic = msgspec.structs.replace(compiled, version=2, request_id=None)  # AutoOptimize's: no id
     await stores.programs.index.append(automatic)
-    body = GenerateRequested(request_id="refused", request=request)
-    envelope = Envelope(id="m1", topic=GENERATE_REQUESTED.name, headers={}, body=body)
-    letter = DeadLetter(
-        actor="generator",
-        topic=GENERATE_REQUESTED.name,
-        message=msgspec.Raw(encode(envelope)),
-        error="Refused: no traces yet",
-        failed_at=NOW,
-    )
-    await stores.dead_letters.append(letter)
+    refused = GenerateRequested(request_id="refused", request=request)
+    await stores.dead_letters.append(dead_letter("generator", GENERATE_REQUESTED.name, refused))
     assert Ledger(stores).settled_requests() == {"drafted", "compiled", "refused"}
+
+
+async def test_dead_lettered_requests_are_settled_and_automatic_compiles_have_no_id(stores: Stores) -> None:
+    """A refused compile that `AutoOptimize` asked for carries no request id; it must not stop a start."""
+    for request_id in (None, "r7"):  # AutoOptimize's, then a user's
+        message = OptimizeRequested(request_id=request_id, request=OptimizeEvent())
+        await stores.dead_letters.append(dead_letter("optimizer", OPTIMIZE_REQUESTED.name, message))
+    assert Ledger(stores).settled_requests() == {"r7"}
+
+
+def dead_letter(actor: str, topic: str, body: GenerateRequested | OptimizeRequested) -> DeadLetter:
+    """The dead letter a refused request leaves, its envelope encoded as the bus encodes it."""
+    envelope = Envelope(id="m", topic=topic, headers={}, body=body)
+    return DeadLetter(
+        actor=actor, topic=topic, message=msgspec.Raw(encode(envelope)), error="Refused: not now", failed_at=NOW
+    )

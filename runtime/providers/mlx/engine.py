@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -103,8 +104,12 @@ class PrefixCache:
             return None
         shared, source = 0, None
         for key in self._entries:
-            if (n := _common_prefix(list(key), list(body))) > shared:
+            if (n := _common_prefix(key, body)) > shared:
                 shared, source = n, key
+        if source == body:  # the same prompt again (a section's second draw): nothing to compute or store
+            self._entries.move_to_end(body)
+            self.reused_tokens += shared
+            return _copy(self._entries[body], shared)
         if source is not None:
             self._entries.move_to_end(source)
             cache = _copy(self._entries[source], shared)
@@ -146,7 +151,7 @@ def _copy(cache: list[Any], length: int) -> list[Any]:
     return copies
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:

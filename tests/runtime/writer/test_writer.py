@@ -12,7 +12,6 @@ from pathlib import Path
 
 import anyio
 import dspy
-import msgspec
 import pytest
 from dspy.utils import DummyLM
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -443,28 +442,6 @@ def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_o
         assert program["request_id"] == second["request_id"] and program["optimizer"] == "bootstrap"
         again = run_daemon("start", "--exit-when-idle", stdin="", env=env)
     assert "resuming" not in again.stderr and validate_store(journal, "request") == 2
-
-
-async def test_dead_lettered_requests_are_settled_and_automatic_compiles_have_no_id(tmp_path: Path) -> None:
-    """A refused compile that `AutoOptimize` asked for carries no request id; it must not stop a start."""
-    from bus.messages import Envelope, encode
-    from runtime.ledger import Ledger, Stores
-
-    stores = Stores.at(tmp_path)
-    stores.dead_letters.open()
-    for request_id in (None, "r7"):  # AutoOptimize's, then a user's
-        message = OptimizeRequested(request_id=request_id, request=OptimizeEvent())
-        envelope = Envelope(id="m", topic=OPTIMIZE_REQUESTED.name, headers={}, body=message)
-        letter = DeadLetter(
-            actor="optimizer",
-            topic=OPTIMIZE_REQUESTED.name,
-            message=msgspec.Raw(encode(envelope)),
-            error="Refused: not compiling",
-            failed_at=datetime.now(UTC),
-        )
-        await stores.dead_letters.append(letter)
-    stores.dead_letters.close()
-    assert Ledger(stores).settled_requests() == {"r7"}
 
 
 def test_generate_gives_the_drafts_asked_for_within_the_limits_on_a_small_model(
