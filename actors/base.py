@@ -1,4 +1,5 @@
-"""What every actor shares: a consumer loop with a span per message, dead letters, crash loops."""
+"""What every actor shares: the consumer loop, which owns the delivery contract (a span per message,
+acks, in-progress marks for long handlers, dead letters) and stops on a crash loop."""
 
 from __future__ import annotations
 
@@ -6,32 +7,48 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream
 from opentelemetry.trace import Status, StatusCode
 
 from bus import tracing
 from bus.bus import Bus
-from bus.messages import Envelope, Topic, encode
+from bus.messages import RESULTS, DeadLettered, Envelope, Topic, encode
 from bus.records import DeadLetter
+from bus.transport import Delivery
 from runtime import metrics
 from runtime.errors import CrashLoopError, Refused, StoreFullError
-from runtime.store import JsonlStore
 
 M = TypeVar("M")
 
 log = logging.getLogger(__name__)
 
 
-class Consumer(ABC, Generic[M]):
-    """An actor that handles the messages of one topic with `concurrency` workers.
+class DeadLetters(Protocol):
+    """Where an actor's dead letters go: the data dir's store, or the bus to the TraceWriter."""
 
-    A handler that raises does not stop the actor: the message and error go to the dead-letter
-    store and the next message is handled. `max_consecutive_failures` failures in a row, with no
-    success between them, raise `CrashLoopError`, which ends the daemon.
+    async def append(self, record: DeadLetter, /) -> None: ...
+
+
+class ForwardedDeadLetters:
+    """Dead letters sent on the bus to the TraceWriter, from a worker with no data dir of its own."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    async def append(self, record: DeadLetter, /) -> None:
+        await self._bus.publish(RESULTS, DeadLettered(letter=record))
+
+
+class Consumer(ABC, Generic[M]):
+    """An actor that handles the messages of one topic with `concurrency` slots, as consumer group `name`.
+
+    A handled message is acked. A handler that raises does not stop the actor: the message and error
+    become a dead letter and the message is not delivered again. `max_consecutive_failures` failures
+    in a row, with no success between them, raise `CrashLoopError`, which ends the process. A message
+    whose handler is cut short (shutdown) is handed back to the transport for another member.
     """
 
     name: str
@@ -40,13 +57,14 @@ class Consumer(ABC, Generic[M]):
         self,
         bus: Bus,
         topic: Topic[M],
-        dead_letters: JsonlStore[DeadLetter],
+        dead_letters: DeadLetters,
         *,
         concurrency: int = 1,
         max_consecutive_failures: int = 5,
     ) -> None:
         self.bus = bus
-        self._stream: MemoryObjectReceiveStream[Envelope[M]] = bus.subscribe(topic)
+        self._topic = topic
+        self._subscription = bus.subscribe(topic, self.name)
         self._dead_letters = dead_letters
         self._concurrency = concurrency
         self._max_failures = max_consecutive_failures
@@ -57,41 +75,63 @@ class Consumer(ABC, Generic[M]):
         """Handle one message."""
 
     async def run(self) -> None:
-        """Handle messages until the topic is closed and drained."""
+        """Handle messages until the bus closes."""
         async with anyio.create_task_group() as tg:
             for _ in range(self._concurrency):
-                tg.start_soon(self._work, self._stream.clone())
-        self._stream.close()
+                tg.start_soon(self._work)
 
-    async def _work(self, stream: MemoryObjectReceiveStream[Envelope[M]]) -> None:
-        async with stream:
-            async for envelope in stream:
-                started = time.perf_counter()
-                attributes = {
-                    "messaging.system": tracing.MESSAGING_SYSTEM,
-                    "messaging.operation.name": "process",
-                    "messaging.destination.name": envelope.topic,
-                    "messaging.consumer.group.name": self.name,
-                }
-                try:
-                    with tracing.process_span(self.bus.tracer, envelope, self.name) as span:
-                        try:
-                            await self.handle(envelope.body)
-                        except StoreFullError:
-                            raise  # nothing more can be written: the daemon stops
-                        except Exception as exc:  # an actor survives its handler's errors
-                            attributes["error.type"] = type(exc).__qualname__
-                            span.record_exception(exc)
-                            span.set_status(Status(StatusCode.ERROR, str(exc)))
-                            span.set_attribute("error.type", type(exc).__qualname__)
-                            await self._dead_letter(envelope, exc)
-                        else:
-                            self._failures = 0
-                finally:
-                    self.bus.done()
-                    metrics.process_duration.record(time.perf_counter() - started, attributes)
+    async def _work(self) -> None:
+        while (delivery := await self._subscription.next()) is not None:
+            await self._settle(delivery)
 
-    async def _dead_letter(self, envelope: Envelope[M], exc: Exception) -> None:
+    async def _settle(self, delivery: Delivery) -> None:
+        envelope: Envelope[M] = delivery.envelope
+        system = self.bus.system(self._topic)
+        started = time.perf_counter()
+        attributes = {
+            "messaging.system": system,
+            "messaging.operation.name": "process",
+            "messaging.destination.name": envelope.topic,
+            "messaging.consumer.group.name": self.name,
+        }
+        settled = False
+        try:
+            with tracing.process_span(self.bus.tracer, envelope, self.name, system, delivery.attempt) as span:
+                if (exc := await self._handle(delivery)) is None:
+                    self._failures = 0
+                    await delivery.ack()
+                else:  # an actor survives its handler's errors
+                    attributes["error.type"] = type(exc).__qualname__
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    span.set_attribute("error.type", type(exc).__qualname__)
+                    await self._dead_letter(envelope, exc, delivery)
+                settled = True
+        finally:
+            if not settled:  # cut short: another member (or this one, after a restart) takes it
+                with anyio.CancelScope(shield=True):
+                    await delivery.nak()
+            metrics.process_duration.record(time.perf_counter() - started, attributes)
+
+    async def _handle(self, delivery: Delivery) -> Exception | None:
+        """Run the handler, marking the delivery in progress meanwhile if the transport asks; its error.
+
+        `StoreFullError` is raised instead: nothing more can be written, so the process stops."""
+        error: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            if delivery.heartbeat_s is not None:
+                tg.start_soon(_keep_alive, delivery, delivery.heartbeat_s)
+            try:
+                await self.handle(delivery.envelope.body)
+            except StoreFullError:
+                raise
+            except Exception as exc:
+                error = exc
+            finally:
+                tg.cancel_scope.cancel()
+        return error
+
+    async def _dead_letter(self, envelope: Envelope[M], exc: Exception, delivery: Delivery) -> None:
         error = f"{type(exc).__qualname__}: {exc}"
         if isinstance(exc, Refused):
             log.warning("%s refused a %s message: %s", self.name, envelope.topic, exc)
@@ -107,8 +147,16 @@ class Consumer(ABC, Generic[M]):
                 failed_at=datetime.now(UTC),
             )
         )
+        await delivery.term()
         if self._failures >= self._max_failures:
             raise CrashLoopError(
                 f"actor {self.name!r} failed on {self._failures} messages in a row; last error: {error} "
-                f"(the messages are in {self._dead_letters.path})"
+                "(the messages are in the data dir's dead-letters.jsonl)"
             )
+
+
+async def _keep_alive(delivery: Delivery, every_s: float) -> None:
+    """Mark a delivery in progress every `every_s` while its handler runs, so the broker keeps it."""
+    while True:
+        await anyio.sleep(every_s)
+        await delivery.in_progress()

@@ -60,7 +60,7 @@ class GeneratorActor(Consumer[GenerateRequested]):
         self._settings = settings
         self._show = show
         self._loaded: tuple[int, Writer] | None = None
-        self.model = ModelClient(bus, self.name)
+        self.model = ModelClient(bus, self.name, dead_letters)
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:

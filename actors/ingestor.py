@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -129,14 +129,17 @@ class Ingestor:
                 self._selected_before.append(accepted)
         self.counts = IngestCounts()
 
-    async def recover(self, finished: set[str]) -> int:
-        """Announce again the selected posts of earlier runs whose key is not in `finished`."""
+    async def recover(self, finished: set[str], retried: Collection[str] = ()) -> int:
+        """Announce again the selected posts of earlier runs whose key is not in `finished`.
+
+        Each is announced under its post key, so a broker that still holds it from before a crash
+        stores it once; a post in `retried` (failed before, mined again) under a new one."""
         pending = [a for a in self._selected_before if a.post.key not in finished]
         if pending:
             log.info("resuming %d selected posts accepted before the last stop", len(pending))
         self.counts.resumed += len(pending)
         for accepted in pending:
-            await self._announce(accepted)
+            await self._announce(accepted, retry=accepted.post.key in retried)
         return len(pending)
 
     async def run(self, sources: list[str]) -> None:
@@ -220,9 +223,13 @@ class Ingestor:
         kind = request.__struct_config__.tag
         with tracer.start_as_current_span(f"ingest {kind} request", attributes={"reer.request": str(kind)}):
             if isinstance(request, OptimizeEvent):
-                await self.bus.publish(OPTIMIZE_REQUESTED, OptimizeRequested(request_id=request_id, request=request))
+                await self.bus.publish(
+                    OPTIMIZE_REQUESTED, OptimizeRequested(request_id=request_id, request=request), key=request_id
+                )
             else:
-                await self.bus.publish(GENERATE_REQUESTED, GenerateRequested(request_id=request_id, request=request))
+                await self.bus.publish(
+                    GENERATE_REQUESTED, GenerateRequested(request_id=request_id, request=request), key=request_id
+                )
 
     def _check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | Rejection:
         if line.rejection:
@@ -256,7 +263,7 @@ class Ingestor:
             post=post, engagement=engagement, selected=selected, source=source, line=line.number, accepted_at=now
         )
 
-    async def _announce(self, accepted: Accepted) -> None:
+    async def _announce(self, accepted: Accepted, *, retry: bool = False) -> None:
         post = accepted.post
         with tracer.start_as_current_span(
             "ingest post",
@@ -269,5 +276,7 @@ class Ingestor:
             },
         ):
             await self.bus.publish(
-                POSTS_OBSERVED, PostObserved(post=post, engagement=accepted.engagement, selected=accepted.selected)
+                POSTS_OBSERVED,
+                PostObserved(post=post, engagement=accepted.engagement, selected=accepted.selected),
+                key=f"post:{post.key}:retry:{uuid.uuid4().hex}" if retry else f"post:{post.key}",
             )

@@ -12,17 +12,15 @@ import msgspec
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from actors.base import Consumer
+from actors.base import Consumer, DeadLetters
 from actors.gate import Gate
 from bus.bus import Bus
 from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, Topic
-from bus.records import DeadLetter
 from runtime import metrics
 from runtime.config import LimitSettings
 from runtime.errors import ProviderError
 from runtime.providers import Provider
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
 tracer = otel_trace.get_tracer("reer-runtime.limiter")
@@ -63,7 +61,7 @@ class Limiter(Consumer[ProviderRequest]):
     def __init__(
         self,
         bus: Bus,
-        dead_letters: JsonlStore[DeadLetter],
+        dead_letters: DeadLetters,
         chains: dict[Role, list[Provider]],
         limits: dict[str, LimitSettings],
         *,
@@ -81,7 +79,7 @@ class Limiter(Consumer[ProviderRequest]):
         metrics.observe_circuits(lambda: {uri: gate.circuit.state for uri, gate in gates.items()})
 
     async def handle(self, message: ProviderRequest) -> None:
-        reply_to = Topic[ProviderReply](message.reply_to)
+        reply_to = Topic[ProviderReply](message.reply_to, local=True)
         try:
             reply = ProviderReply(request_id=message.request_id, outcome=await self.call(message.role, message.call))
         except ProviderError as exc:

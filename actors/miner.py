@@ -10,18 +10,17 @@ import anyio
 import msgspec
 from opentelemetry import trace as otel_trace
 
-from actors.base import Consumer
+from actors.base import Consumer, DeadLetters
 from actors.model_client import ModelClient
 from bus.bus import Bus
-from bus.messages import POSTS_OBSERVED, TRACES_MINED, PostObserved, TraceMined
-from bus.records import DeadLetter, Failure, Trace
+from bus.messages import POSTS_OBSERVED, RESULTS, MiningFailed, PostObserved, TraceMined
+from bus.records import Failure, Trace
 from runtime import metrics
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError, ProviderError
 from runtime.ledger import Ledger
 from runtime.reer.brief import derive_brief
 from runtime.reer.search import Search
-from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +29,22 @@ FLOOR_WARNING = (3, 0.8)
 
 
 class Miner(Consumer[PostObserved]):
-    """Mines a trace for each selected post. A post whose search fails goes to `failed.jsonl`."""
+    """Mines a trace for each selected post and sends it to the TraceWriter; so too a post whose
+    search fails, which goes to `failed.jsonl`. With a `ledger` (in the process that holds the data
+    dir), a post already mined is skipped; a worker elsewhere mines what it is given, and the
+    TraceWriter keeps one trace per post."""
 
     name = "miner"
 
     def __init__(
         self,
         bus: Bus,
-        dead_letters: JsonlStore[DeadLetter],
-        failures: JsonlStore[Failure],
+        dead_letters: DeadLetters,
         settings: SearchSettings,
         *,
         concurrency: int,
         max_consecutive_failures: int,
-        ledger: Ledger,
+        ledger: Ledger | None = None,
     ) -> None:
         super().__init__(
             bus,
@@ -52,10 +53,9 @@ class Miner(Consumer[PostObserved]):
             concurrency=concurrency,
             max_consecutive_failures=max_consecutive_failures,
         )
-        self._failures_store = failures
         self._settings = settings
         self._ledger = ledger
-        self.model = ModelClient(bus, self.name)
+        self.model = ModelClient(bus, self.name, dead_letters)
         self.mined = 0
         self.failed = 0
         self._clip_shares: list[float] = []
@@ -69,7 +69,7 @@ class Miner(Consumer[PostObserved]):
         span = otel_trace.get_current_span()
         post = message.post
         span.set_attribute("reer.post.key", post.key)
-        if not message.selected or self._ledger.is_mined(post.key):
+        if not message.selected or (self._ledger is not None and self._ledger.is_mined(post.key)):
             span.set_attribute("reer.mined", False)
             metrics.posts.add(1, {"reer.outcome": "skipped"})
             return
@@ -78,7 +78,8 @@ class Miner(Consumer[PostObserved]):
             result = await Search(self.model, self._settings, brief, post.text, post.key).run()
         except (NoPlanError, ProviderError) as exc:
             log.warning("could not mine %s: %s", post.key, exc)
-            await self._failures_store.append(Failure(post=post, reason=str(exc), failed_at=datetime.now(UTC)))
+            failure = Failure(post=post, reason=str(exc), failed_at=datetime.now(UTC))
+            await self.bus.publish(RESULTS, MiningFailed(failure=failure), key=f"failed:{post.key}")
             span.set_attribute("reer.mined", False)
             metrics.posts.add(1, {"reer.outcome": "failed"})
             self.failed += 1
@@ -98,7 +99,7 @@ class Miner(Consumer[PostObserved]):
             otel_trace_id=format(span.get_span_context().trace_id, "032x"),
             mined_at=datetime.now(UTC),
         )
-        await self.bus.publish(TRACES_MINED, TraceMined(trace=record))
+        await self.bus.publish(RESULTS, TraceMined(trace=record), key=f"trace:{post.key}")
         self.mined += 1
         self._watch_clip_floor(result.scores.clip_share)
 

@@ -7,38 +7,30 @@ import uuid
 import anyio
 from opentelemetry import trace as otel_trace
 
-from bus import tracing
+from actors.base import Consumer, DeadLetters
 from bus.bus import Bus
 from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, reply_topic
 from runtime.errors import ProviderError
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
-class ModelClient:
+class ModelClient(Consumer[ProviderReply]):
     """Sends `ProviderRequest`s for one requester and matches the replies to the callers.
 
     `run` must be running (in the actor's task group) for calls to complete.
     """
 
-    def __init__(self, bus: Bus, requester: str) -> None:
-        self._bus = bus
-        self._requester = requester
-        self._topic = reply_topic(requester)
-        self._replies = bus.subscribe(self._topic)
+    def __init__(self, bus: Bus, requester: str, dead_letters: DeadLetters) -> None:
+        self.name = requester
+        self._reply_to = reply_topic(requester)
+        super().__init__(bus, self._reply_to, dead_letters)
         self._waiting: dict[str, tuple[anyio.Event, list[ProviderReply]]] = {}
 
-    async def run(self) -> None:
-        """Deliver replies until the bus closes."""
-        async with self._replies:
-            async for envelope in self._replies:
-                try:
-                    with tracing.process_span(self._bus.tracer, envelope, self._requester):
-                        waiter = self._waiting.pop(envelope.body.request_id, None)
-                        if waiter is not None:
-                            waiter[1].append(envelope.body)
-                            waiter[0].set()
-                finally:
-                    self._bus.done()
+    async def handle(self, message: ProviderReply) -> None:
+        waiter = self._waiting.pop(message.request_id, None)
+        if waiter is not None:
+            waiter[1].append(message)
+            waiter[0].set()
 
     async def generate(self, call: GenerateCall) -> Generation:
         result = await self._call("generator", call)
@@ -56,9 +48,9 @@ class ModelClient:
         box: list[ProviderReply] = []
         self._waiting[request_id] = (done, box)
         try:
-            await self._bus.publish(
+            await self.bus.publish(
                 PROVIDER_REQUESTS,
-                ProviderRequest(request_id=request_id, role=role, call=call, reply_to=self._topic.name),
+                ProviderRequest(request_id=request_id, role=role, call=call, reply_to=self._reply_to.name),
             )
             await done.wait()
         finally:

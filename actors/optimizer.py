@@ -13,8 +13,8 @@ from opentelemetry import trace as otel_trace
 from actors.base import Consumer
 from actors.model_client import ModelClient, ThreadModels
 from bus.bus import Bus
-from bus.messages import OPTIMIZE_REQUESTED, TRACES_MINED, OptimizeRequested, TraceMined
-from bus.records import DeadLetter, OptimizeEvent, Optimizer, Program, Trace
+from bus.messages import OPTIMIZE_REQUESTED, OptimizeRequested
+from bus.records import DeadLetter, Optimizer, Program, Trace
 from runtime.config import Settings
 from runtime.errors import Refused
 from runtime.store import JsonlStore
@@ -51,7 +51,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         self._traces = traces
         self._programs = programs
         self._settings = settings
-        self.model = ModelClient(bus, self.name)
+        self.model = ModelClient(bus, self.name, dead_letters)
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -136,20 +136,3 @@ def demo_ids(program: Writer, trainset: list[dspy.Example]) -> list[str]:
         for demo in predictor.demos:
             found |= {demo["trace_id"]} if demo.get("trace_id") else by_brief.get(demo.get("brief", ""), set())
     return sorted(found)
-
-
-class AutoOptimize(Consumer[TraceMined]):
-    """Asks for a compile after every `every` new traces."""
-
-    name = "auto-optimize"
-
-    def __init__(self, bus: Bus, dead_letters: JsonlStore[DeadLetter], every: int) -> None:
-        super().__init__(bus, TRACES_MINED, dead_letters)
-        self._every = every
-        self._seen = 0
-
-    async def handle(self, message: TraceMined) -> None:
-        self._seen += 1
-        if self._seen % self._every == 0:
-            log.info("%d new traces: asking for a compile", self._seen)
-            await self.bus.publish(OPTIMIZE_REQUESTED, OptimizeRequested(request=OptimizeEvent()))

@@ -1,4 +1,4 @@
-"""The TraceWriter: appends each mined trace to the store, once per post."""
+"""The TraceWriter: the one writer of what mining produces, wherever it was mined."""
 
 from __future__ import annotations
 
@@ -6,37 +6,74 @@ import logging
 
 from actors.base import Consumer
 from bus.bus import Bus
-from bus.messages import TRACES_MINED, TraceMined
-from bus.records import DeadLetter, Trace
+from bus.messages import OPTIMIZE_REQUESTED, RESULTS, DeadLettered, MiningFailed, OptimizeRequested, Result, TraceMined
+from bus.records import DeadLetter, Failure, OptimizeEvent, Trace
 from runtime.ledger import Ledger
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
 
 
-class TraceWriter(Consumer[TraceMined]):
-    """Writes traces to `traces.jsonl`; a second trace for an already mined post is not written."""
+class TraceWriter(Consumer[Result]):
+    """Appends traces to `traces.jsonl`, failed posts to `failed.jsonl` and the dead letters of
+    other processes to `dead-letters.jsonl`. A post gets one trace: a second one (a post mined twice,
+    as at-least-once delivery allows) is not written, nor a failure for a post already settled.
+
+    With `optimize_after`, asks for a compile each time the store's trace count reaches a multiple
+    of it: counted from the store, so restarts and duplicates do not shift it.
+    """
 
     name = "trace-writer"
 
     def __init__(
-        self, bus: Bus, dead_letters: JsonlStore[DeadLetter], store: JsonlStore[Trace], ledger: Ledger
+        self,
+        bus: Bus,
+        dead_letters: JsonlStore[DeadLetter],
+        traces: JsonlStore[Trace],
+        failures: JsonlStore[Failure],
+        ledger: Ledger,
+        optimize_after: int | None = None,
     ) -> None:
-        super().__init__(bus, TRACES_MINED, dead_letters)
-        self._store = store
+        super().__init__(bus, RESULTS, dead_letters)
+        self._dead_letters_store = dead_letters
+        self._traces = traces
+        self._failed_posts = failures
         self._ledger = ledger
+        self._optimize_after = optimize_after
+        self.mined = 0
+        """Traces written since start."""
+        self.failed = 0
+        """Failed posts written since start."""
 
-    async def handle(self, message: TraceMined) -> None:
-        key = message.trace.post.key
+    async def handle(self, message: Result) -> None:
+        if isinstance(message, TraceMined):
+            await self._write_trace(message.trace)
+        elif isinstance(message, MiningFailed):
+            key = message.failure.post.key
+            if self._ledger.is_settled(key):
+                log.info("post %s is already settled; not writing its failure again", key)
+                return
+            await self._failed_posts.append(message.failure)
+            self._ledger.record_failed(key)
+            self.failed += 1
+        elif isinstance(message, DeadLettered):
+            await self._dead_letters_store.append(message.letter)
+
+    async def _write_trace(self, trace: Trace) -> None:
+        key = trace.post.key
         if self._ledger.is_mined(key):
             log.info("post %s already has a trace; not writing another", key)
             return
-        await self._store.append(message.trace)
+        await self._traces.append(trace)
         self._ledger.record_mined(key)
+        self.mined += 1
         log.info(
             "mined %s: score %.3f (no plan) -> %.3f (initial) -> %.3f (found)",
             key,
-            message.trace.scores.no_plan,
-            message.trace.scores.initial,
-            message.trace.scores.final,
+            trace.scores.no_plan,
+            trace.scores.initial,
+            trace.scores.final,
         )
+        if self._optimize_after and self._ledger.mined % self._optimize_after == 0:
+            log.info("%d traces in the store: asking for a compile", self._ledger.mined)
+            await self.bus.publish(OPTIMIZE_REQUESTED, OptimizeRequested(request=OptimizeEvent()))

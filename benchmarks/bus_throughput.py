@@ -83,7 +83,7 @@ async def through_bus(n: int, provider: otel_trace.TracerProvider, dead: JsonlSt
         for _ in range(n):
             await bus.publish(POSTS_OBSERVED, MESSAGE)
         await bus.wait_idle()
-        bus.close()
+        await bus.aclose()
     return n / (time.perf_counter() - started)
 
 

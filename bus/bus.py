@@ -1,4 +1,8 @@
-"""The in-process message bus: topics, fan-out, backpressure, and knowing when all work is done."""
+"""The bus the actors talk through: typed topics over a transport, a span per send, idle detection.
+
+Topics marked `local` (a process's model calls and their replies) always stay in memory; the others
+go over the shared transport, which is memory too unless the daemon runs on NATS JetStream.
+"""
 
 from __future__ import annotations
 
@@ -6,85 +10,76 @@ import uuid
 from typing import Any, TypeVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import anyio.lowlevel
 from opentelemetry.trace import TracerProvider
 
 from bus import tracing
+from bus.memory import MemoryTransport, NoSubscriberError
 from bus.messages import Envelope, Topic
+from bus.transport import Subscription, Transport
 
 M = TypeVar("M")
 
-
-class NoSubscriberError(LookupError):
-    """A message was published on a topic nobody listens to: it would be lost."""
+__all__ = ["Bus", "NoSubscriberError"]
 
 
 class Bus:
-    """Topics with bounded queues. Every subscriber of a topic gets every message on it.
+    """Publishes typed messages and hands out subscriptions, over one or two transports."""
 
-    `publish` waits while any subscriber's queue is full (backpressure). The bus counts deliveries
-    not yet handled: a consumer calls `done` once per received envelope, after handling it and
-    publishing whatever it caused, so `wait_idle` returns only when no work is left anywhere.
-    """
-
-    def __init__(self, buffer_size: int = 64, tracer_provider: TracerProvider | None = None) -> None:
-        self._buffer_size = buffer_size
-        self._subscribers: dict[str, list[MemoryObjectSendStream[Envelope[Any]]]] = {}
+    def __init__(
+        self, buffer_size: int = 64, tracer_provider: TracerProvider | None = None, shared: Transport | None = None
+    ) -> None:
+        self.local = MemoryTransport(buffer_size)
+        self.shared: Transport = shared or self.local
         self.tracer = tracing.tracer(tracer_provider)
         """The tracer of the bus's spans; consumers use it for their process spans."""
-        self._pending = 0
-        self._idle: anyio.Event | None = None
 
-    def subscribe(self, topic: Topic[M], buffer_size: int | None = None) -> MemoryObjectReceiveStream[Envelope[M]]:
-        """A new queue that receives every message published on `topic` from now on."""
-        send, receive = anyio.create_memory_object_stream[Envelope[M]](buffer_size or self._buffer_size)
-        self._subscribers.setdefault(topic.name, []).append(send)
-        return receive
+    def _carrier(self, topic: Topic[Any]) -> Transport:
+        return self.local if topic.local else self.shared
 
-    async def publish(self, topic: Topic[M], body: M) -> Envelope[M]:
-        """Deliver `body` to every subscriber of `topic`, waiting for room in each queue."""
-        subscribers = self._subscribers.get(topic.name)
-        if not subscribers:
-            raise NoSubscriberError(f"no actor subscribes to topic {topic.name!r}")
+    def system(self, topic: Topic[Any]) -> str:
+        """The messaging system that carries `topic`."""
+        return self._carrier(topic).system
+
+    def subscribe(self, topic: Topic[M], group: str) -> Subscription:
+        """Join consumer group `group` of `topic`: each message reaches every group, and one member of each."""
+        return self._carrier(topic).subscribe(topic.name, group)
+
+    async def publish(self, topic: Topic[M], body: M, key: str | None = None) -> Envelope[M]:
+        """Send `body` on `topic`, waiting for room. `key` names the work it stands for, so that a
+        transport that deduplicates (NATS) stores it once however often it is published."""
+        carrier = self._carrier(topic)
         message_id = uuid.uuid4().hex
-        with tracing.send_span(self.tracer, topic.name, message_id) as headers:
+        with tracing.send_span(self.tracer, topic.name, message_id, carrier.system) as headers:
             envelope = Envelope(id=message_id, topic=topic.name, headers=headers, body=body)
-            for send in subscribers:
-                self._pending += 1
-                try:
-                    await send.send(envelope)
-                except BaseException:
-                    self.done()
-                    raise
+            await carrier.publish(envelope, key)
         return envelope
-
-    def done(self) -> None:
-        """Mark one received envelope as fully handled."""
-        self._pending -= 1
-        if self._pending == 0 and self._idle is not None:
-            self._idle.set()
-            self._idle = None
 
     @property
     def pending(self) -> int:
-        """Deliveries published and not yet handled."""
-        return self._pending
+        """Deliveries in this process published and not yet settled."""
+        return self.local.pending
 
     def queue_depths(self) -> dict[str, int]:
-        """Messages waiting in the queues of each topic."""
-        return {
-            name: sum(s.statistics().current_buffer_used for s in sends) for name, sends in self._subscribers.items()
-        }
+        """Messages waiting per topic."""
+        depths = self.local.queue_depths()
+        if self.shared is not self.local:
+            depths |= self.shared.queue_depths()
+        return depths
 
     async def wait_idle(self) -> None:
-        """Return once every published message has been handled."""
-        while self._pending > 0:
-            if self._idle is None:
-                self._idle = anyio.Event()
-            await self._idle.wait()
+        """Return once no work is left: every delivery settled here and, across processes, on the broker."""
+        while True:
+            await self.local.wait_idle()
+            if self.shared is self.local:
+                return
+            await self.shared.wait_idle()
+            if self.local.pending == 0:
+                return
+            await anyio.lowlevel.checkpoint()
 
-    def close(self) -> None:
-        """Close every queue: consumers drain what is buffered, then their loops end."""
-        for sends in self._subscribers.values():
-            for send in sends:
-                send.close()
+    async def aclose(self) -> None:
+        """Stop every subscription (memory ones after draining what is buffered)."""
+        await self.local.aclose()
+        if self.shared is not self.local:
+            await self.shared.aclose()

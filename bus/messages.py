@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from bus.records import GenerateEvent, OptimizeEvent, PostEvent, Trace
+from bus.records import DeadLetter, Failure, GenerateEvent, OptimizeEvent, PostEvent, Trace
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 M = TypeVar("M")
@@ -33,6 +33,22 @@ class TraceMined(Message, frozen=True, kw_only=True):
     """A finished REER search for one post."""
 
     trace: Trace
+
+
+class MiningFailed(Message, frozen=True, kw_only=True):
+    """A post whose REER search failed, with why."""
+
+    failure: Failure
+
+
+class DeadLettered(Message, frozen=True, kw_only=True):
+    """A message an actor could not handle, kept with the error."""
+
+    letter: DeadLetter
+
+
+Result = TraceMined | MiningFailed | DeadLettered
+"""What the TraceWriter writes to the data dir, from this process or from workers elsewhere."""
 
 
 class GenerateRequested(Message, frozen=True, kw_only=True):
@@ -73,24 +89,38 @@ class ProviderReply(Message, frozen=True, kw_only=True):
 
 @dataclass(frozen=True)
 class Topic(Generic[M]):
-    """A named channel whose messages all have type `M`."""
+    """A named channel whose messages all have type `M`. A `local` topic never leaves its process."""
 
     name: str
+    local: bool = False
 
 
 POSTS_OBSERVED: Topic[PostObserved] = Topic("posts.observed")
-TRACES_MINED: Topic[TraceMined] = Topic("traces.mined")
+RESULTS: Topic[Result] = Topic("results")
 GENERATE_REQUESTED: Topic[GenerateRequested] = Topic("generate.requested")
 OPTIMIZE_REQUESTED: Topic[OptimizeRequested] = Topic("optimize.requested")
-PROVIDER_REQUESTS: Topic[ProviderRequest] = Topic("provider.requests")
+SHARED_TOPICS = (POSTS_OBSERVED, RESULTS, GENERATE_REQUESTED, OPTIMIZE_REQUESTED)
+"""The topics that cross processes when the bus runs on NATS."""
+
+# each process's model calls go to its own Limiter, which uses its own models
+PROVIDER_REQUESTS: Topic[ProviderRequest] = Topic("provider.requests", local=True)
 
 
 def reply_topic(requester: str) -> Topic[ProviderReply]:
-    """The topic on which `requester` receives its provider replies."""
-    return Topic(f"provider.replies.{requester}")
+    """The topic on which `requester` receives its provider replies (in its own process)."""
+    return Topic(f"provider.replies.{requester}", local=True)
 
 
-AnyMessage = PostObserved | TraceMined | GenerateRequested | OptimizeRequested | ProviderRequest | ProviderReply
+AnyMessage = (
+    PostObserved
+    | TraceMined
+    | MiningFailed
+    | DeadLettered
+    | GenerateRequested
+    | OptimizeRequested
+    | ProviderRequest
+    | ProviderReply
+)
 
 
 class Envelope(msgspec.Struct, Generic[M], frozen=True, kw_only=True):

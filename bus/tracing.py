@@ -20,8 +20,6 @@ from bus.messages import Envelope
 if TYPE_CHECKING:
     from typing import Any
 
-MESSAGING_SYSTEM = "reer"
-
 
 def tracer(provider: TracerProvider | None = None) -> otel_trace.Tracer:
     """The bus's tracer, from `provider` or the global one."""
@@ -29,13 +27,13 @@ def tracer(provider: TracerProvider | None = None) -> otel_trace.Tracer:
 
 
 @contextmanager
-def send_span(tracer: otel_trace.Tracer, topic: str, message_id: str) -> Iterator[dict[str, str]]:
+def send_span(tracer: otel_trace.Tracer, topic: str, message_id: str, system: str) -> Iterator[dict[str, str]]:
     """Open the PRODUCER span of one send; yields the headers that carry its context."""
     with tracer.start_as_current_span(
         f"send {topic}",
         kind=SpanKind.PRODUCER,
         attributes={
-            "messaging.system": MESSAGING_SYSTEM,
+            "messaging.system": system,
             "messaging.operation.type": "send",
             "messaging.operation.name": "send",
             "messaging.destination.name": topic,
@@ -48,20 +46,24 @@ def send_span(tracer: otel_trace.Tracer, topic: str, message_id: str) -> Iterato
 
 
 @contextmanager
-def process_span(tracer: otel_trace.Tracer, envelope: Envelope[Any], actor: str) -> Iterator[Span]:
-    """Open the CONSUMER span in which `actor` handles `envelope`, parented on its sender."""
+def process_span(
+    tracer: otel_trace.Tracer, envelope: Envelope[Any], actor: str, system: str, attempt: int = 1
+) -> Iterator[Span]:
+    """Open the CONSUMER span in which `actor` handles `envelope` (delivered for the `attempt`th
+    time), parented on its sender: a redelivered message joins the same trace."""
     parent = propagate.extract(envelope.headers)
     with tracer.start_as_current_span(
         f"process {envelope.topic}",
         context=parent,
         kind=SpanKind.CONSUMER,
         attributes={
-            "messaging.system": MESSAGING_SYSTEM,
+            "messaging.system": system,
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
             "messaging.destination.name": envelope.topic,
             "messaging.message.id": envelope.id,
             "messaging.consumer.group.name": actor,
+            "reer.delivery.attempt": attempt,
         },
     ) as span:
         yield span

@@ -20,7 +20,7 @@ from actors.generator import GeneratorActor, print_draft
 from actors.ingestor import Ingestor
 from actors.limiter import Limiter
 from actors.miner import Miner
-from actors.optimizer import AutoOptimize, OptimizerActor
+from actors.optimizer import OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
 from bus.records import (
@@ -81,7 +81,7 @@ class Actors:
     """The actors of one run, built over the data dir's stores and the ledger."""
 
     ingestor: Ingestor
-    miner: Miner
+    writer: TraceWriter
     consumers: list[Consumer[Any]]
     """Every actor that consumes from the bus: the Limiter, the Miner, the TraceWriter and the writing actors."""
     watcher: Watcher | None
@@ -96,26 +96,26 @@ def build_actors(
     watch: Path | None,
     show_draft: Callable[[Draft], None],
 ) -> Actors:
-    """The Ingestor, the Limiter, the Miner, the TraceWriter, the Optimizer and Generator (and
-    `AutoOptimize` when configured) and the folder watcher, wired to `bus`."""
+    """The Ingestor, the Limiter, the Miner, the TraceWriter, the Optimizer and Generator and the
+    folder watcher, wired to `bus`."""
     miner = Miner(
         bus,
         stores.dead_letters,
-        stores.failures,
         settings.search,
         concurrency=settings.miner_concurrency,
         max_consecutive_failures=settings.max_consecutive_failures,
         ledger=ledger,
     )
+    writer = TraceWriter(
+        bus, stores.dead_letters, stores.traces, stores.failures, ledger, settings.writer.optimize_after
+    )
     consumers: list[Consumer[Any]] = [
         Limiter(bus, stores.dead_letters, chains, settings.limits),
         miner,
-        TraceWriter(bus, stores.dead_letters, stores.traces, ledger),
+        writer,
         OptimizerActor(bus, stores.dead_letters, stores.traces, stores.programs, settings),
         GeneratorActor(bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, show_draft),
     ]
-    if settings.writer.optimize_after:
-        consumers.append(AutoOptimize(bus, stores.dead_letters, settings.writer.optimize_after))
     ingestor = Ingestor(
         bus,
         stores.posts,
@@ -140,7 +140,7 @@ def build_actors(
     if watch is not None:
         fits = partial(check, fmt=settings.input_format, mapping=settings.csv)
         watcher = Watcher(watch, stores.watched, fits, lambda source: ingestor.run([source]))
-    return Actors(ingestor, miner, consumers, watcher)
+    return Actors(ingestor, writer, consumers, watcher)
 
 
 async def serve(
@@ -195,7 +195,7 @@ async def serve(
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
                     tg.start_soon(_write_stats, stats_reader, settings)
-                tg.start_soon(Progress(actors.ingestor, actors.miner, settings.progress_interval_s).run)
+                tg.start_soon(Progress(actors.ingestor, actors.writer, settings.progress_interval_s).run)
                 inputs = Inputs(sources, actors.watcher, requests or [])
                 await _run(bus, actors, ledger, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
@@ -232,7 +232,7 @@ async def _run(
         async with anyio.create_task_group() as watcher:
             watcher.start_soon(_watch_signals, stopping, ingest_scope)
             with ingest_scope:
-                await ingestor.recover(ledger.finished_posts())
+                await ingestor.recover(ledger.finished_posts(), ledger.retried_posts())
                 await ingestor.resume_requests(ledger.settled_requests())
                 await ingestor.run(inputs.sources)
                 if inputs.watcher is not None:
@@ -249,7 +249,7 @@ async def _run(
         if drain.cancelled_caught:
             log.warning("grace period of %gs over with %d deliveries unfinished; stopping", grace, bus.pending)
             tg.cancel_scope.cancel()
-        bus.close()
+        await bus.aclose()
 
 
 def _first(group: BaseExceptionGroup[ReerError]) -> ReerError:

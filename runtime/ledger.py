@@ -58,6 +58,7 @@ class Ledger:
         self._stores = stores
         self._mined = {t.post.key for t in stores.traces.read()}
         self._failed = set() if retry_failed else {f.post.key for f in stores.failures.read()}
+        self._failed_before = {f.post.key for f in stores.failures.read()} if retry_failed else set()
 
     @property
     def mined(self) -> int:
@@ -71,6 +72,18 @@ class Ledger:
     def record_mined(self, key: str) -> None:
         """The post `key`'s trace is in the store."""
         self._mined.add(key)
+
+    def record_failed(self, key: str) -> None:
+        """The post `key`'s failure is in the store."""
+        self._failed.add(key)
+
+    def is_settled(self, key: str) -> bool:
+        """Whether the post `key` has a trace or a failure recorded in this run's terms."""
+        return key in self._mined or key in self._failed
+
+    def retried_posts(self) -> set[str]:
+        """Keys of the posts that failed before and are to be mined again (`retry_failed_on_start`)."""
+        return self._failed_before
 
     def finished_posts(self) -> set[str]:
         """Keys of the posts not to announce again at start: mined, or failed and not to be retried."""

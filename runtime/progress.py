@@ -12,7 +12,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from actors.ingestor import Ingestor
-from actors.miner import Miner
+from actors.trace_writer import TraceWriter
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +20,18 @@ log = logging.getLogger(__name__)
 class Progress:
     """Reports lines read, posts accepted and rejected, posts mined of those to mine, the rate and time left."""
 
-    def __init__(self, ingestor: Ingestor, miner: Miner, interval_s: float, terminal: bool | None = None) -> None:
+    def __init__(
+        self, ingestor: Ingestor, writer: TraceWriter, interval_s: float, terminal: bool | None = None
+    ) -> None:
         self._ingestor = ingestor
-        self._miner = miner
+        self._writer = writer
         self._interval_s = interval_s
         self._terminal = sys.stderr.isatty() if terminal is None else terminal
         self._started = time.monotonic()
 
     def line(self) -> str:
         c = self._ingestor.counts
-        done, total = self._miner.mined + self._miner.failed, c.selected + c.resumed
+        done, total = self._writer.mined + self._writer.failed, c.selected + c.resumed
         rate = done / max(1e-9, time.monotonic() - self._started)
         if total <= done:
             left = "nothing queued"
@@ -37,7 +39,7 @@ class Progress:
             left = f"about {(total - done) / rate:.0f}s left" if rate else "time left not known yet"
         return (
             f"progress: {c.lines} lines read, {c.accepted} accepted, {c.rejected} rejected; "
-            f"{self._miner.mined} of {total} mined ({self._miner.failed} failed), {rate * 60:.1f} posts/min, {left}"
+            f"{self._writer.mined} of {total} mined ({self._writer.failed} failed), {rate * 60:.1f} posts/min, {left}"
         )
 
     async def run(self) -> None:
@@ -53,8 +55,8 @@ class Progress:
                 await anyio.sleep(0.5)
                 c = self._ingestor.counts
                 bar.total = c.selected + c.resumed
-                bar.n = self._miner.mined + self._miner.failed
+                bar.n = self._writer.mined + self._writer.failed
                 bar.set_postfix_str(
-                    f"{c.lines} read, {c.rejected} rejected, {self._miner.failed} failed", refresh=False
+                    f"{c.lines} read, {c.rejected} rejected, {self._writer.failed} failed", refresh=False
                 )
                 bar.refresh()

@@ -92,3 +92,21 @@ metrics.set_meter_provider(MeterProvider(metric_readers=[_metric_reader]))
 def metric_reader() -> InMemoryMetricReader:
     """The in-process reader of every metric the runtime records (cumulative, shared by tests)."""
     return _metric_reader
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real NATS JetStream server for the session; each test takes a namespace of its own."""
+    from tests.nats_server import nats_server
+
+    with nats_server(tmp_path_factory.mktemp("nats")) as url:
+        yield url
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest) -> str:
+    """A bus namespace no other test uses."""
+    import re
+    import uuid
+
+    return re.sub(r"[^A-Za-z0-9]", "_", request.node.name)[:40] + "_" + uuid.uuid4().hex[:6]

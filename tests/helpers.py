@@ -12,6 +12,7 @@ import jsonschema
 import msgspec
 
 from bus.records import Metrics, Platform, PostEvent
+from bus.transport import Subscription
 from runtime.schemas import SCHEMA_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -59,3 +60,12 @@ def post_line(i: int, **fields: Any) -> str:
     }
     event.update(fields)
     return json.dumps(event)
+
+
+async def received(subscription: Subscription) -> list[Any]:
+    """The bodies a subscription still holds once its bus is closed, each acked."""
+    bodies = []
+    while (delivery := await subscription.next()) is not None:
+        bodies.append(delivery.envelope.body)
+        await delivery.ack()
+    return bodies

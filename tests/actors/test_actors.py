@@ -44,7 +44,7 @@ async def feed(bus: Bus, actor: Picky, ids: list[int]) -> None:
         for i in ids:
             await bus.publish(POSTS_OBSERVED, PostObserved(post=make_post(i), engagement=1, selected=True))
         await bus.wait_idle()
-        bus.close()
+        await bus.aclose()
 
 
 async def test_a_failing_message_becomes_a_dead_letter_and_the_actor_goes_on(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from bus.messages import POSTS_OBSERVED
 from bus.records import Accepted, PostEvent, Rejected
 from runtime.inputs import LineSplitter
 from runtime.store import JsonlStore
-from tests.helpers import post_line
+from tests.helpers import post_line, received
 
 LIMIT = 1000
 
@@ -55,15 +55,15 @@ def test_every_line_is_accepted_or_rejected_with_a_reason(raw_lines: list[bytes]
             ledger.open()
             rejected.open()
             bus = Bus(buffer_size=100)
-            observed = bus.subscribe(POSTS_OBSERVED)
+            observed = bus.subscribe(POSTS_OBSERVED, "test")
             ingestor = Ingestor(
                 bus, ledger, rejected, min_engagement=0.5, min_author_posts=1, max_line_bytes=LIMIT, batch_max_lines=50
             )
             splitter = LineSplitter(LIMIT)
             batch = splitter.feed(b"\n".join(raw_lines) + b"\n") if raw_lines else []
             await ingestor.ingest("fuzz", batch)
-            bus.close()
-            announced = len([e async for e in observed])
+            await bus.aclose()
+            announced = len(await received(observed))
             return list(ledger.read()), list(rejected.read()), announced
 
     accepted, refused, announced = anyio.run(run)

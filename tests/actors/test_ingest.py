@@ -13,7 +13,7 @@ from bus.messages import GENERATE_REQUESTED, POSTS_OBSERVED
 from bus.records import Accepted, PostEvent, Rejected, Rejection
 from runtime.inputs import Line, LineSplitter
 from runtime.store import JsonlStore
-from tests.helpers import post_line
+from tests.helpers import post_line, received
 
 pytestmark = pytest.mark.anyio
 
@@ -58,15 +58,15 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
     ledger.open()
     rejected.open()
     bus = Bus(buffer_size=100)
-    observed = bus.subscribe(POSTS_OBSERVED)
-    requested = bus.subscribe(GENERATE_REQUESTED)
+    observed = bus.subscribe(POSTS_OBSERVED, "test")
+    requested = bus.subscribe(GENERATE_REQUESTED, "test")
     ingestor = Ingestor(
         bus, ledger, rejected, min_engagement=0.5, min_author_posts=1, max_line_bytes=10_000, batch_max_lines=100
     )
     lines = [post_line(i, author="a") for i in range(4)]
     lines += ["not json", "", post_line(2, author="a"), json.dumps({"type": "generate", "topic": "launch"})]
     await ingestor.ingest("file.jsonl", [Line(n, s.encode()) for n, s in enumerate(lines, start=1)])
-    bus.close()
+    await bus.aclose()
 
     assert [a.post.id for a in ledger.read()] == ["0", "1", "2", "3"]
     assert [a.line for a in ledger.read()] == [1, 2, 3, 4]
@@ -76,8 +76,8 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
     assert 8 not in reasons  # a request for drafts, passed to the Generator
     assert 6 not in reasons  # a blank line is not an event
     assert next(iter(rejected.read())).raw == "not json" and next(iter(rejected.read())).source == "file.jsonl"
-    assert [e.body.request.topic async for e in requested] == ["launch"]
-    announced = [e.body async for e in observed]
+    assert [m.request.topic for m in await received(requested)] == ["launch"]
+    announced = await received(observed)
     assert [m.post.id for m in announced] == ["0", "1", "2", "3"]
     by_engagement = sorted(announced, key=lambda m: m.engagement)
     assert [m.selected for m in by_engagement] == [False, False, True, True]

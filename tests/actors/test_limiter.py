@@ -67,7 +67,7 @@ async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSetti
     dead.open()
     bus = Bus()
     limiter = Limiter(bus, dead, {"generator": chain, "scorer": chain}, {"default": limits})
-    client = ModelClient(bus, "test")
+    client = ModelClient(bus, "test", dead)
     outcome: Generation | str
     # a call left unanswered fails the test rather than hang it
     with anyio.fail_after(60):
@@ -79,7 +79,7 @@ async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSetti
             except ProviderError as exc:
                 outcome = str(exc)
             await bus.wait_idle()
-            bus.close()
+            await bus.aclose()
     return outcome
 
 

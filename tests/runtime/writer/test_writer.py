@@ -233,7 +233,7 @@ async def run_actors(
                 assert isinstance(message, OptimizeRequested)
                 await bus.publish(OPTIMIZE_REQUESTED, message)
             await bus.wait_idle()
-        bus.close()
+        await bus.aclose()
     assert len([d for d in dead.read() if d.error.startswith("Refused: ")]) == len(list(dead.read())) == refusals
     return list(drafts.read()), programs.records()
 
