@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import anyio
 from aiolimiter import AsyncLimiter
@@ -55,6 +56,22 @@ class Circuit:
         self.state = state
 
 
+class Spacing(Protocol):
+    """Hands out call slots at least some interval apart: aiolimiter's bucket in one process,
+    `runtime.cluster.SharedSpacing` across the processes of a NATS namespace."""
+
+    async def acquire(self) -> None: ...
+
+
+def local_spacing(key: str, interval_s: float) -> Spacing:
+    """Calls spaced `interval_s` apart within this process."""
+    return AsyncLimiter(1, interval_s)
+
+
+SpacingFactory = Callable[[str, float], Spacing]
+"""Makes the spacing of one limit, given a key naming the provider and window, and the interval."""
+
+
 @dataclass
 class Gate:
     """The limits on one provider.
@@ -66,24 +83,24 @@ class Gate:
 
     provider: Provider
     limits: LimitSettings
-    per_minute: AsyncLimiter | None
-    per_hour: AsyncLimiter | None
+    spacings: list[Spacing]
     slots: anyio.CapacityLimiter
+    """The concurrency cap, per process."""
     circuit: Circuit
+    """Per process: each process judges its own calls."""
 
     @classmethod
-    def for_provider(cls, provider: Provider, limits: LimitSettings) -> Gate:
+    def for_provider(cls, provider: Provider, limits: LimitSettings, spacing: SpacingFactory = local_spacing) -> Gate:
+        windows = {"per_minute": (limits.per_minute, 60), "per_hour": (limits.per_hour, 3600)}
         return cls(
             provider=provider,
             limits=limits,
-            per_minute=AsyncLimiter(1, 60 / limits.per_minute) if limits.per_minute else None,
-            per_hour=AsyncLimiter(1, 3600 / limits.per_hour) if limits.per_hour else None,
+            spacings=[spacing(f"{provider.uri}.{name}", s / n) for name, (n, s) in windows.items() if n],
             slots=anyio.CapacityLimiter(limits.concurrency),
             circuit=Circuit(provider.uri, limits.circuit_failures, limits.circuit_reset_s),
         )
 
     async def admit(self) -> None:
         """Wait until both rate limits allow one more call."""
-        for bucket in (self.per_minute, self.per_hour):
-            if bucket is not None:
-                await bucket.acquire()
+        for spacing in self.spacings:
+            await spacing.acquire()

@@ -13,7 +13,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from actors.base import Consumer, DeadLetters
-from actors.gate import Gate
+from actors.gate import Gate, SpacingFactory, local_spacing
 from bus.bus import Bus
 from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, Topic
 from runtime import metrics
@@ -66,6 +66,7 @@ class Limiter(Consumer[ProviderRequest]):
         limits: dict[str, LimitSettings],
         *,
         concurrency: int = 64,
+        spacing: SpacingFactory = local_spacing,
     ) -> None:
         super().__init__(bus, PROVIDER_REQUESTS, dead_letters, concurrency=concurrency)
         gates: dict[str, Gate] = {}
@@ -73,7 +74,7 @@ class Limiter(Consumer[ProviderRequest]):
             for provider in chain:
                 if provider.uri not in gates:
                     settings = limits.get(provider.uri) or limits.get("default") or LimitSettings()
-                    gates[provider.uri] = Gate.for_provider(provider, settings)
+                    gates[provider.uri] = Gate.for_provider(provider, settings, spacing)
         self._chains = {role: [gates[p.uri] for p in chain] for role, chain in chains.items()}
         self.gates = gates
         metrics.observe_circuits(lambda: {uri: gate.circuit.state for uri, gate in gates.items()})

@@ -61,9 +61,11 @@ class Miner(Consumer[PostObserved]):
         self._clip_shares: list[float] = []
 
     async def run(self) -> None:
+        """Mine until the bus closes and the posts in hand are done (then the model replies stop too)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.model.run)
             await super().run()
+            tg.cancel_scope.cancel()
 
     async def handle(self, message: PostObserved) -> None:
         span = otel_trace.get_current_span()

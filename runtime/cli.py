@@ -57,11 +57,21 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--generator", metavar="URI[,URI...]", help="models that write plans, in fallback order")
     models.add_argument("--scorer", metavar="URI[,URI...]", help="models that score plans, in fallback order")
     models.add_argument("--log-format", choices=["text", "json"])
+    bus = argparse.ArgumentParser(add_help=False)
+    bus.add_argument(
+        "--bus",
+        metavar="URL",
+        help="memory:// (everything in this process, the default) or nats://HOST:4222 (NATS JetStream: "
+        "miners in other processes and machines, see `reer-runtime worker`)",
+    )
+    bus.add_argument(
+        "--namespace", metavar="NAME", help="keeps one deployment's streams apart on a shared NATS (default: reer)"
+    )
     commands = parser.add_subparsers(title="commands")
 
     start = commands.add_parser(
         "start",
-        parents=[data_dir, models],
+        parents=[data_dir, models, bus],
         help="run the daemon: read events, mine the good posts, write traces",
         description=(
             "Read JSON Lines events (posts) from files or stdin, mine a REER strategy for each post that did "
@@ -106,7 +116,50 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"
     )
+    start.add_argument(
+        "--no-miners",
+        dest="mine_here",
+        action="store_false",
+        default=None,
+        help="with a nats:// bus, mine nothing here: workers elsewhere do it all",
+    )
     start.set_defaults(command=_start, retry_failed=False, request=None)
+
+    worker = commands.add_parser(
+        "worker",
+        parents=[data_dir, models, bus],
+        help="mine posts for a coordinator (`start --bus nats://...`) from another process or machine",
+        description=(
+            "Take posts from the NATS JetStream bus of a coordinator (reer-runtime start --bus nats://HOST:4222), "
+            "mine them with this machine's models and send the traces back. Start as many as you like, anywhere "
+            "the server is reachable: each post is mined by one of them, and a post whose worker dies is mined "
+            "by another. Rate limits (limits.* in the data dir's config.toml) hold across all workers together; "
+            "concurrency caps and circuit breakers are per worker. The data dir holds only model caches here. "
+            "Exit codes: 0 done, 2 bad usage or no server, 3 this worker kept failing, 130 interrupted twice."
+        ),
+    )
+    worker.add_argument("--role", choices=["miner"], default="miner", help="what this worker does (default: miner)")
+    worker.add_argument("--concurrency", type=int, metavar="N", help="posts mined at once (default: miner_concurrency)")
+    worker.add_argument(
+        "--exit-when-idle",
+        action="store_true",
+        help="exit once the coordinator, seen running, has finished (started with --exit-when-idle)",
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"
+    )
+    worker.set_defaults(command=_worker)
+
+    status = commands.add_parser(
+        "bus",
+        parents=[data_dir, bus],
+        help="the NATS bus: messages waiting, in flight and redelivered per topic, and who is connected",
+        description="Show, for a nats:// bus, each topic's consumer groups with their pending, unacked and "
+        "redelivered messages, the coordinator holding the namespace, and the workers present.",
+    )
+    status.add_argument("what", choices=["status"], help="status: the state of the streams and the processes")
+    status.add_argument("--json", action="store_true", help="the state as JSON")
+    status.set_defaults(command=_bus_status)
 
     retry = commands.add_parser(
         "retry-failed",
@@ -262,6 +315,7 @@ def _start(args: argparse.Namespace) -> int:
         "min_engagement": args.min_engagement,
         "log_format": args.log_format,
         "retry_failed_on_start": True if retrying else None,
+        "bus": _bus_flags(args),
     }
     with ExitStack() as stack:
         try:
@@ -290,6 +344,64 @@ def _start(args: argparse.Namespace) -> int:
             show_draft=print_draft_json if getattr(args, "json", False) else print_draft,
         )
         code: int = anyio.run(run)
+    return code
+
+
+def _bus_flags(args: argparse.Namespace) -> dict[str, object] | None:
+    """The bus settings given on the command line."""
+    given = {
+        "url": getattr(args, "bus", None),
+        "namespace": getattr(args, "namespace", None),
+        "mine_here": getattr(args, "mine_here", None),
+    }
+    return {k: v for k, v in given.items() if v is not None} or None
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import anyio
+
+    from runtime.config import load_settings
+    from runtime.daemon import check_chains, make_data_dir, open_chains
+    from runtime.logs import setup_logging
+    from runtime.telemetry import setup_telemetry
+    from runtime.worker import run_worker
+
+    flags = {
+        "generator": args.generator or args.provider,
+        "scorer": args.scorer or args.provider,
+        "log_format": args.log_format,
+        "bus": _bus_flags(args),
+    }
+    with ExitStack() as stack:
+        try:
+            settings = load_settings(_data_dir(args), **flags)
+            if settings.bus.url == "memory://":
+                raise UsageError("a worker needs a NATS bus to take work from: --bus nats://HOST:4222")
+            make_data_dir(settings.data_dir)
+            chains = open_chains(settings)
+            telemetry = setup_telemetry(args.metrics_port)
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        stack.callback(telemetry.shutdown)
+        setup_logging(settings.log_format, settings.log_level, telemetry.log_handler)
+        anyio.run(check_chains, chains)
+        concurrency = args.concurrency or settings.miner_concurrency
+        code: int = anyio.run(
+            partial(run_worker, settings, chains, concurrency=concurrency, exit_when_idle=args.exit_when_idle)
+        )
+    return code
+
+
+def _bus_status(args: argparse.Namespace) -> int:
+    import anyio
+
+    from runtime.busstatus import print_status
+    from runtime.config import load_settings
+
+    settings = load_settings(_data_dir(args), bus=_bus_flags(args))
+    if settings.bus.url == "memory://":
+        raise UsageError("the memory:// bus lives inside its daemon; give a NATS bus: --bus nats://HOST:4222")
+    code: int = anyio.run(print_status, settings, args.json)
     return code
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -108,6 +108,23 @@ class WriterSettings(BaseModel):
     )
 
 
+class BusSettings(BaseModel):
+    """What carries the actors' messages: memory in one process, or NATS JetStream across several."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        "memory://", pattern=r"^(memory://|nats://\S+)$", description="memory:// or nats://HOST:PORT (JetStream)"
+    )
+    namespace: str = Field(
+        "reer", pattern=r"^[A-Za-z0-9_-]+$", description="keeps one deployment's streams apart from another's"
+    )
+    ack_wait_s: float = Field(30.0, gt=0, description="a worker silent this long loses its message to another")
+    max_deliver: int = Field(5, ge=1, description="deliveries of one message before it becomes a dead letter")
+    duplicate_window_s: float = Field(3600.0, gt=0, description="the same work published within this is stored once")
+    mine_here: bool = Field(True, description="run miners in the coordinator too (with nats://)")
+
+
 class Settings(BaseSettings):
     """Everything `reer-runtime start` can be told."""
 
@@ -120,6 +137,7 @@ class Settings(BaseSettings):
     min_author_posts: int = Field(1, ge=1, description="mine nothing of an author with fewer posts than this")
     miner_concurrency: int = Field(2, ge=1)
     bus_buffer: int = Field(64, ge=1)
+    bus: BusSettings = Field(default_factory=BusSettings)
     max_line_bytes: int = Field(1_000_000, ge=64, description="longer input lines are rejected")
     max_text_chars: int = Field(10_000, ge=1, description="posts with longer text are rejected")
     max_nesting: int = Field(32, ge=2, le=900, description="lines whose JSON nests deeper are rejected")

@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from actors.base import Consumer
+from actors.base import Consumer, DeadLetters
+from actors.gate import SpacingFactory, local_spacing
 from actors.generator import GeneratorActor, print_draft
 from actors.ingestor import Ingestor
 from actors.limiter import Limiter
@@ -23,14 +27,13 @@ from actors.miner import Miner
 from actors.optimizer import OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
-from bus.records import (
-    Draft,
-    GenerateEvent,
-    OptimizeEvent,
-)
+from bus.jetstream import JetStreamOptions, JetStreamTransport
+from bus.messages import POSTS_OBSERVED, AnyMessage, Envelope, encode
+from bus.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent
 from runtime import metrics
+from runtime.cluster import CoordinatorRunningError, Lease, SharedSpacing, holder
 from runtime.config import DEFAULT_MODEL, Settings
-from runtime.errors import CrashLoopError, ExitCode, ReerError, StoreFullError
+from runtime.errors import CrashLoopError, ExitCode, ReerError, StoreFullError, UsageError
 from runtime.imports.sources import batches, check
 from runtime.ledger import Ledger, Stores
 from runtime.progress import Progress
@@ -95,27 +98,29 @@ def build_actors(
     bus: Bus,
     watch: Path | None,
     show_draft: Callable[[Draft], None],
+    spacing: SpacingFactory = local_spacing,
 ) -> Actors:
-    """The Ingestor, the Limiter, the Miner, the TraceWriter, the Optimizer and Generator and the
-    folder watcher, wired to `bus`."""
-    miner = Miner(
-        bus,
-        stores.dead_letters,
-        settings.search,
-        concurrency=settings.miner_concurrency,
-        max_consecutive_failures=settings.max_consecutive_failures,
-        ledger=ledger,
-    )
+    """The Ingestor, the Limiter, the Miner (unless `bus.mine_here` is off), the TraceWriter, the
+    Optimizer and Generator and the folder watcher, wired to `bus`."""
     writer = TraceWriter(
         bus, stores.dead_letters, stores.traces, stores.failures, ledger, settings.writer.optimize_after
     )
     consumers: list[Consumer[Any]] = [
-        Limiter(bus, stores.dead_letters, chains, settings.limits),
-        miner,
+        Limiter(bus, stores.dead_letters, chains, settings.limits, spacing=spacing),
         writer,
         OptimizerActor(bus, stores.dead_letters, stores.traces, stores.programs, settings),
         GeneratorActor(bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, show_draft),
     ]
+    if settings.bus.mine_here:
+        miner = Miner(
+            bus,
+            stores.dead_letters,
+            settings.search,
+            concurrency=settings.miner_concurrency,
+            max_consecutive_failures=settings.max_consecutive_failures,
+            ledger=ledger,
+        )
+        consumers.insert(1, miner)
     ingestor = Ingestor(
         bus,
         stores.posts,
@@ -182,25 +187,36 @@ async def serve(
         for store in stores.all():
             store.open()
             stack.callback(store.close)
-        bus = Bus(settings.bus_buffer)
+        transport = await connect_bus(settings, stack) if settings.bus.url != "memory://" else None
+        bus = Bus(settings.bus_buffer, shared=transport)
         metrics.observe_queue_depths(bus.queue_depths)
+        spacing: SpacingFactory = local_spacing
+        if transport is not None:
+            namespace = settings.bus.namespace
+            lease = await Lease.take(transport.js, namespace, holder() | {"data_dir": str(settings.data_dir)})
+            stack.push_async_callback(lease.release)
+            spacing = partial(SharedSpacing, transport.js, namespace)
+            await transport.declare(POSTS_OBSERVED.name, Miner.name)  # kept for workers, even before one joins
         for provider in providers:
             stack.push_async_callback(provider.aclose)
         caches = {f"{p.uri} {name}": tokens for p in providers for name, tokens in p.describe().caches.items()}
         metrics.observe_caches(caches)
         ledger = Ledger(stores, retry_failed=settings.retry_failed_on_start)
-        actors = build_actors(settings, chains, stores, ledger, bus, watch, show_draft)
+        actors = build_actors(settings, chains, stores, ledger, bus, watch, show_draft, spacing)
         stopped: ReerError | None = None
         try:
             async with anyio.create_task_group() as tg:
                 if stats_reader is not None:
                     tg.start_soon(_write_stats, stats_reader, settings)
+                if transport is not None:
+                    tg.start_soon(lease.keep)
+                    tg.start_soon(transport.watch_dead_ends, partial(_dead_end, stores.dead_letters))
                 tg.start_soon(Progress(actors.ingestor, actors.writer, settings.progress_interval_s).run)
                 inputs = Inputs(sources, actors.watcher, requests or [])
                 await _run(bus, actors, ledger, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()
-        except* (CrashLoopError, StoreFullError) as group:
-            stopped = _first(group)
+        except* (CrashLoopError, StoreFullError, CoordinatorRunningError) as group:
+            stopped = first_error(group)
         finally:
             if stats_reader is not None:
                 write_snapshot(stats_reader, settings.data_dir)
@@ -249,10 +265,42 @@ async def _run(
         if drain.cancelled_caught:
             log.warning("grace period of %gs over with %d deliveries unfinished; stopping", grace, bus.pending)
             tg.cancel_scope.cancel()
-        await bus.aclose()
+        else:
+            await bus.aclose()
 
 
-def _first(group: BaseExceptionGroup[ReerError]) -> ReerError:
+async def connect_bus(settings: Settings, stack: AsyncExitStack, role: str = "coordinator") -> JetStreamTransport:
+    """Connect to the NATS server of `settings.bus`; it is disconnected when `stack` closes.
+    Raises `UsageError` when no server answers."""
+    options = JetStreamOptions(
+        ack_wait_s=settings.bus.ack_wait_s,
+        max_deliver=settings.bus.max_deliver,
+        duplicate_window_s=settings.bus.duplicate_window_s,
+    )
+    name = f"reer-runtime {role} {socket.gethostname()} {os.getpid()}"
+    try:
+        transport = await JetStreamTransport.connect(settings.bus.url, settings.bus.namespace, options, name=name)
+    except OSError as exc:
+        raise UsageError(f"--bus {settings.bus.url}: {exc}") from None
+    stack.push_async_callback(transport.disconnect)
+    log.info("bus: NATS JetStream at %s, namespace %r, as the %s", settings.bus.url, settings.bus.namespace, role)
+    return transport
+
+
+async def _dead_end(store: DeadLetters, group: str, envelope: Envelope[AnyMessage], reason: str) -> None:
+    """Keep a message the broker gave up on (see `JetStreamTransport.watch_dead_ends`)."""
+    log.error("%s gave up on a %s message: %s", group, envelope.topic, reason)
+    letter = DeadLetter(
+        actor=group,
+        topic=envelope.topic,
+        message=msgspec.Raw(encode(envelope)),
+        error=reason,
+        failed_at=datetime.now(UTC),
+    )
+    await store.append(letter)
+
+
+def first_error(group: BaseExceptionGroup[ReerError]) -> ReerError:
     """The first error of a (possibly nested) exception group: the one to report."""
     error: ReerError | BaseExceptionGroup[ReerError] = group
     while isinstance(error, BaseExceptionGroup):

@@ -42,9 +42,10 @@ def nats_server(store: Path) -> Iterator[str]:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
-            except OSError:
+            except OSError as exc:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server did not start: {process.stderr.read().decode() if process.stderr else ''}")
+                    said = process.stderr.read().decode() if process.stderr else ""
+                    raise RuntimeError(f"nats-server did not start: {said}") from exc
                 time.sleep(0.05)
         yield f"nats://127.0.0.1:{port}"
     finally:
