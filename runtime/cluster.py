@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.abc
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -96,10 +97,10 @@ class Lease:
         lease.revision = await kv.update(lease.key, data, last=entry.revision)
         return lease
 
-    async def keep(self) -> None:
+    async def keep(self, every_s: float = RENEW_EVERY_S) -> None:
         """Renew the lease until cancelled. Raises `CoordinatorRunningError` if another took it."""
         while True:
-            await anyio.sleep(RENEW_EVERY_S)
+            await anyio.sleep(every_s)
             try:
                 self.revision = await self.kv.update(self.key, json.dumps(self.value).encode(), last=self.revision)
             except nats.js.errors.KeyWrongLastSequenceError:
@@ -124,14 +125,23 @@ async def coordinator_present(js: JetStreamContext, namespace: str) -> dict[str,
     return value
 
 
-async def announce(js: JetStreamContext, namespace: str, value: dict[str, Any]) -> None:
-    """Say this worker is present, renewing until cancelled; the entry expires once it stops."""
+async def announce(
+    js: JetStreamContext,
+    namespace: str,
+    value: dict[str, Any],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Say this worker is present (started once it is listed), renewing until cancelled; the entry
+    is removed when it stops, and expires if it is killed."""
     kv = await bucket(js, f"reer_{namespace}_leases", LEASE_TTL_S)
     key = f"worker.{uuid.uuid4().hex[:12]}"
     try:
+        await kv.put(key, json.dumps(value).encode())
+        task_status.started()
         while True:
-            await kv.put(key, json.dumps(value).encode())
             await anyio.sleep(RENEW_EVERY_S)
+            await kv.put(key, json.dumps(value).encode())
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):
             await kv.delete(key)
@@ -168,8 +178,8 @@ class SharedSpacing:
         self._interval_s = interval_s
         self._kv: KeyValue | None = None
 
-    async def acquire(self) -> None:
-        """Wait for this process's turn."""
+    async def acquire(self) -> float:
+        """Wait for this process's turn; the time of the slot taken."""
         if self._kv is None:
             self._kv = await bucket(self._js, self._bucket)
         while True:
@@ -188,4 +198,4 @@ class SharedSpacing:
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue  # another process took a slot in between: read again
             await anyio.sleep(slot - now)
-            return
+            return slot
