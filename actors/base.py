@@ -63,8 +63,8 @@ class Consumer(ABC, Generic[M]):
         max_consecutive_failures: int = 5,
     ) -> None:
         self.bus = bus
-        self._topic = topic
         self._subscription = bus.subscribe(topic, self.name)
+        self._system = bus.system(topic)
         self._dead_letters = dead_letters
         self._concurrency = concurrency
         self._max_failures = max_consecutive_failures
@@ -86,7 +86,7 @@ class Consumer(ABC, Generic[M]):
 
     async def _settle(self, delivery: Delivery) -> None:
         envelope: Envelope[M] = delivery.envelope
-        system = self.bus.system(self._topic)
+        system = self._system
         started = time.perf_counter()
         attributes = {
             "messaging.system": system,
@@ -114,22 +114,25 @@ class Consumer(ABC, Generic[M]):
             metrics.process_duration.record(time.perf_counter() - started, attributes)
 
     async def _handle(self, delivery: Delivery) -> Exception | None:
-        """Run the handler, marking the delivery in progress meanwhile if the transport asks; its error.
-
-        `StoreFullError` is raised instead: nothing more can be written, so the process stops."""
-        error: Exception | None = None
+        """Run the handler, marking the delivery in progress meanwhile if the transport asks; its error."""
+        if delivery.heartbeat_s is None:
+            return await self._guarded(delivery.envelope.body)
         async with anyio.create_task_group() as tg:
-            if delivery.heartbeat_s is not None:
-                tg.start_soon(_keep_alive, delivery, delivery.heartbeat_s)
-            try:
-                await self.handle(delivery.envelope.body)
-            except StoreFullError:
-                raise
-            except Exception as exc:
-                error = exc
-            finally:
-                tg.cancel_scope.cancel()
+            tg.start_soon(_keep_alive, delivery, delivery.heartbeat_s)
+            error = await self._guarded(delivery.envelope.body)
+            tg.cancel_scope.cancel()
         return error
+
+    async def _guarded(self, message: M) -> Exception | None:
+        """The handler's error, if it raised one. `StoreFullError` is raised instead: nothing more
+        can be written, so the process stops."""
+        try:
+            await self.handle(message)
+        except StoreFullError:
+            raise
+        except Exception as exc:
+            return exc
+        return None
 
     async def _dead_letter(self, envelope: Envelope[M], exc: Exception, delivery: Delivery) -> None:
         error = f"{type(exc).__qualname__}: {exc}"

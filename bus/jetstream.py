@@ -77,7 +77,7 @@ class JetStreamDelivery:
 
     async def ack(self) -> None:
         if self._settle():
-            await self._msg.ack_sync()
+            await self._msg.ack()
 
     async def nak(self, delay_s: float = 0.0) -> None:
         if self._settle():

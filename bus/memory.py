@@ -19,7 +19,7 @@ class NoSubscriberError(LookupError):
     """A message was published on a topic nobody listens to: it would be lost."""
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryDelivery:
     """A delivery in memory: settling it counts it done; `nak` sends it to the group again."""
 
