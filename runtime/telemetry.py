@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -119,9 +120,15 @@ def _otlp(signal: Signal) -> Any:
 
 def resource() -> Resource:
     """The service's resource: `service.name` from `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`
-    when either names it (the SDK reads both), else `reer-runtime`; and the version."""
-    named = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    return Resource.create({"service.version": __version__} | ({} if named else {"service.name": "reer-runtime"}))
+    when either names it (the SDK reads both), else `reer-runtime`; the version; and, unless given,
+    `service.instance.id` as HOST-PID, which tells a coordinator's and each worker's metrics apart."""
+    given = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    attributes = {"service.version": __version__}
+    if "OTEL_SERVICE_NAME" not in os.environ and "service.name=" not in given:
+        attributes["service.name"] = "reer-runtime"
+    if "service.instance.id=" not in given:
+        attributes["service.instance.id"] = f"{socket.gethostname()}-{os.getpid()}"
+    return Resource.create(attributes)
 
 
 def setup_telemetry(metrics_port: int | None = None) -> Telemetry:
