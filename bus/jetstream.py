@@ -33,6 +33,12 @@ from bus.messages import AnyMessage, Envelope, decode, encode
 log = logging.getLogger(__name__)
 
 TRACE_HEADERS = ("traceparent", "tracestate")
+CONNECT_TIMEOUT_S = 10.0
+
+
+async def _log_error(error: Exception) -> None:
+    """nats-py's connection errors (it reconnects by itself): one warning line each."""
+    log.warning("NATS: %s", error or type(error).__name__)
 
 
 def durable_name(topic: str, group: str) -> str:
@@ -167,11 +173,13 @@ class JetStreamTransport:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", namespace):
             raise ValueError(f"a bus namespace is letters, digits, '_' and '-'; got {namespace!r}")
         try:
-            client = await nats.connect(
-                url, name=name, connect_timeout=5, max_reconnect_attempts=-1, allow_reconnect=True
-            )
-        except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
-            raise OSError(f"no NATS server answers at {url}: {exc}") from exc
+            with anyio.fail_after(CONNECT_TIMEOUT_S):  # reconnects are unbounded later on, not at first
+                client = await nats.connect(
+                    url, name=name, connect_timeout=2, max_reconnect_attempts=-1, error_cb=_log_error
+                )
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            said = f": {exc}" if str(exc) else f" within {CONNECT_TIMEOUT_S:g}s"
+            raise OSError(f"no NATS server answers at {url}{said}") from exc
         transport = cls(client, namespace, options or JetStreamOptions())
         await transport._ensure_stream()
         return transport

@@ -281,7 +281,7 @@ async def connect_bus(settings: Settings, stack: AsyncExitStack, role: str = "co
     try:
         transport = await JetStreamTransport.connect(settings.bus.url, settings.bus.namespace, options, name=name)
     except OSError as exc:
-        raise UsageError(f"--bus {settings.bus.url}: {exc}") from None
+        raise UsageError(f"{exc}; start one (nats-server -js) or point --bus (bus.url) at one") from None
     stack.push_async_callback(transport.disconnect)
     log.info("bus: NATS JetStream at %s, namespace %r, as the %s", settings.bus.url, settings.bus.namespace, role)
     return transport

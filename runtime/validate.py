@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
 
-from runtime.config import load_settings
-from runtime.errors import ConfigError, CorruptRecordError, ProviderConfigError
+from runtime.config import Settings, load_settings
+from runtime.errors import ConfigError, CorruptRecordError, ProviderConfigError, UsageError
 from runtime.ledger import Stores
 from runtime.providers import open_provider
 from runtime.providers.calls import Role
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
 from runtime.stats import STATS_FILE
+
+
+async def _bus_groups(settings: Settings) -> int:
+    """How many consumer groups the configured NATS bus has; raises `UsageError` if it cannot be reached."""
+    from runtime.daemon import connect_bus
+
+    async with AsyncExitStack() as stack:
+        transport = await connect_bus(settings, stack, role="validator")
+        return len(await transport.groups())
 
 
 def validate(data_dir: Path, provider: str | None = None) -> int:
@@ -66,6 +76,13 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
                 ok(f"{uri}: circuit closed at the last snapshot")
             else:
                 bad(f"{uri}: circuit {state} at the last snapshot (the provider kept failing; see the logs)")
+
+    if settings and settings.bus.url != "memory://":
+        try:
+            groups = anyio.run(_bus_groups, settings)
+            ok(f"bus {settings.bus.url}, namespace {settings.bus.namespace!r}: {groups} consumer groups")
+        except UsageError as exc:
+            bad(str(exc))
 
     roles: dict[str, list[Role]] = {provider: ["generator", "scorer"]} if provider else {}
     if settings and not provider:

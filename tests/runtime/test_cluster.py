@@ -129,3 +129,18 @@ def test_workers_and_a_coordinator_killed_mid_work_lose_nothing_and_repeat_nothi
             assert hops, key
         if mined_at > restarted_at:
             assert "process results" in names, key  # written by the coordinator, which then exited cleanly
+
+
+def test_worker_and_bus_status_say_what_they_need(tmp_path: Path) -> None:
+    from tests.nats_server import free_port
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cli(tmp_path, *args), cwd=ROOT, capture_output=True, text=True, check=False)
+
+    for args in (["worker", "--provider", "dummy://"], ["bus", "status"]):
+        done = run(*args)
+        assert done.returncode == 2 and "--bus nats://HOST:4222" in done.stderr, done.stderr
+    nobody = f"nats://127.0.0.1:{free_port()}"
+    done = run("worker", "--bus", nobody, "--provider", "dummy://")
+    assert done.returncode == 2
+    assert f"no NATS server answers at {nobody} within 10s; start one (nats-server -js)" in done.stderr

@@ -29,8 +29,8 @@ SPANS_OF_A_MINED_POST = {
     "text_completion ngram-5",
     "send provider.replies.miner",
     "process provider.replies.miner",
-    "send traces.mined",
-    "process traces.mined",
+    "send results",
+    "process results",
 }
 
 pytestmark = pytest.mark.daemon  # every test here starts `reer-runtime` as a subprocess
