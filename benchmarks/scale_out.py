@@ -45,6 +45,11 @@ def environment(**extra: str) -> dict[str, str]:
     return env | {"OTEL_SDK_DISABLED": "true"} | extra
 
 
+def daemon_args(provider: str, source: Path, *extra: str) -> list[str]:
+    """`start` reading `source`, mining every post, exiting when done; `extra` for the bus."""
+    return ["start", *extra, "--provider", provider, "--min-engagement", "0", "--exit-when-idle", "-i", str(source)]
+
+
 def traces(data: Path) -> list[dict[str, object]]:
     path = data / "traces.jsonl"
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
@@ -54,17 +59,7 @@ def in_process(work: Path, source: Path, provider: str) -> float:
     """Seconds for the whole daemon in one process, one miner, memory bus."""
     started = time.perf_counter()
     subprocess.run(
-        cli(
-            work / "alone",
-            "start",
-            "--provider",
-            provider,
-            "--min-engagement",
-            "0",
-            "--exit-when-idle",
-            "-i",
-            str(source),
-        ),
+        cli(work / "alone", *daemon_args(provider, source)),
         cwd=ROOT,
         env=environment(REER_MINER_CONCURRENCY="1"),
         check=True,
@@ -88,19 +83,7 @@ def cluster(work: Path, source: Path, provider: str, url: str, workers: int, env
     ]
     started = time.perf_counter()
     subprocess.run(
-        cli(
-            work / namespace,
-            "start",
-            *bus,
-            "--no-miners",
-            "--provider",
-            provider,
-            "--min-engagement",
-            "0",
-            "--exit-when-idle",
-            "-i",
-            str(source),
-        ),
+        cli(work / namespace, *daemon_args(provider, source, *bus, "--no-miners")),
         cwd=ROOT,
         env=env,
         check=True,
@@ -127,19 +110,7 @@ def kill_and_recover(work: Path, source: Path, provider: str, url: str, ack_wait
             for i in range(2)
         ]
         coordinator = subprocess.Popen(
-            cli(
-                data,
-                "start",
-                *bus,
-                "--no-miners",
-                "--provider",
-                provider,
-                "--min-engagement",
-                "0",
-                "--exit-when-idle",
-                "-i",
-                str(source),
-            ),
+            cli(data, *daemon_args(provider, source, *bus, "--no-miners")),
             cwd=ROOT,
             env=env,
             stderr=subprocess.DEVNULL,

@@ -246,7 +246,9 @@ async def _run(
         for consumer in actors.consumers:
             tg.start_soon(consumer.run)
         async with anyio.create_task_group() as watcher:
-            watcher.start_soon(_watch_signals, stopping, ingest_scope)
+            watcher.start_soon(
+                watch_signals, stopping, "no more input; finishing the work in flight", ingest_scope.cancel
+            )
             with ingest_scope:
                 await ingestor.recover(ledger.finished_posts(), ledger.retried_posts())
                 await ingestor.resume_requests(ledger.settled_requests())
@@ -314,12 +316,13 @@ async def _write_stats(reader: InMemoryMetricReader, settings: Settings) -> None
         await anyio.to_thread.run_sync(write_snapshot, reader, settings.data_dir)
 
 
-async def _watch_signals(stopping: anyio.Event, ingest_scope: anyio.CancelScope) -> None:
+async def watch_signals(stopping: anyio.Event, saying: str, then: Callable[[], object] = lambda: None) -> None:
+    """On the first SIGINT or SIGTERM log `saying`, set `stopping` and call `then`; on a second, exit at once."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if stopping.is_set():
                 log.error("second %s: exiting now", signal.Signals(signum).name)
                 os._exit(ExitCode.INTERRUPTED)
-            log.info("%s: no more input; finishing the work in flight", signal.Signals(signum).name)
+            log.info("%s: %s", signal.Signals(signum).name, saying)
             stopping.set()
-            ingest_scope.cancel()
+            then()

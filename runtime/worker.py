@@ -9,8 +9,6 @@ and circuits are its own. A crash loop stops this worker only (exit 3): its mess
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from contextlib import AsyncExitStack
 from functools import partial
 
@@ -23,7 +21,7 @@ from bus.bus import Bus
 from bus.jetstream import JetStreamTransport
 from runtime.cluster import SharedSpacing, announce, coordinator_present, holder
 from runtime.config import Settings
-from runtime.daemon import connect_bus, first_error
+from runtime.daemon import connect_bus, first_error, watch_signals
 from runtime.errors import CrashLoopError, ExitCode, ReerError
 from runtime.providers import Provider
 from runtime.providers.calls import Role
@@ -63,7 +61,7 @@ async def run_worker(
                 tg.start_soon(announce, transport.js, namespace, about)
                 tg.start_soon(limiter.run)
                 stop = anyio.Event()
-                tg.start_soon(_watch_signals, stop)
+                tg.start_soon(watch_signals, stop, "taking no more posts; finishing those in hand")
                 if exit_when_idle:
                     tg.start_soon(_watch_coordinator, transport, stop)
                 await _mine(miner, transport, stop, settings.shutdown_grace_s)
@@ -99,13 +97,3 @@ async def _watch_coordinator(transport: JetStreamTransport, stop: anyio.Event) -
             return
         seen = seen or present
         await anyio.sleep(WATCH_EVERY_S)
-
-
-async def _watch_signals(stop: anyio.Event) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if stop.is_set():
-                log.error("second %s: exiting now", signal.Signals(signum).name)
-                os._exit(ExitCode.INTERRUPTED)
-            log.info("%s: taking no more posts; finishing those in hand", signal.Signals(signum).name)
-            stop.set()

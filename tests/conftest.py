@@ -16,6 +16,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from runtime.ledger import Stores
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -110,3 +112,12 @@ def namespace(request: pytest.FixtureRequest) -> str:
     import uuid
 
     return re.sub(r"[^A-Za-z0-9]", "_", request.node.name)[:40] + "_" + uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Stores]:
+    """The stores of a data dir in tmp_path, open."""
+    opened = Stores.at(tmp_path)
+    for store in opened.all():
+        store.open()
+    yield opened

@@ -4,7 +4,6 @@ elsewhere kept, compiles asked for by the store's count."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
 import msgspec
@@ -57,14 +56,6 @@ async def write(stores: Stores, results: list[Result], optimize_after: int | Non
         await bus.wait_idle()
         await bus.aclose()
     return optimizer.asked
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Stores:
-    opened = Stores.at(tmp_path)
-    for store in opened.all():
-        store.open()
-    return opened
 
 
 async def test_a_post_mined_twice_is_written_once_and_its_late_failure_not_at_all(stores: Stores) -> None:

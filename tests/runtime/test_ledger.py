@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -23,14 +22,6 @@ from tests.runtime.writer.test_writer import make_trace
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Stores:
-    opened = Stores.at(tmp_path)
-    for store in opened.all():
-        store.open()
-    return opened
 
 
 async def test_posts_with_a_trace_are_mined_and_failed_ones_finished_unless_retried(stores: Stores) -> None:
