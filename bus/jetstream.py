@@ -17,6 +17,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import msgspec
@@ -39,6 +40,14 @@ CONNECT_TIMEOUT_S = 10.0
 async def _log_error(error: Exception) -> None:
     """nats-py's connection errors (it reconnects by itself): one warning line each."""
     log.warning("NATS: %s", error or type(error).__name__)
+
+
+def redacted(url: str) -> str:
+    """`url` with its user, password or token (`nats://user:pass@host:4222`) shown as ***."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def durable_name(topic: str, group: str) -> str:
@@ -179,7 +188,7 @@ class JetStreamTransport:
                 )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             said = f": {exc}" if str(exc) else f" within {CONNECT_TIMEOUT_S:g}s"
-            raise OSError(f"no NATS server answers at {url}{said}") from exc
+            raise OSError(f"no NATS server answers at {redacted(url)}{said}") from exc
         transport = cls(client, namespace, options or JetStreamOptions())
         await transport._ensure_stream()
         return transport

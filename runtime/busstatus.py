@@ -7,6 +7,7 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import asdict
 
+from bus.jetstream import redacted
 from runtime.cluster import present
 from runtime.config import Settings
 from runtime.daemon import connect_bus
@@ -23,7 +24,7 @@ async def print_status(settings: Settings, as_json: bool) -> int:
         state = {"stream": transport.stream, "messages": held, "groups": [asdict(g) for g in groups]}
         print(json.dumps(state | {"processes": processes}))
         return 0
-    print(f"{transport.stream} on {settings.bus.url}: {held} messages held")
+    print(f"{transport.stream} on {redacted(settings.bus.url)}: {held} messages held")
     print(f"{'topic':<20} {'group':<14} {'pending':>8} {'unacked':>8} {'redelivered':>12}")
     for g in sorted(groups, key=lambda g: (g.topic, g.group)):
         print(f"{g.topic:<20} {g.group:<14} {g.pending:>8} {g.unacked:>8} {g.redelivered:>12}")

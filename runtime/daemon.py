@@ -27,7 +27,7 @@ from actors.miner import Miner
 from actors.optimizer import OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
-from bus.jetstream import JetStreamOptions, JetStreamTransport
+from bus.jetstream import JetStreamOptions, JetStreamTransport, redacted
 from bus.messages import POSTS_OBSERVED, AnyMessage, Envelope, encode
 from bus.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent
 from runtime import metrics
@@ -197,6 +197,8 @@ async def serve(
             stack.push_async_callback(lease.release)
             spacing = partial(SharedSpacing, transport.js, namespace)
             await transport.declare(POSTS_OBSERVED.name, Miner.name)  # kept for workers, even before one joins
+            if not settings.bus.mine_here:
+                log.info("no miners here: posts wait for `reer-runtime worker --bus %s`", redacted(settings.bus.url))
         for provider in providers:
             stack.push_async_callback(provider.aclose)
         caches = {f"{p.uri} {name}": tokens for p in providers for name, tokens in p.describe().caches.items()}
@@ -285,7 +287,9 @@ async def connect_bus(settings: Settings, stack: AsyncExitStack, role: str = "co
     except OSError as exc:
         raise UsageError(f"{exc}; start one (nats-server -js) or point --bus (bus.url) at one") from None
     stack.push_async_callback(transport.disconnect)
-    log.info("bus: NATS JetStream at %s, namespace %r, as the %s", settings.bus.url, settings.bus.namespace, role)
+    log.info(
+        "bus: NATS JetStream at %s, namespace %r, as the %s", redacted(settings.bus.url), settings.bus.namespace, role
+    )
     return transport
 
 

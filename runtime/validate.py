@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 
+from bus.jetstream import redacted
 from runtime.config import Settings, load_settings
 from runtime.errors import ConfigError, CorruptRecordError, ProviderConfigError, UsageError
 from runtime.ledger import Stores
@@ -80,7 +81,7 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
     if settings and settings.bus.url != "memory://":
         try:
             groups = anyio.run(_bus_groups, settings)
-            ok(f"bus {settings.bus.url}, namespace {settings.bus.namespace!r}: {groups} consumer groups")
+            ok(f"bus {redacted(settings.bus.url)}, namespace {settings.bus.namespace!r}: {groups} consumer groups")
         except UsageError as exc:
             bad(str(exc))
 

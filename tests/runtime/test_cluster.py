@@ -140,7 +140,8 @@ def test_worker_and_bus_status_say_what_they_need(tmp_path: Path) -> None:
     for args in (["worker", "--provider", "dummy://"], ["bus", "status"]):
         done = run(*args)
         assert done.returncode == 2 and "--bus nats://HOST:4222" in done.stderr, done.stderr
-    nobody = f"nats://127.0.0.1:{free_port()}"
-    done = run("worker", "--bus", nobody, "--provider", "dummy://")
+    port = free_port()
+    done = run("worker", "--bus", f"nats://reer:s3cret@127.0.0.1:{port}", "--provider", "dummy://")
     assert done.returncode == 2
-    assert f"no NATS server answers at {nobody} within 10s; start one (nats-server -js)" in done.stderr
+    assert f"no NATS server answers at nats://***@127.0.0.1:{port} within 10s; start one" in done.stderr
+    assert "s3cret" not in done.stderr  # nor is the password logged anywhere
