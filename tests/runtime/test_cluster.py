@@ -145,3 +145,47 @@ def test_worker_and_bus_status_say_what_they_need(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"no NATS server answers at nats://***@127.0.0.1:{port} within 10s; start one" in done.stderr
     assert "s3cret" not in done.stderr  # nor is the password logged anywhere
+
+
+def test_a_worker_stopped_by_sigterm_finishes_its_post_and_takes_no_more(
+    tmp_path: Path, nats_url: str, namespace: str
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(post_line(i, author="d") for i in range(10)) + "\n")
+    data = tmp_path / "coordinator"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env |= {"OTEL_SDK_DISABLED": "true", "REER_BUS__NAMESPACE": namespace}
+    bus = ["--bus", nats_url]
+
+    def worker(name: str) -> subprocess.Popen[str]:
+        args = ["worker", *bus, "--provider", PROVIDER, "--concurrency", "1", "--exit-when-idle"]
+        return subprocess.Popen(cli(tmp_path / name, *args), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+
+    first = worker("w1")
+    args = ["start", *bus, "--no-miners", "--provider", PROVIDER, "--min-engagement", "0", "--exit-when-idle"]
+    coordinator = subprocess.Popen(
+        cli(data, *args, "--input", str(source)), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(lambda: len(lines(data / "traces.jsonl")) >= 2, "the first traces")
+    first.send_signal(signal.SIGTERM)
+    _, said = first.communicate(timeout=60)
+    assert first.returncode == 0, said
+    assert "SIGTERM: taking no more posts; finishing those in hand" in said
+
+    def status() -> dict[str, dict[str, int]]:
+        shown = subprocess.run(
+            cli(data, "bus", "status", *bus, "--json"), cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
+        return {g["group"]: g for g in json.loads(shown.stdout)["groups"]}
+
+    wait_for(lambda: sum(status()["trace-writer"][k] for k in ("pending", "unacked")) == 0, "the last trace's write")
+    miners = status()["miner"]
+    assert miners["unacked"] == 0 and miners["redelivered"] == 0  # the post in hand was finished, not handed back
+    assert miners["pending"] == 10 - len(lines(data / "traces.jsonl")) > 0  # and no more were taken
+
+    second = worker("w2")
+    _, err = coordinator.communicate(timeout=300)
+    assert coordinator.returncode == 0, err
+    second.communicate(timeout=60)
+    assert sorted(t["post"]["id"] for t in lines(data / "traces.jsonl")) == sorted(str(i) for i in range(10))  # type: ignore[index]
+    assert status()["miner"]["redelivered"] == 0
