@@ -18,7 +18,7 @@ import anyio
 import msgspec
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from actors.base import Consumer, DeadLetters
+from actors.base import Consumer
 from actors.gate import SpacingFactory, local_spacing
 from actors.generator import GeneratorActor, print_draft
 from actors.ingestor import Ingestor
@@ -28,8 +28,17 @@ from actors.optimizer import OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
 from bus.jetstream import JetStreamOptions, JetStreamTransport, redacted
-from bus.messages import POSTS_OBSERVED, AnyMessage, Envelope, encode
-from bus.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent
+from bus.messages import (
+    POSTS_OBSERVED,
+    RESULTS,
+    AnyMessage,
+    DeadLettered,
+    Envelope,
+    MiningFailed,
+    PostObserved,
+    encode,
+)
+from bus.records import DeadLetter, Draft, Failure, GenerateEvent, OptimizeEvent
 from runtime import metrics
 from runtime.cluster import CoordinatorRunningError, Lease, SharedSpacing, holder
 from runtime.config import DEFAULT_MODEL, Settings
@@ -212,7 +221,7 @@ async def serve(
                     tg.start_soon(_write_stats, stats_reader, settings)
                 if transport is not None:
                     tg.start_soon(lease.keep)
-                    tg.start_soon(transport.watch_dead_ends, partial(_dead_end, stores.dead_letters))
+                    tg.start_soon(transport.watch_dead_ends, partial(_dead_end, bus))
                 tg.start_soon(Progress(actors.ingestor, actors.writer, settings.progress_interval_s).run)
                 inputs = Inputs(sources, actors.watcher, requests or [])
                 await _run(bus, actors, ledger, inputs, settings, exit_when_idle)
@@ -293,17 +302,19 @@ async def connect_bus(settings: Settings, stack: AsyncExitStack, role: str = "co
     return transport
 
 
-async def _dead_end(store: DeadLetters, group: str, envelope: Envelope[AnyMessage], reason: str) -> None:
-    """Keep a message the broker gave up on (see `JetStreamTransport.watch_dead_ends`)."""
+async def _dead_end(bus: Bus, group: str, envelope: Envelope[AnyMessage], reason: str) -> None:
+    """Send a message the broker gave up on (see `JetStreamTransport.watch_dead_ends`) to the
+    TraceWriter as a dead letter; a post, also as failed, so that `retry-failed` mines it again."""
     log.error("%s gave up on a %s message: %s", group, envelope.topic, reason)
+    now = datetime.now(UTC)
     letter = DeadLetter(
-        actor=group,
-        topic=envelope.topic,
-        message=msgspec.Raw(encode(envelope)),
-        error=reason,
-        failed_at=datetime.now(UTC),
+        actor=group, topic=envelope.topic, message=msgspec.Raw(encode(envelope)), error=reason, failed_at=now
     )
-    await store.append(letter)
+    await bus.publish(RESULTS, DeadLettered(letter=letter))
+    if isinstance(envelope.body, PostObserved):
+        post = envelope.body.post
+        failure = Failure(post=post, reason=reason, failed_at=now)
+        await bus.publish(RESULTS, MiningFailed(failure=failure), key=f"failed:{post.key}")
 
 
 def first_error(group: BaseExceptionGroup[ReerError]) -> ReerError:

@@ -189,3 +189,59 @@ def test_a_worker_stopped_by_sigterm_finishes_its_post_and_takes_no_more(
     second.communicate(timeout=60)
     assert sorted(t["post"]["id"] for t in lines(data / "traces.jsonl")) == sorted(str(i) for i in range(10))  # type: ignore[index]
     assert status()["miner"]["redelivered"] == 0
+
+
+def test_a_post_no_worker_survives_becomes_a_failure_that_retry_failed_mines(
+    tmp_path: Path, nats_url: str, namespace: str
+) -> None:
+    import anyio
+
+    from bus.bus import Bus
+    from bus.jetstream import JetStreamOptions, JetStreamTransport
+    from bus.messages import POSTS_OBSERVED
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(post_line(1, author="p") + "\n")
+    data = tmp_path / "coordinator"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env |= {
+        "OTEL_SDK_DISABLED": "true",
+        "REER_BUS__URL": nats_url,
+        "REER_BUS__NAMESPACE": namespace,
+        "REER_BUS__ACK_WAIT_S": "1",
+        "REER_BUS__MAX_DELIVER": "2",
+    }
+    args = ["start", "--no-miners", "--provider", "dummy://", "--min-engagement", "0", "--exit-when-idle"]
+    coordinator = subprocess.Popen(
+        cli(data, *args, "--input", str(source)), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+
+    async def die_on_it_twice() -> None:  # a worker that takes the post and dies with it, twice
+        transport = await JetStreamTransport.connect(nats_url, namespace, JetStreamOptions(ack_wait_s=1, max_deliver=2))
+        try:
+            members = Bus(shared=transport).subscribe(POSTS_OBSERVED, "miner")
+            for _ in range(2):
+                await members.next()
+            with anyio.move_on_after(5):
+                await members.next()  # still asking, so the server tries a third time and gives up
+        finally:
+            await transport.disconnect()
+
+    anyio.run(die_on_it_twice)
+    _, err = coordinator.communicate(timeout=120)
+    assert coordinator.returncode == 0, err
+    (failure,) = lines(data / "failed.jsonl")
+    assert "delivered 2 times and never settled (max_deliver)" in str(failure["reason"])
+    (letter,) = lines(data / "dead-letters.jsonl")
+    assert (letter["actor"], letter["topic"]) == ("miner", "posts.observed")
+
+    again = subprocess.run(
+        cli(data, "retry-failed", "--provider", "dummy://"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert [t["post"]["id"] for t in lines(data / "traces.jsonl")] == ["1"]  # type: ignore[index]
