@@ -138,16 +138,17 @@ class JetStreamSubscription:
                     if t.closed:
                         return None
                     raise
-            delivery = self._read(msgs[0])
+            delivery = await self._read(msgs[0])
             if delivery is not None:
                 return delivery
         return None
 
-    def _read(self, msg: Msg) -> JetStreamDelivery | None:
+    async def _read(self, msg: Msg) -> JetStreamDelivery | None:
         try:
             envelope = decode(msg.data)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # not ours: another program publishing on our subjects
             log.error("dropping a message on %s that is not a reer envelope: %s", msg.subject, exc)
+            await msg.term()
             return None
         headers = {k: v for k, v in (msg.headers or {}).items() if k in TRACE_HEADERS}
         if headers:
@@ -294,13 +295,17 @@ class JetStreamTransport:
                     raw = await self.js.get_msg(self.stream, seq)
                 except nats.js.errors.NotFoundError:
                     continue  # another coordinator's, or already removed
-                assert raw.data is not None
                 group = str(event["consumer"]).split("--")[0]
                 reason = (
                     f"delivered {deliveries} times and never settled (max_deliver): "
                     "the process handling it stopped each time"
                 )
-                await dead_letter(group, decode(raw.data), reason)
+                try:
+                    envelope = decode(raw.data or b"")
+                except msgspec.DecodeError as exc:
+                    log.error("dropping message %d of %s, which is not a reer envelope: %s", seq, self.stream, exc)
+                else:
+                    await dead_letter(group, envelope, reason)
                 await self.js.delete_msg(self.stream, seq)
         finally:
             await subscription.unsubscribe()

@@ -362,3 +362,21 @@ def test_envelopes_round_trip_through_their_json_encoding() -> None:
     for body in messages:
         envelope = Envelope(id="m1", topic=PROVIDER_REQUESTS.name, headers={"traceparent": "00-ab-cd-01"}, body=body)
         assert decode(encode(envelope)) == envelope
+
+
+async def test_a_message_that_is_not_an_envelope_is_dropped_not_delivered(nats_url: str, namespace: str) -> None:
+    transport = await JetStreamTransport.connect(nats_url, namespace, OPTIONS)
+    bus = Bus(shared=transport)
+    try:
+        subscription = bus.subscribe(POSTS_OBSERVED, "miner")
+        await bus.publish(POSTS_OBSERVED, observed(1))  # declares the group
+        await transport.js.publish(transport.subject(POSTS_OBSERVED.name), b"{not an envelope")
+        await bus.publish(POSTS_OBSERVED, observed(2))
+        for expected in ("1", "2"):
+            delivery = await take(subscription)
+            assert delivery.envelope.body.post.id == expected
+            await delivery.ack()
+        with anyio.fail_after(30):
+            await bus.wait_idle()  # the foreign message was terminated, not left unacked
+    finally:
+        await transport.disconnect()
