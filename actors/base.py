@@ -7,7 +7,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import msgspec
@@ -24,6 +24,12 @@ from runtime.errors import CrashLoopError, Refused, StoreFullError
 M = TypeVar("M")
 
 log = logging.getLogger(__name__)
+
+
+def dead_letter(actor: str, envelope: Envelope[Any], error: str) -> DeadLetter:
+    """The record of `envelope`, which `actor` could not handle, with why."""
+    message = msgspec.Raw(encode(envelope))
+    return DeadLetter(actor=actor, topic=envelope.topic, message=message, error=error, failed_at=datetime.now(UTC))
 
 
 class DeadLetters(Protocol):
@@ -86,17 +92,16 @@ class Consumer(ABC, Generic[M]):
 
     async def _settle(self, delivery: Delivery) -> None:
         envelope: Envelope[M] = delivery.envelope
-        system = self._system
         started = time.perf_counter()
         attributes = {
-            "messaging.system": system,
+            "messaging.system": self._system,
             "messaging.operation.name": "process",
             "messaging.destination.name": envelope.topic,
             "messaging.consumer.group.name": self.name,
         }
         settled = False
         try:
-            with tracing.process_span(self.bus.tracer, envelope, self.name, system, delivery.attempt) as span:
+            with tracing.process_span(self.bus.tracer, envelope, self.name, self._system, delivery.attempt) as span:
                 if (exc := await self._handle(delivery)) is None:
                     self._failures = 0
                     await delivery.ack()
@@ -141,15 +146,7 @@ class Consumer(ABC, Generic[M]):
         else:
             self._failures += 1
             log.error("%s failed on a %s message: %s", self.name, envelope.topic, error, exc_info=exc)
-        await self._dead_letters.append(
-            DeadLetter(
-                actor=self.name,
-                topic=envelope.topic,
-                message=msgspec.Raw(encode(envelope)),
-                error=error,
-                failed_at=datetime.now(UTC),
-            )
-        )
+        await self._dead_letters.append(dead_letter(self.name, envelope, error))
         await delivery.term()
         if self._failures >= self._max_failures:
             raise CrashLoopError(

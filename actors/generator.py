@@ -14,7 +14,7 @@ import msgspec
 from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer
-from actors.model_client import ModelClient, ThreadModels
+from actors.model_client import ModelClient, ThreadModels, run_beside
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, GenerateRequested
 from bus.records import DeadLetter, Draft, Program, Trace
@@ -63,9 +63,7 @@ class GeneratorActor(Consumer[GenerateRequested]):
         self.model = ModelClient(bus, self.name, dead_letters)
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.model.run)
-            await super().run()
+        await run_beside(self.model, super().run)
 
     def _program(self) -> tuple[Program | None, Writer]:
         record = self._programs.current()

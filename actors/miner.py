@@ -6,12 +6,11 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-import anyio
 import msgspec
 from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer, DeadLetters
-from actors.model_client import ModelClient
+from actors.model_client import ModelClient, run_beside
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED, RESULTS, MiningFailed, PostObserved, TraceMined
 from bus.records import Failure, Trace
@@ -61,11 +60,8 @@ class Miner(Consumer[PostObserved]):
         self._clip_shares: list[float] = []
 
     async def run(self) -> None:
-        """Mine until the bus closes and the posts in hand are done (then the model replies stop too)."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.model.run)
-            await super().run()
-            tg.cancel_scope.cancel()
+        """Mine until the bus closes and the posts in hand are done."""
+        await run_beside(self.model, super().run)
 
     async def handle(self, message: PostObserved) -> None:
         span = otel_trace.get_current_span()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 import anyio
 from opentelemetry import trace as otel_trace
@@ -60,6 +61,15 @@ class ModelClient(Consumer[ProviderReply]):
             otel_trace.get_current_span().add_event("provider failed", {"error": outcome.error})
             raise ProviderError(outcome.error)
         return outcome
+
+
+async def run_beside(model: ModelClient, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run an actor's consumer `loop` with its `model` client beside it; the client stops once the
+    loop has ended (the bus closed and the messages in hand are done)."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(model.run)
+        await loop()
+        tg.cancel_scope.cancel()
 
 
 class ThreadModels:

@@ -11,7 +11,7 @@ import dspy
 from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer
-from actors.model_client import ModelClient, ThreadModels
+from actors.model_client import ModelClient, ThreadModels, run_beside
 from bus.bus import Bus
 from bus.messages import OPTIMIZE_REQUESTED, OptimizeRequested
 from bus.records import DeadLetter, Optimizer, Program, Trace
@@ -54,9 +54,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         self.model = ModelClient(bus, self.name, dead_letters)
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.model.run)
-            await super().run()
+        await run_beside(self.model, super().run)
 
     async def handle(self, message: OptimizeRequested) -> None:
         settings = self._settings.writer

@@ -35,7 +35,6 @@ class TraceWriter(Consumer[Result]):
         optimize_after: int | None = None,
     ) -> None:
         super().__init__(bus, RESULTS, dead_letters)
-        self._dead_letters_store = dead_letters
         self._traces = traces
         self._failed_posts = failures
         self._ledger = ledger
@@ -57,7 +56,7 @@ class TraceWriter(Consumer[Result]):
             self._ledger.record_failed(key)
             self.failed += 1
         elif isinstance(message, DeadLettered):
-            await self._dead_letters_store.append(message.letter)
+            await self._dead_letters.append(message.letter)
 
     async def _write_trace(self, trace: Trace) -> None:
         key = trace.post.key

@@ -99,8 +99,6 @@ POSTS_OBSERVED: Topic[PostObserved] = Topic("posts.observed")
 RESULTS: Topic[Result] = Topic("results")
 GENERATE_REQUESTED: Topic[GenerateRequested] = Topic("generate.requested")
 OPTIMIZE_REQUESTED: Topic[OptimizeRequested] = Topic("optimize.requested")
-SHARED_TOPICS = (POSTS_OBSERVED, RESULTS, GENERATE_REQUESTED, OPTIMIZE_REQUESTED)
-"""The topics that cross processes when the bus runs on NATS."""
 
 # each process's model calls go to its own Limiter, which uses its own models
 PROVIDER_REQUESTS: Topic[ProviderRequest] = Topic("provider.requests", local=True)

@@ -48,6 +48,11 @@ async def bucket(js: JetStreamContext, name: str, ttl_s: float | None = None) ->
         return await js.create_key_value(bucket=name, history=1, ttl=ttl_s)
 
 
+async def _leases(js: JetStreamContext, namespace: str) -> KeyValue:
+    """The bucket of the coordinator's lease and the workers' presence entries."""
+    return await bucket(js, f"reer_{namespace}_leases", LEASE_TTL_S)
+
+
 def holder() -> dict[str, Any]:
     """Who this process is, as written into leases and presence entries."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
@@ -78,7 +83,7 @@ class Lease:
     @classmethod
     async def take(cls, js: JetStreamContext, namespace: str, value: dict[str, Any]) -> Lease:
         """The coordinator's lease of `namespace`; raises `CoordinatorRunningError` while another holds it."""
-        kv = await bucket(js, f"reer_{namespace}_leases", LEASE_TTL_S)
+        kv = await _leases(js, namespace)
         lease = cls(kv, "coordinator", value)
         data = json.dumps(value).encode()
         try:
@@ -116,7 +121,7 @@ class Lease:
 
 async def coordinator_present(js: JetStreamContext, namespace: str) -> dict[str, Any] | None:
     """The coordinator's lease entry, or None while no coordinator holds the namespace."""
-    kv = await bucket(js, f"reer_{namespace}_leases", LEASE_TTL_S)
+    kv = await _leases(js, namespace)
     try:
         entry = await kv.get("coordinator")
     except nats.js.errors.KeyNotFoundError:
@@ -134,7 +139,7 @@ async def announce(
 ) -> None:
     """Say this worker is present (started once it is listed), renewing until cancelled; the entry
     is removed when it stops, and expires if it is killed."""
-    kv = await bucket(js, f"reer_{namespace}_leases", LEASE_TTL_S)
+    kv = await _leases(js, namespace)
     key = f"worker.{uuid.uuid4().hex[:12]}"
     try:
         await kv.put(key, json.dumps(value).encode())
@@ -149,7 +154,7 @@ async def announce(
 
 async def present(js: JetStreamContext, namespace: str) -> dict[str, dict[str, Any]]:
     """Every live lease and presence entry of `namespace`, by key."""
-    kv = await bucket(js, f"reer_{namespace}_leases", LEASE_TTL_S)
+    kv = await _leases(js, namespace)
     try:
         keys = await kv.keys()
     except nats.js.errors.NoKeysError:

@@ -9,16 +9,14 @@ import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
-import msgspec
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from actors.base import Consumer
+from actors.base import Consumer, dead_letter
 from actors.gate import SpacingFactory, local_spacing
 from actors.generator import GeneratorActor, print_draft
 from actors.ingestor import Ingestor
@@ -36,9 +34,8 @@ from bus.messages import (
     Envelope,
     MiningFailed,
     PostObserved,
-    encode,
 )
-from bus.records import DeadLetter, Draft, Failure, GenerateEvent, OptimizeEvent
+from bus.records import Draft, Failure, GenerateEvent, OptimizeEvent
 from runtime import metrics
 from runtime.cluster import CoordinatorRunningError, Lease, SharedSpacing, holder
 from runtime.config import DEFAULT_MODEL, Settings
@@ -306,14 +303,11 @@ async def _dead_end(bus: Bus, group: str, envelope: Envelope[AnyMessage], reason
     """Send a message the broker gave up on (see `JetStreamTransport.watch_dead_ends`) to the
     TraceWriter as a dead letter; a post, also as failed, so that `retry-failed` mines it again."""
     log.error("%s gave up on a %s message: %s", group, envelope.topic, reason)
-    now = datetime.now(UTC)
-    letter = DeadLetter(
-        actor=group, topic=envelope.topic, message=msgspec.Raw(encode(envelope)), error=reason, failed_at=now
-    )
+    letter = dead_letter(group, envelope, reason)
     await bus.publish(RESULTS, DeadLettered(letter=letter))
     if isinstance(envelope.body, PostObserved):
         post = envelope.body.post
-        failure = Failure(post=post, reason=reason, failed_at=now)
+        failure = Failure(post=post, reason=reason, failed_at=letter.failed_at)
         await bus.publish(RESULTS, MiningFailed(failure=failure), key=f"failed:{post.key}")
 
 

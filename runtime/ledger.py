@@ -57,8 +57,9 @@ class Ledger:
     def __init__(self, stores: Stores, *, retry_failed: bool = False) -> None:
         self._stores = stores
         self._mined = {t.post.key for t in stores.traces.read()}
-        self._failed = set() if retry_failed else {f.post.key for f in stores.failures.read()}
-        self._failed_before = {f.post.key for f in stores.failures.read()} if retry_failed else set()
+        failed = {f.post.key for f in stores.failures.read()}
+        self._failed = set() if retry_failed else failed
+        self._failed_before = failed if retry_failed else set()
 
     @property
     def mined(self) -> int:
