@@ -16,6 +16,8 @@ from runtime.providers import Provider
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CONCURRENCY = 4
+"""Calls in flight at once to a provider that does not say how many it batches, unless limited."""
 CircuitState = Literal["closed", "open", "half_open"]
 
 
@@ -96,7 +98,7 @@ class Gate:
             provider=provider,
             limits=limits,
             spacings=[spacing(f"{provider.uri}.{name}", s / n) for name, (n, s) in windows.items() if n],
-            slots=anyio.CapacityLimiter(limits.concurrency),
+            slots=anyio.CapacityLimiter(limits.concurrency or provider.capacity or DEFAULT_CONCURRENCY),
             circuit=Circuit(provider.uri, limits.circuit_failures, limits.circuit_reset_s),
         )
 

@@ -33,7 +33,7 @@ import anyio
 
 from benchmarks.common import cpu_class, provenance
 from runtime.providers.calls import ChatMessage, GenerateCall
-from runtime.providers.mlx.provider import MlxProvider, resolve_model
+from runtime.providers.mlx.provider import PREFIX_CACHE_MB, MlxProvider, resolve_model
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +44,10 @@ POSTS = [
     "Removing the free tier cut signups by 20% but paid conversions doubled. Would you try it?",
     "Backups you have never restored are not backups. Test yours this week.",
     "Our app was slow on Mondays. The weekly report job was the cause; a queue fixed it.",
+    "I answered every support email myself for a year. Best product research I ever did.",
+    "Pricing page test: one plan instead of three. Trials went up 30%, refunds did not move.",
+    "Hiring our first engineer took 4 months. The take-home test was the mistake; we dropped it.",
+    "Launch day tip: write the changelog before the code. It keeps the scope honest.",
 ]
 PROMPT = [ChatMessage("user", "Write a long, detailed story about a lighthouse keeper and a storm.")]
 
@@ -81,24 +85,27 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
     corpus = (ROOT / "runtime" / "providers" / "dummy_corpus.txt").read_text()
 
     def scoring(model: Any, tokenizer: Any) -> tuple[dict[str, float], list[int]]:
-        from runtime.providers.mlx.engine import Scorer
+        from runtime.providers.mlx.engine import PrefixCache, Scorer
+
+        def new_scorer() -> Scorer:
+            return Scorer(model, PrefixCache(model, PREFIX_CACHE_MB << 20))
 
         tokens = tokenizer.encode(corpus, add_special_tokens=False)[:600]
         figures: dict[str, float] = {}
         best = 0.0
         for _ in range(3):
             started = time.perf_counter()
-            Scorer(model).score(tokens[:1], tokens[1:])
+            new_scorer().score(tokens[:1], tokens[1:])
             best = max(best, len(tokens) / (time.perf_counter() - started))
         figures["score_tokens_per_s"] = best
         prefix, target = tokens[:400], tokens[500:560]
         candidates = [tokens[400 + i : 400 + i + 40] for i in range(8)]  # 8 plans after one shared prefix
         for reuse in (False, True):
-            scorer = Scorer(model)
+            scorer = new_scorer()
             scorer.score(prefix, target[:1])  # with reuse, the prefix is now cached
             started = time.perf_counter()
             for plan in candidates:
-                (scorer if reuse else Scorer(model)).score(prefix + plan, target)
+                (scorer if reuse else new_scorer()).score(prefix + plan, target)
             figures[f"candidates_seconds_{'with' if reuse else 'without'}_reuse"] = time.perf_counter() - started
         return figures, tokens
 
@@ -176,15 +183,22 @@ def end_to_end(
             env=env,
         )
         elapsed = time.perf_counter() - started
-        cache = json.loads((Path(tmp) / "data" / "stats.json").read_text())["cache_tokens"]
-    generation = {k.rsplit(" ", 1)[-1]: v for k, v in cache.items() if " generation prefix " in k}
+        stats = json.loads((Path(tmp) / "data" / "stats.json").read_text())
+    tokens = {
+        name.rsplit(" ", 1)[-1] + (" generation" if " generation prefix " in name else " scoring"): n
+        for name, n in stats["cache_tokens"].items()
+    }
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {
         "posts": posts,
         "seconds": elapsed,
         "posts_per_hour": posts / elapsed * 3600,
-        "generator_prompt_tokens_per_post": (generation.get("hit", 0) + generation.get("miss", 0)) / posts,
-        "generator_prefilled_tokens_per_post": generation.get("miss", 0) / posts,
+        "generator_prompt_tokens_per_post": (tokens.get("hit generation", 0) + tokens.get("miss generation", 0))
+        / posts,
+        "generator_prefilled_tokens_per_post": tokens.get("miss generation", 0) / posts,
+        "scorer_context_tokens_per_post": (tokens.get("hit scoring", 0) + tokens.get("miss scoring", 0)) / posts,
+        "scorer_computed_tokens_per_post": tokens.get("miss scoring", 0) / posts,
+        "mean_decode_batch": stats["decode_batch"],
         "peak_rss_mib": peak_kib / 1024,
     }
 

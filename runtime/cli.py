@@ -139,7 +139,12 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     worker.add_argument("--role", choices=["miner"], default="miner", help="what this worker does (default: miner)")
-    worker.add_argument("--concurrency", type=int, metavar="N", help="posts mined at once (default: miner_concurrency)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="posts mined at once (default: miner_concurrency, else as many as the generator batches)",
+    )
     worker.add_argument(
         "--exit-when-idle",
         action="store_true",
@@ -385,7 +390,7 @@ def _worker(args: argparse.Namespace) -> int:
         stack.callback(telemetry.shutdown)
         setup_logging(settings.log_format, settings.log_level, telemetry.log_handler)
         anyio.run(check_chains, chains)
-        concurrency = args.concurrency or settings.miner_concurrency
+        concurrency = args.concurrency or settings.mining_concurrency(chains["generator"][0].capacity)
         code: int = anyio.run(
             partial(run_worker, settings, chains, concurrency=concurrency, exit_when_idle=args.exit_when_idle)
         )

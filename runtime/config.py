@@ -54,7 +54,9 @@ class LimitSettings(BaseModel):
 
     per_minute: int | None = Field(None, ge=1)
     per_hour: int | None = Field(None, ge=1)
-    concurrency: int = Field(4, ge=1)
+    concurrency: int | None = Field(
+        None, ge=1, description="calls in flight at once; by default what the provider batches itself (mlx://), else 4"
+    )
     max_retries: int = Field(3, ge=0)
     timeout_s: float = Field(300.0, gt=0)
     max_retry_after_s: float = Field(60.0, ge=0)
@@ -135,7 +137,12 @@ class Settings(BaseSettings):
     scorer: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
     min_engagement: float = Field(0.8, ge=0, le=1, description="mine posts whose engagement score is at least this")
     min_author_posts: int = Field(1, ge=1, description="mine nothing of an author with fewer posts than this")
-    miner_concurrency: int = Field(2, ge=1)
+    miner_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="posts mined at once; by default as many as the generator decodes together (its batch "
+        "capacity over search.num_expansion, the calls a post has in flight), else 2",
+    )
     bus_buffer: int = Field(64, ge=1)
     bus: BusSettings = Field(default_factory=BusSettings)
     max_line_bytes: int = Field(1_000_000, ge=64, description="longer input lines are rejected")
@@ -166,6 +173,12 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+
+    def mining_concurrency(self, generator_capacity: int | None) -> int:
+        """Posts mined at once: `miner_concurrency`, else enough for the generator's batch, else 2."""
+        if self.miner_concurrency is not None:
+            return self.miner_concurrency
+        return max(1, generator_capacity // self.search.num_expansion) if generator_capacity else 2
 
     @classmethod
     def settings_customise_sources(

@@ -45,7 +45,7 @@ from runtime.ledger import Ledger, Stores
 from runtime.progress import Progress
 from runtime.providers import Provider, open_provider
 from runtime.providers.calls import Role
-from runtime.stats import write_snapshot
+from runtime.stats import decode_batch, write_snapshot
 from runtime.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def build_actors(
             bus,
             stores.dead_letters,
             settings.search,
-            concurrency=settings.miner_concurrency,
+            concurrency=settings.mining_concurrency(chains["generator"][0].capacity),
             max_consecutive_failures=settings.max_consecutive_failures,
             ledger=ledger,
         )
@@ -219,7 +219,9 @@ async def serve(
                 if transport is not None:
                     tg.start_soon(lease.keep)
                     tg.start_soon(transport.watch_dead_ends, partial(_dead_end, bus))
-                tg.start_soon(Progress(actors.ingestor, actors.writer, settings.progress_interval_s).run)
+                batch = partial(decode_batch, stats_reader) if stats_reader is not None else lambda: None
+                progress = Progress(actors.ingestor, actors.writer, settings.progress_interval_s, decode_batch=batch)
+                tg.start_soon(progress.run)
                 inputs = Inputs(sources, actors.watcher, requests or [])
                 await _run(bus, actors, ledger, inputs, settings, exit_when_idle)
                 tg.cancel_scope.cancel()

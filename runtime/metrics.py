@@ -59,6 +59,11 @@ decode_batch = meter.create_histogram(
     "Requests decoded together in one step of a local model (mlx://): how much the work in flight batches",
     explicit_bucket_boundaries_advisory=[1, 2, 3, 4, 6, 8, 12, 16, 24, 32],
 )
+engine_time = meter.create_counter(
+    "reer.engine.time",
+    "s",
+    "Time a local model's thread spent, by work (attribute reer.engine.work: decode, prefill, score)",
+)
 
 # -- bus --------------------------------------------------------------------------------------
 process_duration = meter.create_histogram("messaging.process.duration", "s", "Time an actor spent handling one message")

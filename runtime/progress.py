@@ -6,6 +6,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Callable
 
 import anyio
 from tqdm import tqdm
@@ -18,13 +19,20 @@ log = logging.getLogger(__name__)
 
 
 class Progress:
-    """Reports lines read, posts accepted and rejected, posts mined of those to mine, the rate and time left."""
+    """Reports lines read, posts accepted and rejected, posts mined of those to mine, the rate and time left;
+    with `decode_batch`, the requests a local model decodes together on average (how much mining overlaps)."""
 
     def __init__(
-        self, ingestor: Ingestor, writer: TraceWriter, interval_s: float, terminal: bool | None = None
+        self,
+        ingestor: Ingestor,
+        writer: TraceWriter,
+        interval_s: float,
+        terminal: bool | None = None,
+        decode_batch: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._ingestor = ingestor
         self._writer = writer
+        self._decode_batch = decode_batch
         self._interval_s = interval_s
         self._terminal = sys.stderr.isatty() if terminal is None else terminal
         self._started = time.monotonic()
@@ -39,8 +47,13 @@ class Progress:
             left = f"about {(total - done) / rate:.0f}s left" if rate else "time left not known yet"
         return (
             f"progress: {c.lines} lines read, {c.accepted} accepted, {c.rejected} rejected; "
-            f"{self._writer.mined} of {total} mined ({self._writer.failed} failed), {rate * 60:.1f} posts/min, {left}"
+            f"{self._writer.mined} of {total} mined ({self._writer.failed} failed), {rate * 60:.1f} posts/min, "
+            f"{left}{self._batch()}"
         )
+
+    def _batch(self) -> str:
+        batch = self._decode_batch()
+        return f"; decode batch {batch:.1f}" if batch is not None else ""
 
     async def run(self) -> None:
         """Report until cancelled."""
@@ -57,6 +70,7 @@ class Progress:
                 bar.total = c.selected + c.resumed
                 bar.n = self._writer.mined + self._writer.failed
                 bar.set_postfix_str(
-                    f"{c.lines} read, {c.rejected} rejected, {self._writer.failed} failed", refresh=False
+                    f"{c.lines} read, {c.rejected} rejected, {self._writer.failed} failed{self._batch()}",
+                    refresh=False,
                 )
                 bar.refresh()

@@ -57,6 +57,12 @@ def _total(points: list[NumberDataPoint], outcome: str | None = None) -> int:
     return int(sum(p.value for p in points if outcome is None or (p.attributes or {}).get("reer.outcome") == outcome))
 
 
+def decode_batch(reader: InMemoryMetricReader) -> float | None:
+    """Requests a local model's decode steps have held on average so far; None before the first step."""
+    mean = _mean_of(_points(reader)["reer.decode.batch"])
+    return mean["mean"] if mean else None
+
+
 def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
     """The figures of this run so far."""
     p = _points(reader)
@@ -96,6 +102,7 @@ def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
             for x in p["reer.provider.circuit.state"]
         },
         "decode_batch": _mean_of(p["reer.decode.batch"]),
+        "engine_seconds": {str(x.attributes.get("reer.engine.work")): round(x.value, 1) for x in p["reer.engine.time"]},
         "cache_tokens": {
             f"{x.attributes.get('reer.cache')} {x.attributes.get('reer.cache.result')}": int(x.value)
             for x in p["reer.cache.tokens"]
@@ -148,5 +155,7 @@ def print_stats(data_dir: Path, as_json: bool) -> int:
         lines.append(
             f"decoding: {batch['steps']} steps of the local model, {batch['mean']:.1f} requests a step on average"
         )
+    if engine := stats.get("engine_seconds"):
+        lines.append("engine:   " + ", ".join(f"{work} {seconds:.1f}s" for work, seconds in sorted(engine.items())))
     print("\n".join(lines))
     return 0

@@ -37,6 +37,9 @@ class Provider(Protocol):
     model: str
     address: tuple[str, int] | None
     """The host and port of the server it calls (`server.address`, `server.port`); None when local."""
+    capacity: int | None
+    """Calls it serves at once by batching them itself (a local engine's decode batch), which sets
+    the default concurrency of its calls and of the Miner; None when it does not say (servers)."""
 
     async def check(self, role: Role) -> str:
         """Make sure, at start, that this provider can serve `role`: a line saying what it can do.

@@ -25,6 +25,7 @@ class DspyProvider:
 
     system = "dspy"
     address: tuple[str, int] | None = None  # litellm picks the endpoint
+    capacity: int | None = None
 
     def __init__(self, uri: str, model: str, api_base: str | None) -> None:
         import dspy

@@ -153,6 +153,7 @@ class DummyProvider:
 
     system = "dummy"
     address: tuple[str, int] | None = None
+    capacity: int | None = None
 
     def __init__(self, uri: str = "dummy://", order: int = 5, weight: float = 0.5) -> None:
         self.uri = uri

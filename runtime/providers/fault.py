@@ -42,6 +42,7 @@ class FaultProvider:
         self.system = base.system
         self.model = base.model
         self.address = base.address
+        self.capacity = base.capacity
         self._odds = odds
         self._retry_after = retry_after
         self._rng = random.Random(seed)

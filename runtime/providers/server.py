@@ -86,6 +86,7 @@ class ServerProvider:
         parts = urlsplit(base_url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.address: tuple[str, int] | None = (parts.hostname or "", port)
+        self.capacity: int | None = None
         self.base_url = base_url
         self._key = key
         self._transport = transport

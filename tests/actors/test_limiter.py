@@ -15,7 +15,7 @@ from actors.limiter import Limiter, backoff_delay
 from actors.model_client import ModelClient
 from bus.bus import Bus
 from bus.records import DeadLetter
-from runtime.config import LimitSettings
+from runtime.config import LimitSettings, Settings
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import Provider, open_provider
 from runtime.providers.base import Description
@@ -34,6 +34,7 @@ class Flaky:
     system = "flaky"
     model = "ngram-5"
     address: tuple[str, int] | None = None
+    capacity: int | None = None
 
     def __init__(self, uri: str, failures: int, error: ProviderError | None = None, hang: bool = False) -> None:
         self.uri, self.failures, self.calls, self.hang = uri, failures, 0, hang
@@ -187,3 +188,55 @@ def test_fault_options_are_checked(tmp_path: Path) -> None:
         open_provider("fault://?base=dummy://&explode=1", tmp_path)
     with pytest.raises(ProviderConfigError, match="sum to at most 1"):
         open_provider("fault://?error=0.7&hang=0.7", tmp_path)
+
+
+class Batching(Flaky):
+    """Holds every call until `expected` are in flight together, as a batching engine would like."""
+
+    def __init__(self, capacity: int | None, expected: int) -> None:
+        super().__init__("batching://", failures=0)
+        self.capacity, self.expected = capacity, expected
+        self.in_flight = self.most = 0
+        self.full = anyio.Event()
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight == self.expected:
+            self.full.set()
+        await self.full.wait()
+        self.in_flight -= 1
+        return await super().generate(call)
+
+
+@pytest.mark.parametrize(
+    ("capacity", "limits", "expected"),
+    [(6, LimitSettings(), 6), (None, LimitSettings(), 4), (6, LimitSettings(concurrency=2), 2)],
+    ids=["the provider's batch", "4 when it does not say", "the configured cap"],
+)
+async def test_calls_in_flight_default_to_what_the_provider_batches(
+    tmp_path: Path, capacity: int | None, limits: LimitSettings, expected: int
+) -> None:
+    provider = Batching(capacity, expected)
+    dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
+    dead.open()
+    bus = Bus()
+    limiter = Limiter(bus, dead, {"generator": [provider], "scorer": [provider]}, {"default": limits})
+    client = ModelClient(bus, "test", dead)
+    with anyio.fail_after(60):  # fewer calls let through than expected would wait forever
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(limiter.run)
+            tg.start_soon(client.run)
+            async with anyio.create_task_group() as calls:
+                for _ in range(10):
+                    calls.start_soon(client.generate, CALL)
+            await bus.wait_idle()
+            await bus.aclose()
+    assert provider.most == expected and provider.calls == 10
+
+
+def test_posts_mined_at_once_fill_the_generators_batch() -> None:
+    settings = Settings(data_dir=Path("/nonexistent"))
+    assert settings.mining_concurrency(16) == 8  # two rewrites of a section in flight per post
+    assert settings.model_copy(update={"miner_concurrency": 3}).mining_concurrency(16) == 3
+    assert settings.mining_concurrency(None) == 2

@@ -28,55 +28,12 @@ def output_layer(model: Any) -> Any:
     return embed.as_linear if embed is not None else None
 
 
-class Scorer:
-    """Log-probabilities of target tokens after context tokens.
-
-    The KV cache of the last scored sequence is kept; a new request recomputes only from the first
-    token where it differs, so candidates sharing the brief (and the plan's start) pay for it once.
-    The output layer is applied only at the positions that predict target tokens.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self._head = output_layer(model)
-        self._cache = make_prompt_cache(model)
-        self._tokens: list[int] = []
-        self.reused_tokens = 0
-        self.computed_tokens = 0
-
-    def score(self, context: list[int], target: list[int]) -> list[float]:
-        if not context or not target:
-            raise ValueError("scoring needs at least one context token and one target token")
-        sequence = context + target
-        keep = _common_prefix(self._tokens, sequence[:-1])
-        keep = min(keep, len(context) - 1)  # the last context token must be fed to predict target[0]
-        if self._tokens and len(self._tokens) > keep:
-            trim_prompt_cache(self._cache, len(self._tokens) - keep)
-        if not self._tokens:
-            keep = 0
-        fed = sequence[keep:-1]
-        first = len(context) - 1 - keep  # index in `fed` whose output predicts target[0]
-        inputs = mx.array([fed])
-        if self._head is not None:
-            hidden = self.model.model(inputs, cache=self._cache)
-            logits = self._head(hidden[:, first:, :])
-        else:
-            logits = self.model(inputs, cache=self._cache)[:, first:, :]
-        logits = logits[0].astype(mx.float32)
-        wanted = mx.take_along_axis(logits, mx.array(target)[:, None], axis=-1)[:, 0]
-        picked = wanted - cpu.logsumexp(logits)[:, 0]
-        mx.eval(picked)
-        self._tokens = sequence[:-1]
-        self.reused_tokens += keep
-        self.computed_tokens += len(fed)
-        return cast(list[float], picked.tolist())
-
-
 class PrefixCache:
-    """KV caches of recent prompts, for generation. A new prompt starts from a copy of the longest
-    prefix it shares with one of them and computes only the rest, so a post's calls (the same system
-    prompt, brief and post; the two rewrites of a section, identical) pay for what they share once.
-    The least recently used entries go first past `budget_bytes`.
+    """KV caches of recent token sequences, shared by the scorer and the decoder. A sequence that
+    shares a prefix with one of them starts from a copy of that prefix and computes only the rest:
+    a post's calls (the same system prompt, brief and post; plans that share their start; the two
+    rewrites of a section) pay for what they share once, and so do posts mined side by side, whose
+    calls interleave. The least recently used entries go first past `budget_bytes`.
 
     Only for models whose every layer keeps a plain `KVCache` (llama-like ones); `usable` says so.
     """
@@ -87,55 +44,91 @@ class PrefixCache:
         self.usable = budget_bytes > 0 and all(type(c) is KVCache for c in make_prompt_cache(model))
         self._entries: OrderedDict[tuple[int, ...], list[Any]] = OrderedDict()
         self._sizes: dict[tuple[int, ...], int] = {}
-        self.reused_tokens = 0
-        self.computed_tokens = 0
 
     @property
     def bytes(self) -> int:
         """Memory the stored caches hold."""
         return sum(self._sizes.values())
 
-    def prefill(self, prompt: list[int]) -> list[Any] | None:
-        """A cache holding all of `prompt` but its last token, which the decoder feeds itself; None
-        when the cache is off (the decoder then prefills the whole prompt, which is counted)."""
-        body = tuple(prompt[:-1])
-        if not self.usable:
-            self.computed_tokens += len(body)
-            return None
+    def longest(self, tokens: Sequence[int]) -> tuple[int, list[Any]]:
+        """How many of `tokens` a stored cache already holds, and a new cache holding them."""
         shared, source = 0, None
-        for key in self._entries:
-            if (n := _common_prefix(key, body)) > shared:
-                shared, source = n, key
-        if source == body:  # the same prompt again (a section's second draw): nothing to compute or store
-            self._entries.move_to_end(body)
-            self.reused_tokens += shared
-            return _copy(self._entries[body], shared)
-        if source is not None:
-            self._entries.move_to_end(source)
-            cache = _copy(self._entries[source], shared)
-        else:
-            cache = make_prompt_cache(self.model)
-        if len(body) > shared:
-            inner = getattr(self.model, "model", self.model)  # the layers without the output head
-            inner(mx.array([body[shared:]]), cache=cache)
-        self.reused_tokens += shared
-        self.computed_tokens += len(body) - shared
-        if source is not None and shared == len(source):
-            self._drop(source)  # the new entry extends it: every prompt it would serve, the new one serves
-        if body:
-            self._store(body, cache)
-        return _copy(cache, len(body))
+        if self.usable:
+            for key in self._entries:
+                if (n := _common_prefix(key, tokens)) > shared:
+                    shared, source = n, key
+        if source is None:
+            return 0, make_prompt_cache(self.model)
+        self._entries.move_to_end(source)
+        return shared, _copy(self._entries[source], shared)
 
-    def _drop(self, key: tuple[int, ...]) -> None:
-        del self._entries[key], self._sizes[key]
-
-    def _store(self, key: tuple[int, ...], cache: list[Any]) -> None:
+    def store(self, tokens: Sequence[int], cache: list[Any]) -> None:
+        """Keep `cache`, which holds the KV of `tokens`. An entry it extends is dropped: every
+        sequence that entry would serve, the new one serves."""
+        key = tuple(tokens)
+        if not self.usable or not key:
+            return
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return
+        for old in [k for k in self._entries if len(k) < len(key) and key[: len(k)] == k]:
+            self._drop(old)
         kept = _copy(cache, len(key))
         mx.eval([array for c in kept for array in (c.keys, c.values)])
         self._entries[key] = kept
         self._sizes[key] = sum(c.keys.nbytes + c.values.nbytes for c in kept)
         while self.bytes > self.budget_bytes and len(self._entries) > 1:
             self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple[int, ...]) -> None:
+        del self._entries[key], self._sizes[key]
+
+
+class Scorer:
+    """Log-probabilities of target tokens after context tokens.
+
+    A sequence starts from the longest prefix `prefixes` holds and computes only from there, so
+    candidates sharing the brief (and the plan's start) pay for it once, even when other posts'
+    calls come between; without a usable prefix cache, the last scored sequence is kept for the
+    next. The output layer is applied only at the positions that predict target tokens.
+    """
+
+    def __init__(self, model: Any, prefixes: PrefixCache) -> None:
+        self.model = model
+        self._head = output_layer(model)
+        self._prefixes = prefixes
+        self._last: tuple[list[int], list[Any]] = ([], make_prompt_cache(model))
+        self.reused_tokens = 0
+        self.computed_tokens = 0
+
+    def score(self, context: list[int], target: list[int]) -> list[float]:
+        if not context or not target:
+            raise ValueError("scoring needs at least one context token and one target token")
+        sequence = context + target
+        reusable = sequence[: len(context) - 1]  # the last context token is fed, to predict target[0]
+        if self._prefixes.usable:
+            keep, cache = self._prefixes.longest(reusable)
+        else:
+            tokens, cache = self._last
+            keep = _common_prefix(tokens, reusable)
+            trim_prompt_cache(cache, len(tokens) - keep)
+        fed = sequence[keep:-1]
+        first = len(context) - 1 - keep  # index in `fed` whose output predicts target[0]
+        inputs = mx.array([fed])
+        if self._head is not None:
+            hidden = self.model.model(inputs, cache=cache)
+            logits = self._head(hidden[:, first:, :])
+        else:
+            logits = self.model(inputs, cache=cache)[:, first:, :]
+        logits = logits[0].astype(mx.float32)
+        wanted = mx.take_along_axis(logits, mx.array(target)[:, None], axis=-1)[:, 0]
+        picked = wanted - cpu.logsumexp(logits)[:, 0]
+        mx.eval(picked)
+        self._prefixes.store(sequence[:-1], cache)
+        self._last = (sequence[:-1], cache)
+        self.reused_tokens += keep
+        self.computed_tokens += len(fed)
+        return cast(list[float], picked.tolist())
 
 
 def _copy(cache: list[Any], length: int) -> list[Any]:
@@ -217,11 +210,15 @@ class Decoding:
 
 
 class Decoder:
-    """Continuous batching over mlx-lm's BatchGenerator: requests join and leave between steps."""
+    """Continuous batching over mlx-lm's BatchGenerator: requests join and leave between steps.
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 16, prefix_budget_bytes: int = 0) -> None:
+    A prompt starts from the longest prefix `prefixes` holds; only the rest is prefilled here (or
+    all of it by the generator when the prefix cache is off), and counted."""
+
+    def __init__(self, model: Any, tokenizer: Any, prefixes: PrefixCache, max_batch: int = 16) -> None:
+        self._model = model
         self._tokenizer = tokenizer
-        self.prefix = PrefixCache(model, prefix_budget_bytes)
+        self._prefixes = prefixes
         self._generator = BatchGenerator(
             model,
             stop_tokens=[[t] for t in tokenizer.eos_token_ids],
@@ -229,6 +226,8 @@ class Decoder:
             prefill_batch_size=min(8, max_batch),
         )
         self._active: dict[int, Decoding] = {}
+        self.reused_tokens = 0
+        self.computed_tokens = 0
 
     @property
     def busy(self) -> bool:
@@ -236,12 +235,20 @@ class Decoder:
 
     def add(self, request: Decoding) -> None:
         sampler = Sampler(request.temperature, request.top_p, request.seed)
-        if (cache := self.prefix.prefill(request.prompt)) is not None:
+        body = request.prompt[:-1]  # the generator feeds the last token itself
+        shared, cache = self._prefixes.longest(body)
+        self.reused_tokens += shared
+        self.computed_tokens += len(body) - shared
+        if not self._prefixes.usable:
+            (uid,) = self._generator.insert([request.prompt], max_tokens=[request.max_tokens], samplers=[sampler])
+        else:
+            if len(body) > shared:
+                inner = getattr(self._model, "model", self._model)  # the layers without the output head
+                inner(mx.array([body[shared:]]), cache=cache)
+            self._prefixes.store(body, cache)
             (uid,) = self._generator.insert(
                 [request.prompt[-1:]], max_tokens=[request.max_tokens], caches=[cache], samplers=[sampler]
             )
-        else:
-            (uid,) = self._generator.insert([request.prompt], max_tokens=[request.max_tokens], samplers=[sampler])
         self._active[uid] = request
 
     def step(self) -> list[Decoding]:

@@ -15,16 +15,19 @@ off): a prompt that shares a prefix with one of them prefills only the rest (`en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from runtime import metrics
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers.base import Description, continue_with
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
@@ -106,7 +109,7 @@ class MlxProvider:
         self.uri = uri
         self.model = model
         self.source = source
-        self._max_batch = max_batch
+        self.capacity: int | None = max_batch
         self._prefix_cache_mb = prefix_cache_mb
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._ready = threading.Event()
@@ -200,8 +203,7 @@ class MlxProvider:
 
     def generation_cache_stats(self) -> tuple[int, int]:
         """Prompt tokens reused from the generation prefix cache, and tokens prefilled, since start."""
-        prefix = self._decoder.prefix
-        return prefix.reused_tokens, prefix.computed_tokens
+        return self._decoder.reused_tokens, self._decoder.computed_tokens
 
     async def _submit(self, run: Callable[[], Any] | None, start: Callable[[], Any] | None) -> Any:
         if not self._thread.is_alive():
@@ -221,9 +223,7 @@ class MlxProvider:
             self._ready.set()
             return
         self._ready.set()
-        from runtime.providers.mlx.engine import Decoder
-
-        decoder = self._decoder = Decoder(self._model, self._tokenizer, self._max_batch, self._prefix_cache_mb << 20)
+        decoder = self._decoder
         waiting: dict[int, _Job] = {}
         while True:
             try:
@@ -235,17 +235,22 @@ class MlxProvider:
                     return
                 self._take(job, decoder, waiting)
                 continue  # drain the queue before the next decode step, so requests batch
-            for finished in decoder.step():
+            with _timed("decode"):
+                done = decoder.step()
+            for finished in done:
                 _resolve(waiting.pop(id(finished)), finished, None)
 
     def _take(self, job: _Job, decoder: Any, waiting: dict[int, _Job]) -> None:
         try:
             if job.run is not None:
-                _resolve(job, job.run(), None)
+                with _timed("score"):
+                    result = job.run()
+                _resolve(job, result, None)
                 return
             assert job.start is not None
-            request = job.start()
-            decoder.add(request)
+            with _timed("prefill"):
+                request = job.start()
+                decoder.add(request)
             waiting[id(request)] = job
         except Exception as exc:
             _resolve(job, None, ProviderError(f"{self.uri}: {type(exc).__name__}: {exc}"))
@@ -256,7 +261,7 @@ class MlxProvider:
         from mlx_lm.utils import dequantize_model
 
         from runtime.providers.mlx import blocks, cpu
-        from runtime.providers.mlx.engine import Scorer
+        from runtime.providers.mlx.engine import Decoder, PrefixCache, Scorer
 
         model, tokenizer = load(self.source)[:2]
         self.device = str(mx.default_device())
@@ -267,7 +272,9 @@ class MlxProvider:
             cpu.activate()
             self.layout = blocks.install(model)
         self._model, self._tokenizer = model, tokenizer
-        self._scorer = Scorer(model)
+        prefixes = PrefixCache(model, self._prefix_cache_mb << 20)
+        self._scorer = Scorer(model, prefixes)
+        self._decoder = Decoder(model, tokenizer, prefixes, max_batch=self.capacity or 1)
 
     def _chat(self, messages: list[ChatMessage]) -> str:
         turns = [{"role": m.role, "content": m.content} for m in messages]
@@ -277,6 +284,16 @@ class MlxProvider:
     def _encode(self, text: str) -> list[int]:
         tokens: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         return tokens
+
+
+@contextlib.contextmanager
+def _timed(work: str) -> Iterator[None]:
+    """Count the time the block takes as the model thread's `work` (`reer.engine.time`)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.engine_time.add(time.perf_counter() - started, {"reer.engine.work": work})
 
 
 def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,12 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 import mlx.core as mx
+import msgspec
 import pytest
 from mlx_lm import load
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+from bus.records import Mining
 from runtime.config import SearchSettings
 from runtime.errors import ProviderConfigError
 from runtime.providers import open_provider
@@ -237,3 +240,94 @@ def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemo
     printed = [json.loads(line) for line in drafted.stdout.splitlines()]
     assert len(printed) == 2 and all(0 < len(part) <= 280 for d in printed for part in d["parts"])
     assert all(d["provider"] == ["mlx://smollm2-135m"] and d["score"] is not None for d in printed)
+
+
+async def test_the_scorer_keeps_each_posts_prefix_while_others_are_scored(tiny: Path, provider: MlxProvider) -> None:
+    """Posts mined side by side interleave their score calls: a post's next candidate still starts
+    from its own cached prefix, and scores what a plain forward pass scores."""
+    tokenizer = load(str(tiny))[1]
+    other_chat = [ChatMessage("system", "You plan posts."), ChatMessage("user", "Brief: a thread for linkedin.")]
+    post_a = "We shipped the new onboarding today."
+    first = ScoreCall(messages=CHAT, prefix="<think>\nI will open with the result and the numbers.\n", target=post_a)
+    other = ScoreCall(messages=other_chat, prefix="<think>\nI will ask a question.\n", target="Signups doubled.")
+    second = ScoreCall(messages=CHAT, prefix="<think>\nI will open with the result, then a story.\n", target=post_a)
+
+    def tokens(call: ScoreCall) -> tuple[list[int], list[int]]:
+        turns = [{"role": m.role, "content": m.content} for m in call.messages]
+        chat = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+        return tokenizer.encode(chat + call.prefix, add_special_tokens=False), tokenizer.encode(
+            call.target, add_special_tokens=False
+        )
+
+    await provider.score(first)
+    await provider.score(other)
+    reused_before, _ = provider.cache_stats()
+    got = await provider.score(second)
+    reused = provider.cache_stats()[0] - reused_before
+    (context_1, _), (context_2, target) = tokens(first), tokens(second)
+    shared = next(i for i, (x, y) in enumerate(zip(context_1, context_2, strict=False)) if x != y)
+    assert reused == shared  # everything the two plans share, although another post came between
+    assert got.logprobs == pytest.approx(reference_logprobs(tiny, context_2, target), abs=1e-4)
+
+
+async def test_posts_mined_side_by_side_get_the_plans_they_get_alone(tiny: Path) -> None:
+    """Batching several posts' sections into the same decode steps, and their scoring through one
+    prefix cache, changes the cost of mining, not what is mined: the seeds are per post."""
+    texts = [
+        "We shipped the new onboarding today. Signups doubled in a week and support tickets fell.",
+        "Backups you have never restored are not backups. Test yours this week, then tell me how it went.",
+        "I answered every support email myself for a year. Best product research I ever did.",
+    ]
+    posts = [make_post(i, text) for i, text in enumerate(texts)]
+    settings = SearchSettings(max_steps=2, section_max_tokens=16)
+
+    def search(model: MlxProvider, post_index: int) -> Search:
+        post = posts[post_index]
+        return Search(model, settings, derive_brief(post), post.text, post.key)
+
+    alone = []
+    for i in range(len(posts)):
+        model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+        alone.append(await search(model, i).run())
+        await model.aclose()
+    shared = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    together: dict[int, Mining] = {}
+    async with anyio.create_task_group() as tg:
+        for i in range(len(posts)):
+
+            async def mine(i: int = i) -> None:
+                together[i] = await search(shared, i).run()
+
+            tg.start_soon(mine)
+    await shared.aclose()
+    for i, expected in enumerate(alone):
+        got = together[i]
+        assert (got.plan_initial, got.plan) == (expected.plan_initial, expected.plan)
+        drafts = [[c.text for s in mined.steps for c in s.candidates] for mined in (got, expected)]
+        assert drafts[0] == drafts[1]
+        assert msgspec.structs.asdict(got.scores) == pytest.approx(msgspec.structs.asdict(expected.scores), abs=1e-5)
+
+
+def test_posts_are_mined_together_by_default_and_the_decode_batch_is_shown(
+    tiny: Path, tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    """The Miner takes as many posts at once as the engine batches (16 requests, 2 a post), so the
+    decode steps hold several posts' sections; the progress lines and `stats` say how many."""
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(post_line(i) + "\n" for i in range(8)))
+    env = {
+        "REER_GENERATOR": f"mlx://{tiny}",
+        "REER_SCORER": f"mlx://{tiny}",
+        "REER_PROGRESS_INTERVAL_S": "0.1",
+        "REER_SEARCH__MAX_STEPS": "2",
+        "REER_SEARCH__SECTION_MAX_TOKENS": "24",
+    }
+    result = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((tmp_path / "data" / "traces.jsonl").read_text().splitlines()) == 8
+    batch = json.loads((tmp_path / "data" / "stats.json").read_text())["decode_batch"]
+    assert batch["mean"] > 4  # one post alone never has more than 2 requests in flight
+    shown = [float(x) for x in re.findall(r"; decode batch (\d+\.\d)", result.stderr)]
+    assert shown and max(shown) > 4, result.stderr[-2000:]
+    stats = run_daemon("stats")
+    assert re.search(r"decoding: \d+ steps of the local model, [\d.]+ requests a step", stats.stdout)
