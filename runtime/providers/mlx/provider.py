@@ -225,6 +225,16 @@ class MlxProvider:
     # -- the model thread ------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        import mlx.core as mx
+
+        try:
+            self._work()
+        finally:
+            # MLX destroys a thread's streams only when asked; left to exit, they abort the process
+            # now and then ("terminate called without an active exception", ml-explore/mlx#4327)
+            mx.clear_streams()
+
+    def _work(self) -> None:
         try:
             self._load()
         except BaseException as exc:  # reported by __init__ as a clean start-up error

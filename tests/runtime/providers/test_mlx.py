@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from runtime.providers.mlx.convert import SOURCE_HASH_FILE, ensure_converted
 from runtime.providers.mlx.provider import MlxProvider
 from runtime.reer.brief import derive_brief
 from runtime.reer.search import Search
-from tests.conftest import RunDaemon
+from tests.conftest import ROOT, RunDaemon
 from tests.helpers import make_post, post_line
 from tests.tiny_model import write_tiny_gguf
 
@@ -337,3 +338,30 @@ def test_posts_are_mined_together_by_default_and_the_decode_batch_is_shown(
     assert shown and max(shown) > 4, result.stderr[-2000:]
     stats = run_daemon("stats")
     assert re.search(r"decoding: \d+ steps of the local model, [\d.]+ requests a step", stats.stdout)
+
+
+TEARDOWN = """
+import sys, anyio
+import runtime.providers.mlx
+from runtime.providers.calls import ChatMessage, GenerateCall, ScoreCall
+from runtime.providers.mlx.provider import MlxProvider
+
+async def main() -> None:
+    model = MlxProvider("mlx://" + sys.argv[1], sys.argv[1], "tiny")
+    async with anyio.create_task_group() as tg:
+        for seed in range(4):
+            tg.start_soon(model.generate, GenerateCall(messages=[ChatMessage("user", "hi")], max_tokens=8, seed=seed))
+    await model.score(ScoreCall(messages=[ChatMessage("user", "hi")], prefix="", target="ok then"))
+    await model.aclose()
+
+anyio.run(main)
+"""
+
+
+def test_a_process_that_ran_the_model_exits_cleanly(tiny: Path) -> None:
+    """MLX aborts a process at exit now and then unless the model thread destroys its streams
+    (1 run in 12 here before the fix): the daemon's exit code must say how its work went."""
+    for _ in range(12):
+        command = [sys.executable, "-c", TEARDOWN, str(tiny)]
+        done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
