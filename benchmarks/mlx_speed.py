@@ -185,7 +185,8 @@ def end_to_end(
             daemon = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)
             _, status, usage = os.wait4(daemon.pid, 0)  # this daemon's own peak memory
         elapsed = time.perf_counter() - started
-        if status != 0:
+        traces = Path(tmp) / "data" / "traces.jsonl"
+        if not traces.exists() or len(traces.read_text().splitlines()) != posts:
             raise RuntimeError(f"mining failed: {(Path(tmp) / 'stderr.log').read_text()[-2000:]}")
         stats = json.loads((Path(tmp) / "data" / "stats.json").read_text())
     tokens = {
@@ -205,6 +206,7 @@ def end_to_end(
         "decode_batch": stats.get("decode_batch"),
         "engine_seconds": stats.get("engine_seconds"),
         "peak_rss_mib": usage.ru_maxrss / 1024,
+        "exit_status": os.waitstatus_to_exitcode(status),  # older code may abort at exit (see the provider)
     }
 
 
