@@ -338,6 +338,7 @@ def test_posts_are_mined_together_by_default_and_the_decode_batch_is_shown(
     assert shown and max(shown) > 4, result.stderr[-2000:]
     stats = run_daemon("stats")
     assert re.search(r"decoding: \d+ steps of the local model, [\d.]+ requests a step", stats.stdout)
+    assert re.search(r"engine: +decode [\d.]+s, prefill [\d.]+s, score [\d.]+s", stats.stdout), stats.stdout
 
 
 TEARDOWN = """
