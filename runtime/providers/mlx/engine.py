@@ -124,8 +124,10 @@ class Scorer:
         wanted = mx.take_along_axis(logits, mx.array(target)[:, None], axis=-1)[:, 0]
         picked = wanted - cpu.logsumexp(logits)[:, 0]
         mx.eval(picked)
-        self._prefixes.store(sequence[:-1], cache)
-        self._last = (sequence[:-1], cache)
+        if self._prefixes.usable:
+            self._prefixes.store(sequence[:-1], cache)
+        else:
+            self._last = (sequence[:-1], cache)
         self.reused_tokens += keep
         self.computed_tokens += len(fed)
         return cast(list[float], picked.tolist())

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -68,6 +69,14 @@ def reference_logprobs(folder: Path, context: list[int], target: list[int]) -> l
     return [logprobs[start + i, t].item() for i, t in enumerate(target)]
 
 
+def encoded(tokenizer: Any, call: ScoreCall) -> tuple[list[int], list[int]]:
+    """The context and target tokens the provider scores for `call`."""
+    turns = [{"role": m.role, "content": m.content} for m in call.messages]
+    chat = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+    context = tokenizer.encode(chat + call.prefix, add_special_tokens=False)
+    return context, tokenizer.encode(call.target, add_special_tokens=False)
+
+
 async def test_scores_are_exact_with_and_without_prefix_reuse(tiny: Path, provider: MlxProvider) -> None:
     tokenizer = load(str(tiny))[1]
     calls = [
@@ -77,11 +86,7 @@ async def test_scores_are_exact_with_and_without_prefix_reuse(tiny: Path, provid
     ]
     for call in calls:
         got = await provider.score(call)
-        text = tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in call.messages], add_generation_prompt=True, tokenize=False
-        )
-        context = tokenizer.encode(text + call.prefix, add_special_tokens=False)
-        target = tokenizer.encode(call.target, add_special_tokens=False)
+        context, target = encoded(tokenizer, call)
         assert got.logprobs == pytest.approx(reference_logprobs(tiny, context, target), abs=1e-4)
     reused, computed = provider.cache_stats()
     assert reused > computed / 2  # the later calls recomputed only what differed
@@ -259,19 +264,12 @@ async def test_the_scorer_keeps_each_posts_prefix_while_others_are_scored(tiny: 
     other = ScoreCall(messages=other_chat, prefix="<think>\nI will ask a question.\n", target="Signups doubled.")
     second = ScoreCall(messages=CHAT, prefix="<think>\nI will open with the result, then a story.\n", target=post_a)
 
-    def tokens(call: ScoreCall) -> tuple[list[int], list[int]]:
-        turns = [{"role": m.role, "content": m.content} for m in call.messages]
-        chat = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-        return tokenizer.encode(chat + call.prefix, add_special_tokens=False), tokenizer.encode(
-            call.target, add_special_tokens=False
-        )
-
     await provider.score(first)
     await provider.score(other)
     reused_before, _ = provider.cache_stats()
     got = await provider.score(second)
     reused = provider.cache_stats()[0] - reused_before
-    (context_1, _), (context_2, target) = tokens(first), tokens(second)
+    (context_1, _), (context_2, target) = encoded(tokenizer, first), encoded(tokenizer, second)
     shared = next(i for i, (x, y) in enumerate(zip(context_1, context_2, strict=False)) if x != y)
     assert reused == shared  # everything the two plans share, although another post came between
     assert got.logprobs == pytest.approx(reference_logprobs(tiny, context_2, target), abs=1e-4)
