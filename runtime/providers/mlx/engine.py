@@ -14,7 +14,7 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import KVCache, make_prompt_cache, trim_prompt_cache
 
 from runtime import metrics
-from runtime.providers.mlx import cpu
+from runtime.providers.mlx import cpu, cpu_batch
 
 
 def output_layer(model: Any) -> Any:
@@ -171,15 +171,19 @@ class Sampler:
         self._rng = np.random.default_rng(seed)
 
     def __call__(self, logprobs: mx.array) -> mx.array:
+        """The token for one row of mlx-lm's batch."""
         values = logprobs.astype(mx.float32)  # numpy has no bfloat16 (models on Metal may use it)
         mx.eval(values)
-        row = np.asarray(values).reshape(-1)
+        return mx.array([self.pick(np.asarray(values).reshape(-1))])
+
+    def pick(self, row: npt.NDArray[np.float32]) -> int:
+        """The token for one row of log-probabilities (or of logits shifted to a maximum of 0)."""
         if self.temperature <= 0:
-            return mx.array([int(row.argmax())])
+            return int(row.argmax())
         candidates = np.flatnonzero(row >= self._threshold(row)) if 0 < self.top_p < 1 else np.arange(row.size)
         weights = np.exp((row[candidates] - row[candidates].max()) / self.temperature).cumsum()
         pick = min(int(np.searchsorted(weights, self._rng.random() * weights[-1], side="right")), weights.size - 1)
-        return mx.array([int(candidates[pick])])
+        return int(candidates[pick])
 
     def _threshold(self, row: npt.NDArray[np.float32]) -> float:
         """The lowest log-probability kept: the best tokens whose mass above it is under top_p."""
@@ -212,21 +216,30 @@ class Decoding:
 
 
 class Decoder:
-    """Continuous batching over mlx-lm's BatchGenerator: requests join and leave between steps.
+    """Continuous batching: requests join and leave between steps.
 
-    A prompt starts from the longest prefix `prefixes` holds; only the rest is prefilled here (or
-    all of it by the generator when the prefix cache is off), and counted."""
+    A prompt starts from the longest prefix `prefixes` holds; only the rest is prefilled here, by
+    MLX, and counted. Steps run in numpy (`cpu_batch`) for the models it supports on a CPU, else
+    in mlx-lm's BatchGenerator (which prefills whole prompts itself when the prefix cache is off).
+    """
 
     def __init__(self, model: Any, tokenizer: Any, prefixes: PrefixCache, max_batch: int = 16) -> None:
         self._model = model
         self._tokenizer = tokenizer
         self._prefixes = prefixes
-        self._generator = BatchGenerator(
-            model,
-            stop_tokens=[[t] for t in tokenizer.eos_token_ids],
-            completion_batch_size=max_batch,
-            prefill_batch_size=min(8, max_batch),
-        )
+        why = "the model runs on a GPU" if mx.default_device() != mx.cpu else cpu_batch.Weights.unsupported(model)
+        self._batch: cpu_batch.CpuBatch | BatchGenerator
+        if why is None:
+            self._batch = cpu_batch.CpuBatch(cpu_batch.Weights(model), tokenizer.eos_token_ids)
+            self.engine = "decoding in numpy"
+        else:
+            self._batch = BatchGenerator(
+                model,
+                stop_tokens=[[t] for t in tokenizer.eos_token_ids],
+                completion_batch_size=max_batch,
+                prefill_batch_size=min(8, max_batch),
+            )
+            self.engine = f"decoding in mlx-lm ({why})"
         self._active: dict[int, Decoding] = {}
         self.reused_tokens = 0
         self.computed_tokens = 0
@@ -237,20 +250,24 @@ class Decoder:
 
     def add(self, request: Decoding) -> None:
         sampler = Sampler(request.temperature, request.top_p, request.seed)
-        body = request.prompt[:-1]  # the generator feeds the last token itself
-        shared, cache = self._prefixes.longest(body)
-        self.reused_tokens += shared
-        self.computed_tokens += len(body) - shared
-        if not self._prefixes.usable:
-            (uid,) = self._generator.insert([request.prompt], max_tokens=[request.max_tokens], samplers=[sampler])
+        body = request.prompt[:-1]  # the last token is fed by the first step
+        if isinstance(self._batch, BatchGenerator) and not self._prefixes.usable:
+            (uid,) = self._batch.insert([request.prompt], max_tokens=[request.max_tokens], samplers=[sampler])
+            self.computed_tokens += len(body)
         else:
+            shared, cache = self._prefixes.longest(body)
+            self.reused_tokens += shared
+            self.computed_tokens += len(body) - shared
             if len(body) > shared:
                 inner = getattr(self._model, "model", self._model)  # the layers without the output head
                 inner(mx.array([body[shared:]]), cache=cache)
             self._prefixes.store(body, cache)
-            (uid,) = self._generator.insert(
-                [request.prompt[-1:]], max_tokens=[request.max_tokens], caches=[cache], samplers=[sampler]
-            )
+            if isinstance(self._batch, BatchGenerator):
+                (uid,) = self._batch.insert(
+                    [request.prompt[-1:]], max_tokens=[request.max_tokens], caches=[cache], samplers=[sampler]
+                )
+            else:
+                uid = self._batch.insert(request.prompt[-1], cache, request.max_tokens, sampler)
         self._active[uid] = request
 
     def step(self) -> list[Decoding]:
@@ -258,7 +275,7 @@ class Decoder:
         metrics.decode_batch.record(len(self._active))
         finished = []
         stopped = []
-        for response in self._generator.next_generated():
+        for response in self._batch.next_generated():
             request = self._active.get(response.uid)
             if request is None:
                 continue
@@ -276,5 +293,5 @@ class Decoder:
             if request.finish_reason is not None:
                 finished.append(self._active.pop(response.uid))
         if stopped:
-            self._generator.remove(stopped)
+            self._batch.remove(stopped)
         return finished

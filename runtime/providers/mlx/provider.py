@@ -125,7 +125,7 @@ class MlxProvider:
         if not self.blas.fast:
             log.warning("%s runs on MLX's slow %s: %s", uri, self.blas.name, self.blas.detail)
         self.device = ""
-        self.layout = "plain weights"
+        self.engine = ""
         self._thread.start()
         self._ready.wait()
         if self._load_error is not None:
@@ -149,7 +149,7 @@ class MlxProvider:
     # -- the async API, from any event loop ------------------------------------------------------
 
     async def check(self, role: Role) -> str:
-        return f"{self.model} on {self.device or 'the default device'}, BLAS {self.blas.name}, {self.layout}"
+        return f"{self.model} on {self.device or 'the default device'}, BLAS {self.blas.name}, {self.engine}"
 
     def describe(self) -> Description:
         line = (
@@ -279,7 +279,7 @@ class MlxProvider:
         from mlx_lm import load
         from mlx_lm.utils import dequantize_model
 
-        from runtime.providers.mlx import blocks, cpu
+        from runtime.providers.mlx import cpu
         from runtime.providers.mlx.engine import Decoder, PrefixCache, Scorer
 
         model, tokenizer = load(self.source)[:2]
@@ -289,11 +289,11 @@ class MlxProvider:
             model.set_dtype(mx.float32)
             cpu.install(model)
             cpu.activate()
-            self.layout = blocks.install(model)
         self._model, self._tokenizer = model, tokenizer
         prefixes = PrefixCache(model, self._prefix_cache_mb << 20)
         self._scorer = Scorer(model, prefixes)
         self._decoder = Decoder(model, tokenizer, prefixes, max_batch=self.capacity or 1)
+        self.engine = self._decoder.engine
 
     def _chat(self, messages: list[ChatMessage]) -> str:
         turns = [{"role": m.role, "content": m.content} for m in messages]

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
 from mlx import nn
-from mlx_lm import load
-from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import apply_top_p
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
-from runtime.providers.mlx import blocks, cpu
+from runtime.providers.mlx import cpu
 from runtime.providers.mlx.engine import Sampler
 
 
@@ -87,32 +84,6 @@ def test_only_active_threads_take_the_fast_path() -> None:
     thread.join()
     y = mx.random.normal((100, 100))
     assert seen == [True] and cpu.exp(y) is not y
-
-
-@pytest.mark.parametrize("rows", [1, blocks.MAX_ROWS, blocks.MAX_ROWS + 5])
-def test_blocked_products_match_plain_ones(rows: int) -> None:
-    """Few rows go through the block copy (the last block padded), more rows through the plain weight."""
-    weight, bias = mx.random.normal((3 * blocks.BLOCK + 5, 40)), mx.random.normal((3 * blocks.BLOCK + 5,))
-    x = mx.random.normal((1, rows, 40))
-    layer = blocks.BlockedLinear(weight, bias)
-    assert mx.allclose(layer(x), x @ weight.T + bias, atol=1e-4).item()
-    table = blocks.BlockedEmbedding(weight)
-    assert mx.allclose(table.as_linear(x), x @ weight.T, atol=1e-4).item()
-    assert mx.array_equal(table(mx.array([[2, 0]])), weight[mx.array([[2, 0]])]).item()
-
-
-def test_a_model_with_blocks_computes_the_same_logits(tiny: Path) -> None:
-    model = load(str(tiny))[0]
-    tokens = mx.array([[5, 9, 30, 2, 7]])
-    cache = make_prompt_cache(model)
-    prompt = model(tokens, cache=cache)
-    step = model(mx.array([[11]]), cache=cache)
-    assert blocks.install(model, measure=False) == "weights in blocks for decoding"
-    assert any(isinstance(m, blocks.BlockedLinear) for m in model.modules())
-    assert isinstance(model.model.embed_tokens, blocks.BlockedEmbedding)
-    cache = make_prompt_cache(model)
-    assert mx.allclose(model(tokens, cache=cache), prompt, atol=1e-4).item()
-    assert mx.allclose(model(mx.array([[11]]), cache=cache), step, atol=1e-4).item()  # one row: the blocks
 
 
 @pytest.mark.parametrize(("spread", "top_p"), [(4.0, 0.9), (0.05, 0.9), (2.0, 0.3)])
