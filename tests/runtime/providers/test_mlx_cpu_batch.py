@@ -7,16 +7,18 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_map
 from mlx_lm import load
 from mlx_lm.models import llama
 from mlx_lm.models.cache import make_prompt_cache
+from mlx_lm.models.rope_utils import initialize_rope
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
 from runtime.providers.mlx import cpu_batch
 from runtime.providers.mlx.engine import Decoder, Decoding, PrefixCache
 
 
-def random_llama(traditional: bool, tied: bool, rope_dims_scale: float = 1.0) -> llama.Model:
+def random_llama(traditional: bool, tied: bool, bias: bool = False) -> llama.Model:
     mx.random.seed(3)
     args = llama.ModelArgs(
         model_type="llama",
@@ -29,18 +31,21 @@ def random_llama(traditional: bool, tied: bool, rope_dims_scale: float = 1.0) ->
         vocab_size=120,
         rope_traditional=traditional,
         tie_word_embeddings=tied,
+        attention_bias=bias,
+        mlp_bias=bias,
     )
     model = llama.Model(args)
-    model.update(
-        {"model": {"embed_tokens": {"weight": mx.random.normal((120, 48))}}}
-    )  # the default init is small: make logits spread
+    model.update({"model": {"embed_tokens": {"weight": mx.random.normal((120, 48))}}})  # spread the logits
+    if bias:
+        model.update(tree_map(lambda p: p + mx.random.normal(p.shape) * 0.1 if p.ndim == 1 else p, model.parameters()))
     mx.eval(model.parameters())
     return model
 
 
-@pytest.mark.parametrize(("traditional", "tied"), [(True, True), (False, False)])
-def test_steps_compute_the_model_s_logits_for_rows_of_different_lengths(traditional: bool, tied: bool) -> None:
-    model = random_llama(traditional, tied)
+@pytest.mark.parametrize(("traditional", "tied", "bias"), [(True, True, False), (False, False, True)])
+def test_steps_compute_the_model_s_logits_for_rows_of_any_length(traditional: bool, tied: bool, bias: bool) -> None:
+    """Both RoPE layouts, tied and separate output layers, with and without biases (norm weights vary with them)."""
+    model = random_llama(traditional, tied, bias)
     weights = cpu_batch.Weights(model)
     prompts = [[5, 9, 30, 2, 7, 44, 1], [11, 3], [60, 61, 62, 63]]
     rows, caches = [], []
@@ -91,3 +96,7 @@ def test_models_it_cannot_decode_are_named() -> None:
     assert cpu_batch.Weights.unsupported(model) is None
     model.args.model_type = "gemma"
     assert "model type gemma" in (cpu_batch.Weights.unsupported(model) or "")
+    model.args.model_type = "llama"
+    scaling = {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 1024}
+    model.model.layers[0].self_attn.rope = initialize_rope(8, 10000.0, False, scaling, 4096)
+    assert "positional encoding is Llama3RoPE" in (cpu_batch.Weights.unsupported(model) or "")
