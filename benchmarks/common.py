@@ -8,6 +8,7 @@ import platform
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from runtime.providers.mlx import blas
 
@@ -38,7 +39,7 @@ def cpu_class() -> str:
 
 
 def provenance() -> dict[str, str]:
-    """The date, the machine, its CPU and vector extensions, and the BLAS in use."""
+    """The date, the machine, its CPU and vector extensions, and the BLAS libraries in use."""
     features = blas.cpu_features()
     status = blas.prepare()
     return {
@@ -50,4 +51,13 @@ def provenance() -> dict[str, str]:
         "vector_extensions": " ".join(f for f in VECTOR_EXTENSIONS if f in features)
         or "none of " + "/".join(VECTOR_EXTENSIONS),
         "blas": f"{status.name}: {status.detail}",
+        "numpy_blas": numpy_blas(),
     }
+
+
+def numpy_blas() -> str:
+    """numpy's version and the BLAS it was built with (the numpy decode steps run on it)."""
+    import numpy as np
+
+    library: Any = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    return f"numpy {np.__version__}, {library.get('name', '?')} {library.get('version', '')}".strip()
