@@ -1,5 +1,5 @@
 """What every benchmark report says about where it ran: the date, the CPU and its vector
-extensions, and the BLAS under MLX, so figures from different machines are never mixed up."""
+extensions, and the BLAS under MLX and numpy, so figures from different machines are never mixed up."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from runtime.providers.mlx import blas
 
@@ -57,7 +59,5 @@ def provenance() -> dict[str, str]:
 
 def numpy_blas() -> str:
     """numpy's version and the BLAS it was built with (the numpy decode steps run on it)."""
-    import numpy as np
-
     library: Any = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     return f"numpy {np.__version__}, {library.get('name', '?')} {library.get('version', '')}".strip()

@@ -34,6 +34,11 @@ GROW = 256
 """Positions added to a sequence's KV arrays each time they fill."""
 
 
+def plain_kv_caches(model: Any) -> bool:
+    """Whether every layer of `model` keeps a plain `KVCache` (no sliding window, no quantized KV)."""
+    return all(type(cache) is KVCache for cache in make_prompt_cache(model))
+
+
 class Picker(Protocol):
     def pick(self, logits: Array) -> int: ...
 
@@ -113,7 +118,7 @@ class Weights:
         rope = model.model.layers[0].self_attn.rope
         if type(rope) is not RoPE:
             return f"its positional encoding is {type(rope).__name__}"
-        if any(type(cache) is not KVCache for cache in make_prompt_cache(model)):
+        if not plain_kv_caches(model):
             return "some of its layers attend to a sliding window"
         return None
 

@@ -41,7 +41,7 @@ class PrefixCache:
     def __init__(self, model: Any, budget_bytes: int) -> None:
         self.model = model
         self.budget_bytes = budget_bytes
-        self.usable = budget_bytes > 0 and all(type(c) is KVCache for c in make_prompt_cache(model))
+        self.usable = budget_bytes > 0 and cpu_batch.plain_kv_caches(model)
         self._entries: OrderedDict[tuple[int, ...], list[Any]] = OrderedDict()
         self._sizes: dict[tuple[int, ...], int] = {}
 
