@@ -34,7 +34,8 @@ import anyio
 
 from benchmarks.common import cpu_class, provenance
 from runtime.providers.calls import ChatMessage, GenerateCall
-from runtime.providers.mlx.provider import PREFIX_CACHE_MB, MlxProvider, resolve_model
+from runtime.providers.mlx.engine import Scoring
+from runtime.providers.mlx.provider import PREFIX_CACHE_MB, MlxProvider, open_engine, resolve_model
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,10 +100,17 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
     corpus = (ROOT / "runtime" / "providers" / "dummy_corpus.txt").read_text()
 
     def scoring(model: Any, tokenizer: Any) -> tuple[dict[str, float], list[int]]:
-        from runtime.providers.mlx.engine import PrefixCache, Scorer
+        class Scorer:  # the provider's engine with a prefix cache of its own, one request at a time
+            def __init__(self) -> None:
+                self.engine = open_engine(model, tokenizer, PREFIX_CACHE_MB << 20, 1)
+
+            def score(self, context: list[int], target: list[int]) -> None:
+                self.engine.add(Scoring(context, target))
+                while self.engine.busy:
+                    self.engine.step()
 
         def new_scorer() -> Scorer:
-            return Scorer(model, PrefixCache(model, PREFIX_CACHE_MB << 20))
+            return Scorer()
 
         tokens = tokenizer.encode(corpus, add_special_tokens=False)[:600]
         figures: dict[str, float] = {}

@@ -62,7 +62,8 @@ decode_batch = meter.create_histogram(
 engine_time = meter.create_counter(
     "reer.engine.time",
     "s",
-    "Time a local model's thread spent, by work (attribute reer.engine.work: decode, prefill, score)",
+    "Time a local model's thread spent, by work (attribute reer.engine.work): add (taking requests in, with"
+    " the MLX engine's prefill and scoring) and step (batched steps, with the numpy engine's prefill and scoring)",
 )
 
 # -- bus --------------------------------------------------------------------------------------

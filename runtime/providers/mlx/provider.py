@@ -8,9 +8,11 @@
   the first time).
 
 On a CPU the weights are dequantized to float32 at load: MLX's quantized matmul is slow there.
-Generation and scoring keep the KV caches of recent prompts (`?prefix_cache_mb=`, 512 by default;
-0 turns it off): a prompt that shares a prefix with one of them computes only the rest
-(`engine.PrefixCache`). Up to `?max_batch=` (32) requests are decoded together.
+There, llama-like models run in numpy (`numpy_engine`), every request a row of one batched
+forward pass; other models, and every model on a GPU, run in MLX (`mlx_engine`). Both keep the
+keys and values of recent prompts (`?prefix_cache_mb=`, 512 by default; 0 turns it off): a prompt
+that shares a prefix with one of them computes only the rest (`engine.PrefixCache`). Up to
+`?max_batch=` (32) requests are in flight together.
 """
 
 from __future__ import annotations
@@ -168,14 +170,7 @@ class MlxProvider:
             from runtime.providers.mlx.engine import Decoding
 
             prompt = self._encode(self._chat(call.messages) + call.prefill)
-            return Decoding(
-                prompt=prompt,
-                max_tokens=call.max_tokens,
-                temperature=call.temperature,
-                top_p=call.top_p,
-                seed=call.seed,
-                stop=call.stop,
-            )
+            return Decoding(prompt, call.max_tokens, call.temperature, call.top_p, call.seed, call.stop)
 
         done = await self._submit(None, start)
         return Generation(
@@ -187,14 +182,14 @@ class MlxProvider:
         )
 
     async def score(self, call: ScoreCall) -> TokenScores:
-        def run() -> TokenScores:
-            context = self._encode(continue_with(self._chat(call.messages), call.prefix))
-            target = self._encode(call.target)
-            logprobs = self._scorer.score(context, target)
-            return TokenScores(logprobs=logprobs, input_tokens=len(context) + len(target), provider=self.uri)
+        def start() -> Any:
+            from runtime.providers.mlx.engine import Scoring
 
-        result: TokenScores = await self._submit(run, None)
-        return result
+            context = self._encode(continue_with(self._chat(call.messages), call.prefix))
+            return Scoring(context, self._encode(call.target))
+
+        done = await self._submit(None, start)
+        return TokenScores(logprobs=done.logprobs, input_tokens=len(done.context) + len(done.target), provider=self.uri)
 
     async def run_with_model(self, work: Callable[[Any, Any], T]) -> T:
         """Run `work(model, tokenizer)` on the model thread (MLX streams belong to one thread): for
@@ -207,12 +202,12 @@ class MlxProvider:
         await asyncio.to_thread(self._thread.join)
 
     def cache_stats(self) -> tuple[int, int]:
-        """Context tokens reused from the scorer's prefix cache, and tokens computed, since start."""
-        return self._scorer.reused_tokens, self._scorer.computed_tokens
+        """Scoring tokens reused from the prefix cache, and tokens computed, since start."""
+        return self._engine.scoring.reused, self._engine.scoring.computed
 
     def generation_cache_stats(self) -> tuple[int, int]:
-        """Prompt tokens reused from the generation prefix cache, and tokens prefilled, since start."""
-        return self._decoder.reused_tokens, self._decoder.computed_tokens
+        """Prompt tokens reused from the prefix cache, and tokens prefilled, since start."""
+        return self._engine.generation.reused, self._engine.generation.computed
 
     async def _submit(self, run: Callable[[], Any] | None, start: Callable[[], Any] | None) -> Any:
         if not self._thread.is_alive():
@@ -242,34 +237,45 @@ class MlxProvider:
             self._ready.set()
             return
         self._ready.set()
-        decoder = self._decoder
+        engine = self._engine
         waiting: dict[int, _Job] = {}
         while True:
             try:
-                job = self._jobs.get(block=not decoder.busy)
+                job = self._jobs.get(block=not engine.busy)
             except queue.Empty:
                 job = None
             else:
                 if job is None:
                     return
-                self._take(job, decoder, waiting)
-                continue  # drain the queue before the next decode step, so requests batch
-            with _timed("decode"):
-                done = decoder.step()
+                self._take(job, engine, waiting)
+                continue  # drain the queue before the next step, so requests batch
+            with _timed("step"):
+                try:
+                    done = engine.step()
+                except Exception as exc:  # a bug, not a request's fault: fail what was in flight
+                    self._fail(waiting, exc)
+                    raise
             for finished in done:
                 _resolve(waiting.pop(id(finished)), finished, None)
 
-    def _take(self, job: _Job, decoder: Any, waiting: dict[int, _Job]) -> None:
+    def _fail(self, waiting: dict[int, _Job], exc: Exception) -> None:
+        """Fail the requests in flight, and those queued, with the error that stops the thread."""
+        error = ProviderError(f"{self.uri}: the model thread stopped: {type(exc).__name__}: {exc}")
+        for job in waiting.values():
+            _resolve(job, None, error)
+        while not self._jobs.empty():
+            if (queued := self._jobs.get()) is not None:
+                _resolve(queued, None, error)
+
+    def _take(self, job: _Job, engine: Any, waiting: dict[int, _Job]) -> None:
         try:
             if job.run is not None:
-                with _timed("score"):
-                    result = job.run()
-                _resolve(job, result, None)
+                _resolve(job, job.run(), None)
                 return
             assert job.start is not None
-            with _timed("prefill"):
+            with _timed("add"):
                 request = job.start()
-                decoder.add(request)
+                engine.add(request)
             waiting[id(request)] = job
         except Exception as exc:
             _resolve(job, None, ProviderError(f"{self.uri}: {type(exc).__name__}: {exc}"))
@@ -280,7 +286,6 @@ class MlxProvider:
         from mlx_lm.utils import dequantize_model
 
         from runtime.providers.mlx import cpu
-        from runtime.providers.mlx.engine import Decoder, PrefixCache, Scorer
 
         model, tokenizer = load(self.source)[:2]
         self.device = str(mx.default_device())
@@ -290,10 +295,8 @@ class MlxProvider:
             cpu.install(model)
             cpu.activate()
         self._model, self._tokenizer = model, tokenizer
-        prefixes = PrefixCache(model, self._prefix_cache_mb << 20)
-        self._scorer = Scorer(model, prefixes)
-        self._decoder = Decoder(model, tokenizer, prefixes, max_batch=self.capacity or 1)
-        self.engine = self._decoder.engine
+        self._engine = open_engine(model, tokenizer, self._prefix_cache_mb << 20, self.capacity or 1)
+        self.engine = f"engine {self._engine.name}"
 
     def _chat(self, messages: list[ChatMessage]) -> str:
         turns = [{"role": m.role, "content": m.content} for m in messages]
@@ -303,6 +306,19 @@ class MlxProvider:
     def _encode(self, text: str) -> list[int]:
         tokens: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         return tokens
+
+
+def open_engine(model: Any, tokenizer: Any, budget_bytes: int, max_batch: int) -> Any:
+    """The numpy engine on a CPU for the models it supports, else the MLX engine (on the model thread)."""
+    import mlx.core as mx
+
+    from runtime.providers.mlx.mlx_engine import MlxEngine
+    from runtime.providers.mlx.numpy_engine import NumpyEngine, Weights
+
+    why = "the model runs on a GPU" if mx.default_device() != mx.cpu else Weights.unsupported(model)
+    if why is None:
+        return NumpyEngine(model, tokenizer, budget_bytes)
+    return MlxEngine(model, tokenizer, budget_bytes, max_batch, why)
 
 
 @contextlib.contextmanager

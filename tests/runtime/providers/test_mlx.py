@@ -208,7 +208,7 @@ def test_unusable_models_fail_at_start_with_advice(tmp_path: Path) -> None:
         open_provider(f"mlx://{tmp_path}", tmp_path)
 
 
-def test_validate_reports_the_blas_and_decode_engine_in_use(tiny: Path, run_daemon: RunDaemon) -> None:
+def test_validate_reports_the_blas_and_engine_in_use(tiny: Path, run_daemon: RunDaemon) -> None:
     result = run_daemon("validate", "--provider", f"mlx://{tiny}")
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if f"mlx://{tiny}" in x and "GFLOP/s" in x)
@@ -220,7 +220,7 @@ def test_validate_reports_the_blas_and_decode_engine_in_use(tiny: Path, run_daem
         assert all(x.startswith("note ") for x in skipped)
         assert len(skipped) == len(blas.candidates()) - 1  # every candidate but the one taken
     check = next(x for x in result.stdout.splitlines() if f"mlx://{tiny} as generator:" in x)
-    expected = "decoding in numpy" if mx.default_device() == mx.cpu else "decoding in mlx-lm (the model runs on a GPU)"
+    expected = "engine numpy" if mx.default_device() == mx.cpu else "engine mlx-lm (the model runs on a GPU)"
     assert expected in check
 
 
@@ -337,7 +337,7 @@ def test_posts_are_mined_together_by_default_and_the_decode_batch_is_shown(
     assert shown and max(shown) > 4, result.stderr[-2000:]
     stats = run_daemon("stats")
     assert re.search(r"decoding: \d+ steps of the local model, [\d.]+ requests a step", stats.stdout)
-    assert re.search(r"engine: +decode [\d.]+s, prefill [\d.]+s, score [\d.]+s", stats.stdout), stats.stdout
+    assert re.search(r"engine: +add [\d.]+s, step [\d.]+s", stats.stdout), stats.stdout
 
 
 TEARDOWN = """

@@ -99,12 +99,12 @@ def test_the_sampler_keeps_the_nucleus_mlx_lm_keeps(spread: float, top_p: float)
 
 
 def test_the_sampler_is_seeded_greedy_at_zero_and_follows_the_distribution() -> None:
-    logprobs = mx.log(mx.array([[0.5, 0.3, 0.15, 0.05]]))
-    assert Sampler(0.0, 1.0, seed=None)(logprobs).item() == 0
-    draws = [Sampler(1.0, 1.0, seed=3)(logprobs).item() for _ in range(3)]
+    logprobs = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
+    assert Sampler(0.0, 1.0, seed=None).pick(logprobs) == 0
+    draws = [Sampler(1.0, 1.0, seed=3).pick(logprobs) for _ in range(3)]
     assert len(set(draws)) == 1  # the same seed, the same first draw
     sampler = Sampler(1.0, 1.0, seed=5)
-    counts = np.bincount([sampler(logprobs).item() for _ in range(4000)], minlength=4) / 4000
+    counts = np.bincount([sampler.pick(logprobs) for _ in range(4000)], minlength=4) / 4000
     assert np.allclose(counts, [0.5, 0.3, 0.15, 0.05], atol=0.03)
     nucleus = Sampler(1.0, 0.7, seed=5)  # 0.5 + 0.3 reach 0.7: the last two are never drawn
-    assert {nucleus(logprobs).item() for _ in range(300)} == {0, 1}
+    assert {nucleus.pick(logprobs) for _ in range(300)} == {0, 1}
