@@ -121,6 +121,8 @@ class MlxProvider:
         self._prefix_cache_mb = prefix_cache_mb
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._ready = threading.Event()
+        self._stopping = threading.Lock()
+        self._stopped = False
         self._load_error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, name=f"mlx {model}", daemon=True)
         self.blas = blas.prepare()
@@ -210,11 +212,12 @@ class MlxProvider:
         return self._engine.generation.reused, self._engine.generation.computed
 
     async def _submit(self, run: Callable[[], Any] | None, start: Callable[[], Any] | None) -> Any:
-        if not self._thread.is_alive():
-            raise ProviderError(f"{self.uri}: the model thread has stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put(_Job(run=run, start=start, loop=loop, future=future))
+        with self._stopping:  # a job is queued only while the thread will take it
+            if self._stopped or not self._thread.is_alive():
+                raise ProviderError(f"{self.uri}: the model thread has stopped")
+            self._jobs.put(_Job(run=run, start=start, loop=loop, future=future))
         return await future
 
     # -- the model thread ------------------------------------------------------------------------
@@ -249,23 +252,27 @@ class MlxProvider:
                     return
                 self._take(job, engine, waiting)
                 continue  # drain the queue before the next step, so requests batch
-            with _timed("step"):
-                try:
+            try:
+                with _timed("step"):
                     done = engine.step()
-                except Exception as exc:  # a bug, not a request's fault: fail what was in flight
-                    self._fail(waiting, exc)
-                    raise
+            except Exception as exc:  # a bug, not a request's fault: fail what was in flight, and stop
+                log.exception("%s: a step of the model failed; the model thread stops", self.uri)
+                self._fail(waiting, exc)
+                return
             for finished in done:
                 _resolve(waiting.pop(id(finished)), finished, None)
 
     def _fail(self, waiting: dict[int, _Job], exc: Exception) -> None:
         """Fail the requests in flight, and those queued, with the error that stops the thread."""
         error = ProviderError(f"{self.uri}: the model thread stopped: {type(exc).__name__}: {exc}")
-        for job in waiting.values():
-            _resolve(job, None, error)
-        while not self._jobs.empty():
-            if (queued := self._jobs.get()) is not None:
-                _resolve(queued, None, error)
+        with self._stopping:
+            self._stopped = True
+            jobs: list[_Job | None] = list(waiting.values())
+            while not self._jobs.empty():
+                jobs.append(self._jobs.get())
+        for job in jobs:
+            if job is not None:
+                _resolve(job, None, error)
 
     def _take(self, job: _Job, engine: Any, waiting: dict[int, _Job]) -> None:
         try:

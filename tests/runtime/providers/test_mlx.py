@@ -21,7 +21,7 @@ from mlx_lm import load
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
 from bus.records import Mining
 from runtime.config import SearchSettings
-from runtime.errors import ProviderConfigError
+from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import open_provider
 from runtime.providers.calls import ChatMessage, GenerateCall, ScoreCall
 from runtime.providers.mlx import blas
@@ -153,6 +153,36 @@ async def test_generation_is_seeded_stops_and_batches(provider: MlxProvider) -> 
 
             tg.start_soon(one)
     assert len(results) == 4 and all((r.output_tokens or 0) > 0 for r in results)
+
+
+async def test_a_failing_step_fails_the_calls_in_flight_and_later_ones(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that raises (a bug, not a request's fault) answers every waiting call with the error
+    instead of leaving it waiting, and the provider then refuses calls."""
+    from runtime.providers.mlx.numpy_engine import NumpyEngine
+
+    def broken(self: NumpyEngine) -> None:
+        raise RuntimeError("the step broke")
+
+    monkeypatch.setattr(NumpyEngine, "step", broken)
+    model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    call = GenerateCall(messages=CHAT, max_tokens=8, seed=1)
+    failures: list[str] = []
+    with anyio.fail_after(120):  # without the failure handed on, the calls would wait forever
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+
+                async def one() -> None:
+                    with pytest.raises(ProviderError) as caught:
+                        await model.generate(call)
+                    failures.append(str(caught.value))
+
+                tg.start_soon(one)
+    assert len(failures) == 3 and all("the step broke" in failure for failure in failures)
+    with pytest.raises(ProviderError, match="the model thread has stopped"):
+        await model.score(ScoreCall(messages=CHAT, prefix="", target="We shipped."))
+    await model.aclose()
 
 
 async def test_the_event_loop_keeps_running_during_a_long_call(provider: MlxProvider) -> None:
