@@ -18,9 +18,9 @@ import numpy.typing as npt
 from mlx_lm.models.cache import KVCache, make_prompt_cache
 
 
-@dataclass
+@dataclass(eq=False)
 class Decoding:
-    """One generation request."""
+    """One generation request (two alike are still two requests)."""
 
     prompt: list[int]
     max_tokens: int
@@ -48,7 +48,7 @@ class Decoding:
         return self.finish_reason is not None
 
 
-@dataclass
+@dataclass(eq=False)
 class Scoring:
     """One scoring request: the log-probability of each target token after the context."""
 

@@ -262,13 +262,15 @@ class NumpyEngine:
         """Feed every row its pending tokens; the requests that finished."""
         self._join()
         rows = self._rows
+        if not rows:
+            return []
         if decoding := sum(isinstance(row.request, Decoding) for row in rows):
             metrics.decode_batch.record(decoding)
         hidden = self._weights.forward([(row.feed, row.kv) for row in rows])
         ends = np.cumsum([len(row.feed) for row in rows])
         wanted = np.concatenate([np.arange(end - row.outputs, end) for row, end in zip(rows, ends, strict=True)])
         logits = self._weights.logits(hidden[wanted])
-        finished, start = [], 0
+        self._rows, finished, start = [], [], 0
         for row in rows:
             if row.to_cache is not None:  # a scoring's arrays are not written to after: kept as they are
                 stored = row.kv if isinstance(row.request, Scoring) else row.kv.copy(len(row.to_cache))
@@ -276,8 +278,9 @@ class NumpyEngine:
                 row.to_cache = None
             if self._take(row, logits[start : start + row.outputs]):
                 finished.append(row.request)
+            else:
+                self._rows.append(row)
             start += row.outputs
-        self._rows = [row for row in rows if row.request not in finished]
         return finished
 
     def _join(self) -> None:

@@ -109,8 +109,9 @@ def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
 
 
 def test_a_request_sharing_a_longer_prefix_with_one_joining_waits_a_step_for_it(tiny: Path) -> None:
-    """Two rewrites of a section ask with the same prompt at once: the first prefills it, the second
-    joins a step later from the cache, computing nothing; both decode what they decode alone."""
+    """Rewrites of a section ask with the same prompt at once: the first prefills it, the others
+    join a step later from the cache, computing nothing; each decodes what it decodes alone (two
+    alike, the same seed, are two requests)."""
     model, tokenizer = load(str(tiny))[:2]
     prompt = tokenizer.encode("Rewrite the hook of this plan: we shipped the new onboarding today")
 
@@ -120,9 +121,10 @@ def test_a_request_sharing_a_longer_prefix_with_one_joining_waits_a_step_for_it(
         run(engine, [list[Request](requests)])
         return [r.tokens for r in requests], (engine.generation.reused, engine.generation.computed)
 
-    together, (reused, computed) = decode([1, 2])
-    assert together == [decode([1])[0][0], decode([2])[0][0]]
-    assert (reused, computed) == (len(prompt) - 1, len(prompt) + 1)  # the second fed its last token only
+    together, (reused, computed) = decode([1, 2, 1])
+    alone = [decode([1])[0][0], decode([2])[0][0]]
+    assert together == [alone[0], alone[1], alone[0]] and alone[0] != alone[1]
+    assert (reused, computed) == (2 * (len(prompt) - 1), len(prompt) + 2)  # the others fed their last token only
 
 
 def test_models_it_cannot_run_are_named() -> None:
