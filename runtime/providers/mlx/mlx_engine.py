@@ -99,11 +99,11 @@ class MlxEngine:
             (uid,) = self._batch.insert(
                 [request.prompt], max_tokens=[request.max_tokens], samplers=[_mlx_lm_sampler(sampler)]
             )
-            self.generation.computed += len(body)
+            self.generation.computed += len(request.prompt)
         else:
             shared, cache = self._cached(body)
             self.generation.reused += shared
-            self.generation.computed += len(body) - shared
+            self.generation.computed += len(request.prompt) - shared  # the last token by the first step
             if len(body) > shared:
                 inner = getattr(self._model, "model", self._model)  # the layers without the output head
                 inner(mx.array([body[shared:]]), cache=cache.layers)

@@ -8,9 +8,10 @@ SmolLM2-135M after 400-token prompts took 191 ms in MLX and takes 129 ms here (A
 
 Each `step` feeds every row its pending tokens in one pass: a decoding request its last token, or
 on joining its prompt after the longest cached prefix; a scoring request its context and target
-after the longest cached prefix. The weights are read once a step for all of them, so a prefill
-or a scoring costs the products of its own tokens rather than a pass of its own. The arrays are
-the model's own (numpy views of the evaluated MLX weights, no copy); MLX computes nothing here.
+after the longest cached prefix; `CHUNK` tokens at most a row, the rest in the next steps. The
+weights are read once a step for all of them, so a prefill or a scoring costs the products of its
+own tokens rather than a pass of its own. The arrays are the model's own (numpy views of the
+evaluated MLX weights, no copy); MLX computes nothing here.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ MODEL_TYPES = {"llama", "mistral", "qwen2"}
 
 GROW = 256
 """Positions added to a decoding sequence's arrays each time they fill."""
+CHUNK = 512
+"""Tokens a row feeds in one step at most: a long prompt is fed over several steps, so a step's
+attention scores stay small (positions fed times positions held) and other rows keep decoding."""
 
 
 def _array(x: mx.array) -> Array:
@@ -216,12 +220,12 @@ class Weights:
 
 
 class _Row:
-    """A request in the batch: its sequence's `Kv`, the tokens the next step feeds, how many of the
-    last fed positions' logits it needs, and the tokens to keep in the prefix cache after its first
-    step (None after)."""
+    """A request in the batch: its sequence's `Kv`, the tokens still to feed, how many of the last of
+    them give wanted logits, and the tokens to keep in the prefix cache once they are all computed
+    (None after)."""
 
-    def __init__(self, request: Request, kv: Kv, feed: list[int], outputs: int, computed: list[int]) -> None:
-        self.request, self.kv, self.feed, self.outputs = request, kv, feed, outputs
+    def __init__(self, request: Request, kv: Kv, pending: list[int], outputs: int, computed: list[int]) -> None:
+        self.request, self.kv, self.pending, self.outputs = request, kv, pending, outputs
         self.to_cache: list[int] | None = computed
         self.sampler = (
             Sampler(request.temperature, request.top_p, request.seed) if isinstance(request, Decoding) else None
@@ -259,34 +263,41 @@ class NumpyEngine:
         self._joining.append(request)
 
     def step(self) -> list[Request]:
-        """Feed every row its pending tokens; the requests that finished."""
+        """Feed every row its next tokens; the requests that finished."""
         self._join()
         rows = self._rows
         if not rows:
             return []
         if decoding := sum(isinstance(row.request, Decoding) for row in rows):
             metrics.decode_batch.record(decoding)
-        hidden = self._weights.forward([(row.feed, row.kv) for row in rows])
-        ends = np.cumsum([len(row.feed) for row in rows])
-        wanted = np.concatenate([np.arange(end - row.outputs, end) for row, end in zip(rows, ends, strict=True)])
-        logits = self._weights.logits(hidden[wanted])
+        fed = [row.pending[:CHUNK] for row in rows]
+        hidden = self._weights.forward([(span, row.kv) for span, row in zip(fed, rows, strict=True)])
+        wanted, end = [], 0
+        for span, row in zip(fed, rows, strict=True):
+            end += len(span)
+            row.pending = row.pending[len(span) :]
+            outputs = max(0, row.outputs - len(row.pending))  # the wanted positions in this span
+            wanted.append(np.arange(end - outputs, end))
+        logits = self._weights.logits(hidden[np.concatenate(wanted)])
         self._rows, finished, start = [], [], 0
-        for row in rows:
-            if row.to_cache is not None:  # a scoring's arrays are not written to after: kept as they are
+        for row, positions in zip(rows, wanted, strict=True):
+            if row.to_cache is not None and not row.pending:  # a scoring's arrays are not written to after
                 stored = row.kv if isinstance(row.request, Scoring) else row.kv.copy(len(row.to_cache))
                 self._prefixes.store(row.to_cache, stored)
                 row.to_cache = None
-            if self._take(row, logits[start : start + row.outputs]):
+            if positions.size and self._take(row, logits[start : start + positions.size]):
                 finished.append(row.request)
             else:
                 self._rows.append(row)
-            start += row.outputs
+            start += positions.size
         return finished
 
     def _join(self) -> None:
         """Start the joining requests from the longest cached prefix. One that shares more with a
-        request joining before it in the same step waits a step, then finds that one's prefix."""
-        joining, self._joining, started = self._joining, [], list[list[int]]()
+        request whose tokens are not all computed yet (one joining before it in the same step, or
+        one still being fed) waits, then finds that one's prefix in the cache."""
+        joining, self._joining = self._joining, []
+        started = [row.to_cache for row in self._rows if row.to_cache is not None]
         for request in joining:
             computed, outputs = _needs(request)
             reusable = computed[:-outputs]
@@ -301,19 +312,22 @@ class NumpyEngine:
             counts = self.scoring if isinstance(request, Scoring) else self.generation
             counts.reused += shared
             counts.computed += len(feed)
-            self._rows.append(_Row(request, kv, feed, outputs, computed))
+            self._rows.append(_Row(request, kv, feed, outputs, computed))  # fed from the next step
 
     def _take(self, row: _Row, logits: Array) -> bool:
-        """Hand a row its logits; whether its request is finished."""
+        """Hand a row the logits of its wanted positions in this step; whether its request is finished."""
         request = row.request
+        row.outputs -= len(logits)
         if isinstance(request, Scoring):
+            done = len(request.logprobs)
+            targets = request.target[done : done + len(logits)]
             top = logits.max(axis=-1, keepdims=True)
             logsumexp = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
-            request.logprobs = (logits[np.arange(len(request.target)), request.target] - logsumexp).tolist()
-            return True
+            request.logprobs += (logits[np.arange(len(targets)), targets] - logsumexp).tolist()
+            return row.outputs == 0
         assert row.sampler is not None
         scores = logits[-1]
         token = row.sampler.pick(scores - scores.max())
         end = "stop" if token in self._stop else "length" if len(request.tokens) + 1 >= request.max_tokens else None
-        row.feed = [token]
+        row.pending, row.outputs = [token], 1
         return request.take(token, end, self._tokenizer)

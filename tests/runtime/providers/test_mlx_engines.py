@@ -80,15 +80,17 @@ def run(engine: NumpyEngine | MlxEngine, waves: list[list[Request]]) -> None:
         engine.step()
 
 
-@pytest.mark.parametrize("grow", [numpy_engine.GROW, 3])
+@pytest.mark.parametrize(("grow", "chunk"), [(numpy_engine.GROW, numpy_engine.CHUNK), (3, 4)])
 def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
-    tiny: Path, grow: int, monkeypatch: pytest.MonkeyPatch
+    tiny: Path, grow: int, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Greedy and seeded generations of different lengths and scorings, joining at different steps,
     give the same tokens, finish reasons and log-probabilities in both engines, from the prefix cache
-    and without it (the arrays growing often for `grow` 3)."""
+    and without it (with `grow` 3 the arrays grow often; with `chunk` 4 prompts and scorings are fed
+    over several steps, their wanted positions spread over them)."""
     model, tokenizer = load(str(tiny))[:2]
     monkeypatch.setattr(numpy_engine, "GROW", grow)
+    monkeypatch.setattr(numpy_engine, "CHUNK", chunk)
     prompt = tokenizer.encode("We shipped the new onboarding")
 
     def outcome(engine: NumpyEngine | MlxEngine) -> tuple[list[tuple[list[int], str | None]], list[list[float]]]:
@@ -108,11 +110,15 @@ def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
             assert len(logprobs) == len(expected) > 0
 
 
-def test_a_request_sharing_a_longer_prefix_with_one_joining_waits_a_step_for_it(tiny: Path) -> None:
-    """Rewrites of a section ask with the same prompt at once: the first prefills it, the others
-    join a step later from the cache, computing nothing; each decodes what it decodes alone (two
-    alike, the same seed, are two requests)."""
+@pytest.mark.parametrize("chunk", [numpy_engine.CHUNK, 4])
+def test_a_request_sharing_a_longer_prefix_with_one_being_computed_waits_for_it(
+    tiny: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewrites of a section ask with the same prompt at once: the first prefills it (in one step, or
+    over several with `chunk` 4), the others wait until it is cached, then compute nothing; each
+    decodes what it decodes alone (two alike, the same seed, are two requests)."""
     model, tokenizer = load(str(tiny))[:2]
+    monkeypatch.setattr(numpy_engine, "CHUNK", chunk)
     prompt = tokenizer.encode("Rewrite the hook of this plan: we shipped the new onboarding today")
 
     def decode(seeds: list[int]) -> tuple[list[list[int]], tuple[int, int]]:
