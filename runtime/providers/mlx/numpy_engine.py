@@ -233,7 +233,7 @@ class _Row:
 
 
 def _needs(request: Request) -> tuple[list[int], int]:
-    """The tokens whose keys and values a request's first step computes, and how many of the last
+    """The tokens whose keys and values a request's first steps compute, and how many of the last
     of them give wanted logits: a decoding's prompt, whose last token predicts the first new one; a
     scoring's context and target but the last target token, from the last context token on."""
     if isinstance(request, Decoding):
@@ -312,7 +312,7 @@ class NumpyEngine:
             counts = self.scoring if isinstance(request, Scoring) else self.generation
             counts.reused += shared
             counts.computed += len(feed)
-            self._rows.append(_Row(request, kv, feed, outputs, computed))  # fed from the next step
+            self._rows.append(_Row(request, kv, feed, outputs, computed))
 
     def _take(self, row: _Row, logits: Array) -> bool:
         """Hand a row the logits of its wanted positions in this step; whether its request is finished."""
