@@ -58,6 +58,6 @@ def provenance() -> dict[str, str]:
 
 
 def numpy_blas() -> str:
-    """numpy's version and the BLAS it was built with (the numpy decode steps run on it)."""
+    """numpy's version and the BLAS it was built with (the numpy engine runs on it)."""
     library: Any = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     return f"numpy {np.__version__}, {library.get('name', '?')} {library.get('version', '')}".strip()

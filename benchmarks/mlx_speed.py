@@ -109,25 +109,22 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
                 while self.engine.busy:
                     self.engine.step()
 
-        def new_scorer() -> Scorer:
-            return Scorer()
-
         tokens = tokenizer.encode(corpus, add_special_tokens=False)[:600]
         figures: dict[str, float] = {}
         best = 0.0
         for _ in range(3):
             started = time.perf_counter()
-            new_scorer().score(tokens[:1], tokens[1:])
+            Scorer().score(tokens[:1], tokens[1:])
             best = max(best, len(tokens) / (time.perf_counter() - started))
         figures["score_tokens_per_s"] = best
         prefix, target = tokens[:400], tokens[500:560]
         candidates = [tokens[400 + i : 400 + i + 40] for i in range(8)]  # 8 plans after one shared prefix
         for reuse in (False, True):
-            scorer = new_scorer()
+            scorer = Scorer()
             scorer.score(prefix, target[:1])  # with reuse, the prefix is now cached
             started = time.perf_counter()
             for plan in candidates:
-                (scorer if reuse else new_scorer()).score(prefix + plan, target)
+                (scorer if reuse else Scorer()).score(prefix + plan, target)
             figures[f"candidates_seconds_{'with' if reuse else 'without'}_reuse"] = time.perf_counter() - started
         return figures, tokens
 

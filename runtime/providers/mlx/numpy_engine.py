@@ -92,8 +92,8 @@ class Kv:
     @classmethod
     def empty(cls, weights: Weights, capacity: int) -> Kv:
         layers, kv_heads, dim = len(weights.layers), weights.kv_heads, weights.head_dim
-        keys = np.zeros((layers, kv_heads, dim, capacity), dtype=np.float32)
-        return cls(keys, np.zeros((layers, kv_heads, capacity, dim), dtype=np.float32), 0)
+        keys = np.empty((layers, kv_heads, dim, capacity), dtype=np.float32)  # a position is written before read
+        return cls(keys, np.empty((layers, kv_heads, capacity, dim), dtype=np.float32), 0)
 
     @property
     def nbytes(self) -> int:
@@ -101,8 +101,8 @@ class Kv:
 
     def copy(self, length: int, room: int = 0) -> Self:
         """New arrays holding the first `length` positions, with room for `room` more."""
-        keys = np.zeros((*self.keys.shape[:3], length + room), dtype=np.float32)
-        values = np.zeros((*self.values.shape[:2], length + room, self.values.shape[3]), dtype=np.float32)
+        keys = np.empty((*self.keys.shape[:3], length + room), dtype=np.float32)
+        values = np.empty((*self.values.shape[:2], length + room, self.values.shape[3]), dtype=np.float32)
         keys[..., :length], values[:, :, :length] = self.keys[..., :length], self.values[:, :, :length]
         return type(self)(keys, values, length)
 

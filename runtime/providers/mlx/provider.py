@@ -297,15 +297,11 @@ class MlxProvider:
         from mlx_lm import load
         from mlx_lm.utils import dequantize_model
 
-        from runtime.providers.mlx import cpu
-
         model, tokenizer = load(self.source)[:2]
         self.device = str(mx.default_device())
         if mx.default_device() == mx.cpu:
             model = dequantize_model(model)
             model.set_dtype(mx.float32)
-            cpu.install(model)
-            cpu.activate()
         self._model, self._tokenizer = model, tokenizer
         self._engine = open_engine(model, tokenizer, self._prefix_cache_mb << 20, self.capacity or 1)
         self.engine = f"engine {self._engine.name}"
@@ -324,12 +320,17 @@ def open_engine(model: Any, tokenizer: Any, budget_bytes: int, max_batch: int) -
     """The numpy engine on a CPU for the models it supports, else the MLX engine (on the model thread)."""
     import mlx.core as mx
 
+    from runtime.providers.mlx import cpu
     from runtime.providers.mlx.mlx_engine import MlxEngine
     from runtime.providers.mlx.numpy_engine import NumpyEngine, Weights
 
-    why = "the model runs on a GPU" if mx.default_device() != mx.cpu else Weights.unsupported(model)
+    on_cpu = mx.default_device() == mx.cpu
+    why = Weights.unsupported(model) if on_cpu else "the model runs on a GPU"
     if why is None:
         return NumpyEngine(model, tokenizer, budget_bytes)
+    if on_cpu:  # MLX's own attention and SwiGLU, with numpy's exp, for this thread
+        cpu.install(model)
+        cpu.activate()
     return MlxEngine(model, tokenizer, budget_bytes, max_batch, why)
 
 
