@@ -50,16 +50,21 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def run_daemon(tmp_path: Path) -> RunDaemon:
-    """Run `reer-runtime ARGS` as a real subprocess with the data dir in tmp_path."""
+    """Run `reer-runtime ARGS` as a real subprocess with the data dir in tmp_path; with `emulator`
+    (e.g. `qemu-x86_64 -cpu Haswell`), on the CPU that it emulates."""
 
     def run(
-        *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 300
+        *args: str,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+        emulator: tuple[str, ...] = (),
     ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
         full_env.update({"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"})  # fast unless asked
         full_env.update(env or {})
         return subprocess.run(
-            [sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), *args],
+            [*emulator, sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), *args],
             check=False,
             input=stdin,
             capture_output=True,

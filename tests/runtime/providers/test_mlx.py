@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -238,17 +239,40 @@ def test_unusable_models_fail_at_start_with_advice(tmp_path: Path) -> None:
         open_provider(f"mlx://{tmp_path}", tmp_path)
 
 
-def test_validate_reports_the_blas_and_engine_in_use(tiny: Path, run_daemon: RunDaemon) -> None:
-    result = run_daemon("validate", "--provider", f"mlx://{tiny}")
+X86_LINUX = sys.platform == "linux" and os.uname().machine == "x86_64"
+AVX512 = frozenset(blas.NEEDS["SKYLAKEX"])
+
+
+@pytest.mark.parametrize("cpu", ["host", "emulated Haswell"])
+def test_validate_reports_the_blas_and_engine_in_use(tiny: Path, run_daemon: RunDaemon, cpu: str) -> None:
+    """Which OpenBLAS is taken depends on the CPU: cmeel-openblas's SKYLAKEX build needs AVX-512.
+    Both branches run on every x86-64 Linux host: the host's own, and a Haswell (AVX2, no AVX-512)
+    under QEMU, where cmeel's library must be passed over with a note and the system's taken."""
+    emulator: tuple[str, ...] = ()
+    if cpu == "emulated Haswell":
+        if not X86_LINUX:
+            pytest.skip("emulates an x86-64 CPU (QEMU user mode, Linux)")
+        qemu = shutil.which("qemu-x86_64")
+        assert qemu, "QEMU's user-mode emulator is missing: scripts/setup.sh test installs Debian's qemu-user"
+        emulator = (qemu, "-cpu", "Haswell")
+    result = run_daemon("validate", "--provider", f"mlx://{tiny}", emulator=emulator, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if f"mlx://{tiny}" in x and "GFLOP/s" in x)
     expected = "BLAS OpenBLAS" if sys.platform == "linux" else "BLAS platform default"
     assert expected in line and line.startswith("ok ")
     if sys.platform == "linux":  # the library's build and its threads, and why any other was not taken
         assert "OpenBLAS 0." in line and "thread(s) on" in line
-        skipped = [x for x in result.stdout.splitlines() if "BLAS not taken" in x]
-        assert all(x.startswith("note ") for x in skipped)
-        assert len(skipped) == len(blas.candidates()) - 1  # every candidate but the one taken
+        notes = [x for x in result.stdout.splitlines() if "BLAS not taken" in x]
+        assert all(x.startswith("note ") for x in notes)
+        found = dict(blas.candidates())
+        has_avx512 = cpu == "host" and blas.cpu_features() >= AVX512
+        if X86_LINUX and not has_avx512:  # Zen 3, Haswell, or emulated: cmeel's build cannot run here
+            assert "(system)" in line, line
+            assert len(notes) == 1 and "cmeel-openblas" in notes[0] and "AVX512F" in notes[0], notes
+        elif X86_LINUX:  # Zen 4, Skylake-X: every library runs, one is taken and none is noted
+            assert notes == [] and ("(cmeel-openblas)" in line or "(system)" in line), line
+        else:  # arm64: cmeel's x86-64 build is refused, the system's taken
+            assert "(system)" in line and len(notes) == len(found) - 1, notes
     check = next(x for x in result.stdout.splitlines() if f"mlx://{tiny} as generator:" in x)
     expected = "engine numpy" if mx.default_device() == mx.cpu else "engine mlx-lm (the model runs on a GPU)"
     assert expected in check
