@@ -161,8 +161,9 @@ class Ingestor:
                 self.counts.rejected,
             )
 
-    async def ingest(self, source: str, lines: list[Line]) -> None:
-        """Validate, rank, persist and announce one batch of lines from `source`."""
+    async def ingest(self, source: str, lines: list[Line], *, select_all: bool = False) -> None:
+        """Validate, rank, persist and announce one batch of lines from `source`; with `select_all`,
+        every accepted post is mined, whatever its engagement (a post given to mine by name)."""
         posts: list[tuple[Line, PostEvent]] = []
         requests: list[GenerateEvent | OptimizeEvent] = []
         rejected: list[Rejected] = []
@@ -187,7 +188,7 @@ class Ingestor:
         for _, post in posts:
             if self._minable(post):
                 self._ranks.add(post.author, post.metrics)
-        accepted = [self._decide(source, line, post, now) for line, post in posts]
+        accepted = [self._decide(source, line, post, now, select_all) for line, post in posts]
         await self._rejected.append_many(rejected)
         await self._ledger.append_many(accepted)
         self.counts.rejected += len(rejected)
@@ -211,12 +212,14 @@ class Ingestor:
         for record in pending:
             await self._pass_on(record.request_id, record.request)
 
-    async def submit(self, request: GenerateEvent | OptimizeEvent) -> None:
-        """Journal a request for drafts or for a compile, then pass it to the Generator or the Optimizer."""
+    async def submit(self, request: GenerateEvent | OptimizeEvent) -> str:
+        """Journal a request for drafts or for a compile, then pass it to the Generator or the
+        Optimizer; its id, which its drafts or program record carry."""
         request_id = uuid.uuid4().hex[:16]
         if self._journal is not None:
             await self._journal.append(Requested(request_id=request_id, request=request, accepted_at=datetime.now(UTC)))
         await self._pass_on(request_id, request)
+        return request_id
 
     async def _pass_on(self, request_id: str, request: GenerateEvent | OptimizeEvent) -> None:
         """Publish a request to the Generator or the Optimizer, in a trace of its own."""
@@ -252,9 +255,9 @@ class Ingestor:
         """Reposts and replies are not the author's own writing: not ranked or mined unless configured."""
         return post.kind == "original" or self._mine_all_kinds
 
-    def _decide(self, source: str, line: Line, post: PostEvent, now: datetime) -> Accepted:
+    def _decide(self, source: str, line: Line, post: PostEvent, now: datetime, select_all: bool) -> Accepted:
         engagement = self._ranks.score(post.author, post.metrics)
-        selected = (
+        selected = select_all or (
             self._minable(post)
             and engagement >= self._min_engagement
             and self._ranks.count(post.author) >= self._min_author_posts

@@ -336,7 +336,7 @@ def _start(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         stack.callback(telemetry.shutdown)
         setup_logging(settings.log_format, settings.log_level, telemetry.log_handler)
-        anyio.run(check_chains, chains)
+        chains = anyio.run(check_chains, chains)
         run = partial(
             serve,
             settings,
@@ -389,7 +389,7 @@ def _worker(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         stack.callback(telemetry.shutdown)
         setup_logging(settings.log_format, settings.log_level, telemetry.log_handler)
-        anyio.run(check_chains, chains)
+        chains = anyio.run(check_chains, chains)
         concurrency = args.concurrency or settings.mining_concurrency(chains["generator"][0].capacity)
         code: int = anyio.run(
             partial(run_worker, settings, chains, concurrency=concurrency, exit_when_idle=args.exit_when_idle)

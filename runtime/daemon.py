@@ -22,6 +22,7 @@ from actors.generator import GeneratorActor, print_draft
 from actors.ingestor import Ingestor
 from actors.limiter import Limiter
 from actors.miner import Miner
+from actors.model_client import ModelClient
 from actors.optimizer import OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
@@ -39,7 +40,15 @@ from bus.records import Draft, Failure, GenerateEvent, OptimizeEvent
 from runtime import metrics
 from runtime.cluster import CoordinatorRunningError, Lease, SharedSpacing, holder
 from runtime.config import DEFAULT_MODEL, Settings
-from runtime.errors import CrashLoopError, ExitCode, ReerError, StoreFullError, UsageError
+from runtime.errors import (
+    CrashLoopError,
+    ExitCode,
+    ProviderConfigError,
+    ProviderError,
+    ReerError,
+    StoreFullError,
+    UsageError,
+)
 from runtime.imports.sources import batches, check
 from runtime.ledger import Ledger, Stores
 from runtime.progress import Progress
@@ -49,15 +58,6 @@ from runtime.stats import decode_batch, write_snapshot
 from runtime.watch import Watcher
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Inputs:
-    """What the daemon reads, in order: the sources, then the watched folder, then the requests."""
-
-    sources: list[str]
-    watcher: Watcher | None
-    requests: list[GenerateEvent | OptimizeEvent]
 
 
 def make_data_dir(path: Path) -> None:
@@ -75,14 +75,33 @@ def open_chains(settings: Settings) -> dict[Role, list[Provider]]:
     return {"generator": chain(settings.generator), "scorer": chain(settings.scorer)}
 
 
-async def check_chains(chains: dict[Role, list[Provider]]) -> None:
-    """Ask every provider whether it can serve its role, logging what each says.
+async def check_chains(chains: dict[Role, list[Provider]]) -> dict[Role, list[Provider]]:
+    """Ask every provider whether it can serve its role, logging what each says; the chains of
+    the providers that can.
 
-    Raises `ProviderConfigError` for one that cannot, such as a chat API configured as a scorer.
+    A provider that cannot (a server that does not answer, a chat API configured as a scorer) is
+    left out of its chain with a warning, and the chain starts on the next one. A chain left with
+    none raises the first provider's `ProviderConfigError`.
     """
+    checked: dict[Role, list[Provider]] = {}
     for role, chain in chains.items():
+        errors: list[ProviderConfigError] = []
+        checked[role] = []
         for provider in chain:
-            log.info("%s %s: %s", role, provider.uri, await provider.check(role))
+            try:
+                log.info("%s %s: %s", role, provider.uri, await provider.check(role))
+            except (ProviderConfigError, ProviderError) as exc:
+                errors.append(exc if isinstance(exc, ProviderConfigError) else ProviderConfigError(str(exc)))
+                continue
+            checked[role].append(provider)
+        if not checked[role]:
+            raise errors[0]
+        for error in errors:
+            log.warning("%s chain: left out, starting on the next provider: %s", role, error)
+    used = {id(p) for chain in checked.values() for p in chain}
+    for dropped in {id(p): p for chain in chains.values() for p in chain if id(p) not in used}.values():
+        await dropped.aclose()
+    return checked
 
 
 @dataclass
@@ -103,7 +122,7 @@ def build_actors(
     ledger: Ledger,
     bus: Bus,
     watch: Path | None,
-    show_draft: Callable[[Draft], None],
+    show_draft: Callable[[Draft], None] | None,
     spacing: SpacingFactory = local_spacing,
 ) -> Actors:
     """The Ingestor, the Limiter, the Miner (unless `bus.mine_here` is off), the TraceWriter, the
@@ -154,6 +173,135 @@ def build_actors(
     return Actors(ingestor, writer, consumers, watcher)
 
 
+class Pipeline:
+    """The daemon's running parts over one data dir: its stores, the bus (and, on NATS, the
+    coordinator's lease), the actors and their background tasks. `reer-runtime start` and the
+    Python API (`reer_runtime.Runtime`) both run it.
+
+    Entering opens the stores and starts the consumers; `resume` passes on again what the ledger
+    says an earlier run left unfinished; input goes to `ingestor`; `drain` waits until the work is
+    done and closes the bus. Leaving without a drain (an error, a cancelled caller) stops the actors
+    at once: what they held is handed back and finished by the next run, as after a kill. With
+    `stats_reader`, `<data-dir>/stats.json` is rewritten every `stats_interval_s` and on leaving.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        chains: dict[Role, list[Provider]],
+        *,
+        watch: Path | None = None,
+        stats_reader: InMemoryMetricReader | None = None,
+        show_draft: Callable[[Draft], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.chains = chains
+        self.stores = Stores.at(settings.data_dir)
+        self._watch = watch
+        self._stats_reader = stats_reader
+        self._show_draft = show_draft
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Pipeline:
+        settings, chains = self.settings, self.chains
+        make_data_dir(settings.data_dir)
+        log.info(
+            "started: data dir %s, generator %s, scorer %s",
+            settings.data_dir,
+            ",".join(p.uri for p in chains["generator"]),
+            ",".join(p.uri for p in chains["scorer"]),
+        )
+        providers = list({p.uri: p for chain in chains.values() for p in chain}.values())
+        if any(p.uri == DEFAULT_MODEL for p in providers):
+            log.warning(
+                "%s is a small demonstration model (135M parameters): it runs the whole pipeline, but its plans "
+                "are not strategies worth reading. Point --generator and --scorer at a larger model "
+                "(README, 'Choosing models').",
+                DEFAULT_MODEL,
+            )
+        stack = await self._stack.__aenter__()
+        try:
+            await self._start(stack, providers)
+        except BaseException:
+            await self._stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _start(self, stack: AsyncExitStack, providers: list[Provider]) -> None:
+        settings, stores = self.settings, self.stores
+        if self._stats_reader is not None:
+            stack.callback(write_snapshot, self._stats_reader, settings.data_dir)
+        for store in stores.all():
+            store.open()
+            stack.callback(store.close)
+        transport = await connect_bus(settings, stack) if settings.bus.url != "memory://" else None
+        self.bus = bus = Bus(settings.bus_buffer, shared=transport)
+        metrics.observe_queue_depths(bus.queue_depths)
+        spacing: SpacingFactory = local_spacing
+        if transport is not None:
+            namespace = settings.bus.namespace
+            lease = await Lease.take(transport.js, namespace, holder() | {"data_dir": str(settings.data_dir)})
+            stack.push_async_callback(lease.release)
+            spacing = partial(SharedSpacing, transport.js, namespace)
+            await transport.declare(POSTS_OBSERVED.name, Miner.name)  # kept for workers, even before one joins
+            if not settings.bus.mine_here:
+                log.info("no miners here: posts wait for `reer-runtime worker --bus %s`", redacted(settings.bus.url))
+        for provider in providers:
+            stack.push_async_callback(provider.aclose)
+        caches = {f"{p.uri} {name}": tokens for p in providers for name, tokens in p.describe().caches.items()}
+        metrics.observe_caches(caches)
+        self.ledger = Ledger(stores, retry_failed=settings.retry_failed_on_start)
+        self.actors = build_actors(
+            settings, self.chains, stores, self.ledger, bus, self._watch, self._show_draft, spacing
+        )
+        background = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(background.cancel_scope.cancel)  # after the consumers have ended
+        if self._stats_reader is not None:
+            background.start_soon(_write_stats, self._stats_reader, settings)
+        if transport is not None:
+            background.start_soon(lease.keep)
+            background.start_soon(transport.watch_dead_ends, partial(_dead_end, bus))
+        reader = self._stats_reader
+        batch = partial(decode_batch, reader) if reader is not None else lambda: None
+        progress = Progress(self.actors.ingestor, self.actors.writer, settings.progress_interval_s, decode_batch=batch)
+        background.start_soon(progress.run)
+        self._consumers = await stack.enter_async_context(anyio.create_task_group())
+        for consumer in self.actors.consumers:
+            self._consumers.start_soon(consumer.run)
+
+    def model_client(self, name: str) -> ModelClient:
+        """A client of this pipeline's Limiter for calls made from outside the actors (the Python API)."""
+        client = ModelClient(self.bus, name, self.stores.dead_letters)
+        self._consumers.start_soon(client.run)
+        return client
+
+    @property
+    def ingestor(self) -> Ingestor:
+        """Where input goes: posts, lines of a source, and requests for drafts or a compile."""
+        return self.actors.ingestor
+
+    async def resume(self) -> None:
+        """Pass on again the selected posts and the requests that earlier runs accepted and did not finish."""
+        await self.ingestor.recover(self.ledger.finished_posts(), self.ledger.retried_posts())
+        await self.ingestor.resume_requests(self.ledger.settled_requests())
+
+    async def drain(self, grace: float = float("inf")) -> bool:
+        """Wait up to `grace` seconds for the work in flight to finish, then stop the actors; whether it finished."""
+        with anyio.move_on_after(grace) as waiting:
+            await self.bus.wait_idle()
+        if waiting.cancelled_caught:
+            log.warning("grace period of %gs over with %d deliveries unfinished; stopping", grace, self.bus.pending)
+            self._consumers.cancel_scope.cancel()
+            return False
+        await self.bus.aclose()
+        return True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if exc_info[0] is not None:
+            self._consumers.cancel_scope.cancel()
+        await self._stack.__aexit__(*exc_info)  # type: ignore[arg-type]
+
+
 async def serve(
     settings: Settings,
     chains: dict[Role, list[Provider]],
@@ -169,116 +317,51 @@ async def serve(
 
     `requests` (from `reer-runtime generate` and `optimize`) are handled after the input is read.
     With `watch`, files dropped into that folder are read as they come (`runtime/watch.py`).
-
-    With `stats_reader`, a snapshot of the metrics goes to `<data-dir>/stats.json` every
-    `stats_interval_s` and at the end.
     """
-    make_data_dir(settings.data_dir)
-    stores = Stores.at(settings.data_dir)
+    pipeline = Pipeline(settings, chains, watch=watch, stats_reader=stats_reader, show_draft=show_draft)
+    stopped: ReerError | None = None
+    try:
+        async with pipeline:
+            await _run(pipeline, sources, requests or [], exit_when_idle)
+    except* (CrashLoopError, StoreFullError, CoordinatorRunningError) as group:
+        stopped = first_error(group)
+    if stopped is not None:
+        log.error("stopping: %s", stopped)
+        return stopped.exit_code
+    counts = pipeline.ingestor.counts
     log.info(
-        "started: data dir %s, generator %s, scorer %s",
-        settings.data_dir,
-        ",".join(p.uri for p in chains["generator"]),
-        ",".join(p.uri for p in chains["scorer"]),
+        "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",
+        counts.lines,
+        counts.accepted,
+        counts.rejected,
+        counts.selected,
+        pipeline.ledger.mined,
     )
-    providers = list({p.uri: p for chain in chains.values() for p in chain}.values())
-    if any(p.uri == DEFAULT_MODEL for p in providers):
-        log.warning(
-            "%s is a small demonstration model (135M parameters): it runs the whole pipeline, but its plans "
-            "are not strategies worth reading. Point --generator and --scorer at a larger model "
-            "(README, 'Choosing models').",
-            DEFAULT_MODEL,
-        )
-    async with AsyncExitStack() as stack:
-        for store in stores.all():
-            store.open()
-            stack.callback(store.close)
-        transport = await connect_bus(settings, stack) if settings.bus.url != "memory://" else None
-        bus = Bus(settings.bus_buffer, shared=transport)
-        metrics.observe_queue_depths(bus.queue_depths)
-        spacing: SpacingFactory = local_spacing
-        if transport is not None:
-            namespace = settings.bus.namespace
-            lease = await Lease.take(transport.js, namespace, holder() | {"data_dir": str(settings.data_dir)})
-            stack.push_async_callback(lease.release)
-            spacing = partial(SharedSpacing, transport.js, namespace)
-            await transport.declare(POSTS_OBSERVED.name, Miner.name)  # kept for workers, even before one joins
-            if not settings.bus.mine_here:
-                log.info("no miners here: posts wait for `reer-runtime worker --bus %s`", redacted(settings.bus.url))
-        for provider in providers:
-            stack.push_async_callback(provider.aclose)
-        caches = {f"{p.uri} {name}": tokens for p in providers for name, tokens in p.describe().caches.items()}
-        metrics.observe_caches(caches)
-        ledger = Ledger(stores, retry_failed=settings.retry_failed_on_start)
-        actors = build_actors(settings, chains, stores, ledger, bus, watch, show_draft, spacing)
-        stopped: ReerError | None = None
-        try:
-            async with anyio.create_task_group() as tg:
-                if stats_reader is not None:
-                    tg.start_soon(_write_stats, stats_reader, settings)
-                if transport is not None:
-                    tg.start_soon(lease.keep)
-                    tg.start_soon(transport.watch_dead_ends, partial(_dead_end, bus))
-                batch = partial(decode_batch, stats_reader) if stats_reader is not None else lambda: None
-                progress = Progress(actors.ingestor, actors.writer, settings.progress_interval_s, decode_batch=batch)
-                tg.start_soon(progress.run)
-                inputs = Inputs(sources, actors.watcher, requests or [])
-                await _run(bus, actors, ledger, inputs, settings, exit_when_idle)
-                tg.cancel_scope.cancel()
-        except* (CrashLoopError, StoreFullError, CoordinatorRunningError) as group:
-            stopped = first_error(group)
-        finally:
-            if stats_reader is not None:
-                write_snapshot(stats_reader, settings.data_dir)
-        if stopped is not None:
-            log.error("stopping: %s", stopped)
-            return stopped.exit_code
-        counts = actors.ingestor.counts
-        log.info(
-            "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",
-            counts.lines,
-            counts.accepted,
-            counts.rejected,
-            counts.selected,
-            ledger.mined,
-        )
     return ExitCode.OK
 
 
 async def _run(
-    bus: Bus, actors: Actors, ledger: Ledger, inputs: Inputs, settings: Settings, exit_when_idle: bool
+    pipeline: Pipeline, sources: list[str], requests: list[GenerateEvent | OptimizeEvent], exit_when_idle: bool
 ) -> None:
-    """Start the consumers; pass on again what the ledger says is unfinished; read the input; drain."""
+    """Resume what the ledger says is unfinished; read the input; drain (within the grace period
+    once a signal has asked to stop)."""
     stopping = anyio.Event()
     ingest_scope = anyio.CancelScope()
-    ingestor = actors.ingestor
-    async with anyio.create_task_group() as tg:
-        for consumer in actors.consumers:
-            tg.start_soon(consumer.run)
-        async with anyio.create_task_group() as watcher:
-            watcher.start_soon(
-                watch_signals, stopping, "no more input; finishing the work in flight", ingest_scope.cancel
-            )
-            with ingest_scope:
-                await ingestor.recover(ledger.finished_posts(), ledger.retried_posts())
-                await ingestor.resume_requests(ledger.settled_requests())
-                await ingestor.run(inputs.sources)
-                if inputs.watcher is not None:
-                    await inputs.watcher.run(until_idle=exit_when_idle)
-                for request in inputs.requests:
-                    await ingestor.submit(request)
-            if not exit_when_idle and not stopping.is_set():
-                log.info("input consumed; running until SIGINT or SIGTERM")
-                await stopping.wait()
-            grace = settings.shutdown_grace_s if stopping.is_set() else float("inf")
-            with anyio.move_on_after(grace) as drain:
-                await bus.wait_idle()
-            watcher.cancel_scope.cancel()
-        if drain.cancelled_caught:
-            log.warning("grace period of %gs over with %d deliveries unfinished; stopping", grace, bus.pending)
-            tg.cancel_scope.cancel()
-        else:
-            await bus.aclose()
+    ingestor, watcher = pipeline.ingestor, pipeline.actors.watcher
+    async with anyio.create_task_group() as signals:
+        signals.start_soon(watch_signals, stopping, "no more input; finishing the work in flight", ingest_scope.cancel)
+        with ingest_scope:
+            await pipeline.resume()
+            await ingestor.run(sources)
+            if watcher is not None:
+                await watcher.run(until_idle=exit_when_idle)
+            for request in requests:
+                await ingestor.submit(request)
+        if not exit_when_idle and not stopping.is_set():
+            log.info("input consumed; running until SIGINT or SIGTERM")
+            await stopping.wait()
+        await pipeline.drain(pipeline.settings.shutdown_grace_s if stopping.is_set() else float("inf"))
+        signals.cancel_scope.cancel()
 
 
 async def connect_bus(settings: Settings, stack: AsyncExitStack, role: str = "coordinator") -> JetStreamTransport:

@@ -46,10 +46,10 @@ def percentile(point: HistogramDataPoint, q: float) -> float:
     return float(point.max)
 
 
-def _mean_of(points: list[HistogramDataPoint]) -> dict[str, float] | None:
+def _mean_of(points: list[HistogramDataPoint], unit: str = "steps") -> dict[str, float] | None:
     """The count and mean of a histogram's points, or None when nothing was recorded."""
     count = sum(x.count for x in points)
-    return {"steps": count, "mean": round(sum(x.sum for x in points) / count, 2)} if count else None
+    return {unit: count, "mean": round(sum(x.sum for x in points) / count, 2)} if count else None
 
 
 def _total(points: list[NumberDataPoint], outcome: str | None = None) -> int:
@@ -102,6 +102,7 @@ def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
             for x in p["reer.provider.circuit.state"]
         },
         "decode_batch": _mean_of(p["reer.decode.batch"]),
+        "mining_s": _mean_of(p["reer.mining.duration"], "posts"),
         "engine_seconds": {str(x.attributes.get("reer.engine.work")): round(x.value, 1) for x in p["reer.engine.time"]},
         "cache_tokens": {
             f"{x.attributes.get('reer.cache')} {x.attributes.get('reer.cache.result')}": int(x.value)

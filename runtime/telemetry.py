@@ -131,6 +131,17 @@ def resource() -> Resource:
     return Resource.create(attributes)
 
 
+_installed: list[Telemetry] = []
+
+
+def process_telemetry() -> Telemetry:
+    """The providers this process installed, installing them (no Prometheus endpoint) on first use.
+
+    OpenTelemetry's global providers can be set once a process: the Python API calls this for each
+    `Runtime` it opens, and the command line calls `setup_telemetry` once."""
+    return _installed[0] if _installed else setup_telemetry()
+
+
 def setup_telemetry(metrics_port: int | None = None) -> Telemetry:
     """Install the global tracer, meter and logger providers.
 
@@ -167,4 +178,6 @@ def setup_telemetry(metrics_port: int | None = None) -> Telemetry:
             BatchLogRecordProcessor(_otlp("LOGS") if name == "otlp" else ConsoleLogExporter(out=sys.stderr))
         )
     handler = LoggingHandler(logger_provider=logger_provider) if logs else None
-    return Telemetry(tracer_provider, meter_provider, stats_reader, logger_provider, handler)
+    installed = Telemetry(tracer_provider, meter_provider, stats_reader, logger_provider, handler)
+    _installed[:] = [installed]
+    return installed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -13,11 +15,35 @@ from runtime.errors import ReerError
 from runtime.store import JsonlStore
 
 
+def query(
+    traces: Iterable[Trace],
+    *,
+    min_score: float = 0.0,
+    platform: str | None = None,
+    author: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> list[Trace]:
+    """The traces whose post's engagement score is at least `min_score`, on `platform`, by `author`,
+    published in [`since`, `until`): the newest `limit` of them, in the order mined."""
+    found = [
+        t
+        for t in traces
+        if t.engagement >= min_score
+        and (platform is None or t.post.platform.value == platform)
+        and (author is None or t.post.author == author)
+        and (since is None or t.post.created_at >= since)
+        and (until is None or t.post.created_at < until)
+    ]
+    if limit is not None:
+        found = found[-limit:] if limit > 0 else []
+    return found
+
+
 def print_traces(data_dir: Path, *, min_score: float, limit: int | None, as_json: bool) -> int:
     """Print the traces whose engagement is at least `min_score`, the newest `limit` of them."""
-    traces = [t for t in JsonlStore(data_dir / "traces.jsonl", Trace).read() if t.engagement >= min_score]
-    if limit is not None:
-        traces = traces[-limit:] if limit > 0 else []
+    traces = query(JsonlStore(data_dir / "traces.jsonl", Trace).read(), min_score=min_score, limit=limit)
     out = sys.stdout
     if as_json:
         for t in traces:

@@ -9,14 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from runtime.ledger import Stores
+from runtime.telemetry import process_telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,10 +75,10 @@ def run_daemon(tmp_path: Path) -> RunDaemon:
     return run
 
 
+# The process's telemetry, as the Python API installs it, with the finished spans kept in memory.
+_telemetry = process_telemetry()
 _exporter = InMemorySpanExporter()
-_provider = TracerProvider()
-_provider.add_span_processor(SimpleSpanProcessor(_exporter))
-trace.set_tracer_provider(_provider)
+_telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(_exporter))
 
 
 @pytest.fixture
@@ -91,14 +89,10 @@ def spans() -> Iterator[InMemorySpanExporter]:
     _exporter.clear()
 
 
-_metric_reader = InMemoryMetricReader()
-metrics.set_meter_provider(MeterProvider(metric_readers=[_metric_reader]))
-
-
 @pytest.fixture
 def metric_reader() -> InMemoryMetricReader:
     """The in-process reader of every metric the runtime records (cumulative, shared by tests)."""
-    return _metric_reader
+    return _telemetry.stats_reader
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,70 @@
+"""reer-runtime from Python: mine the strategies behind a writer's best posts (REER), query the
+traces, write drafts and compile the writer program, on the daemon's own actors, limits, stores
+and telemetry.
+
+    import reer_runtime
+
+    async with reer_runtime.Runtime(provider="dummy://") as rt:
+        mined = await rt.mine("posts.jsonl")
+        drafts = await rt.generate("why we test backups by restoring them", n=2)
+
+`Client` is the same API, blocking, for scripts and notebooks; `Models` calls any provider URI
+with fallbacks; `reer_runtime.pack` holds the REER x DSPy x MLX pack's own function names.
+See docs/api.md.
+"""
+
+from bus.records import (
+    Brief,
+    Draft,
+    Failure,
+    GenerateEvent,
+    Metrics,
+    Optimizer,
+    Platform,
+    PostEvent,
+    Program,
+    Rejected,
+    Scores,
+    Trace,
+)
+from runtime import __version__
+from runtime.config import DEFAULT_MODEL, LimitSettings
+from runtime.errors import ProviderError, ReerError, Refused, UsageError
+from runtime.providers.calls import Generation, TokenScores
+
+from ._client import Client
+from ._models import Models
+from ._runtime import Mined, PostLike, Runtime
+from ._stats import ModelFigures, Stats, StoreCounts
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Brief",
+    "Client",
+    "Draft",
+    "Failure",
+    "GenerateEvent",
+    "Generation",
+    "LimitSettings",
+    "Metrics",
+    "Mined",
+    "ModelFigures",
+    "Models",
+    "Optimizer",
+    "Platform",
+    "PostEvent",
+    "PostLike",
+    "Program",
+    "ProviderError",
+    "ReerError",
+    "Refused",
+    "Rejected",
+    "Runtime",
+    "Scores",
+    "Stats",
+    "StoreCounts",
+    "TokenScores",
+    "Trace",
+    "UsageError",
+    "__version__",
+]
