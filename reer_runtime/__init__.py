@@ -32,6 +32,7 @@ from runtime.config import DEFAULT_MODEL, LimitSettings
 from runtime.errors import ProviderError, ReerError, Refused, UsageError
 from runtime.providers.calls import Generation, TokenScores
 
+from . import errors
 from ._client import Client
 from ._models import Models
 from ._runtime import Mined, PostLike, Runtime
@@ -67,4 +68,5 @@ __all__ = [
     "Trace",
     "UsageError",
     "__version__",
+    "errors",
 ]

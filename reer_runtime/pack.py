@@ -170,7 +170,15 @@ class ProviderRegistry:
     """The pack's LM registry: any provider URI, with fallbacks, on `Models`."""
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
-        self.models = Models(data_dir)
+        self._data_dir = data_dir
+        self._models: Models | None = None
+
+    @property
+    def models(self) -> Models:
+        """The models opened, on the data dir resolved at first use (so `$REER_HOME` set later counts)."""
+        if self._models is None:
+            self._models = Models(self._data_dir)
+        return self._models
 
     async def route_generate(
         self, uri: str, prompt: str, fallback_uris: Sequence[str] = (), **options: Any
@@ -180,7 +188,8 @@ class ProviderRegistry:
 
     async def aclose(self) -> None:
         """Release the models opened."""
-        await self.models.aclose()
+        if self._models is not None:
+            await self._models.aclose()
 
 
 registry = ProviderRegistry()

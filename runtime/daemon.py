@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from actors.base import Consumer, dead_letter
@@ -265,9 +266,18 @@ class Pipeline:
         batch = partial(decode_batch, reader) if reader is not None else lambda: None
         progress = Progress(self.actors.ingestor, self.actors.writer, settings.progress_interval_s, decode_batch=batch)
         background.start_soon(progress.run)
-        self._consumers = await stack.enter_async_context(anyio.create_task_group())
-        for consumer in self.actors.consumers:
-            self._consumers.start_soon(consumer.run)
+        # The consumers run in a task of their own, so that stopping them cancels none of the caller's code.
+        self._consumers_scope = anyio.CancelScope()
+        runner = await stack.enter_async_context(anyio.create_task_group())
+        await runner.start(self._run_consumers)
+
+    async def _run_consumers(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with self._consumers_scope:
+            async with anyio.create_task_group() as consumers:
+                self._consumers = consumers
+                for consumer in self.actors.consumers:
+                    consumers.start_soon(consumer.run)
+                task_status.started()
 
     def model_client(self, name: str) -> ModelClient:
         """A client of this pipeline's Limiter for calls made from outside the actors (the Python API)."""
@@ -291,14 +301,14 @@ class Pipeline:
             await self.bus.wait_idle()
         if waiting.cancelled_caught:
             log.warning("grace period of %gs over with %d deliveries unfinished; stopping", grace, self.bus.pending)
-            self._consumers.cancel_scope.cancel()
+            self._consumers_scope.cancel()
             return False
         await self.bus.aclose()
         return True
 
     async def __aexit__(self, *exc_info: object) -> None:
         if exc_info[0] is not None:
-            self._consumers.cancel_scope.cancel()
+            self._consumers_scope.cancel()
         await self._stack.__aexit__(*exc_info)  # type: ignore[arg-type]
 
 
