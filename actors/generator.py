@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -81,7 +82,8 @@ class GeneratorActor(Consumer[GenerateRequested]):
         )
         models = ThreadModels(self.model)
         writer = self._settings.writer
-        lm = limiter_lm(models.generate, temperature=writer.temperature, max_tokens=writer.max_tokens)
+        chain = ",".join(self._settings.generator)
+        lm = limiter_lm(models.generate, models=chain, temperature=writer.temperature, max_tokens=writer.max_tokens)
         metric = WriterMetric(models.score, self._settings.search.clip_min)
         span = otel_trace.get_current_span()
         span.set_attributes({"reer.program.version": record.version if record else 0, "reer.drafts": request.n})
@@ -126,10 +128,12 @@ class GeneratorActor(Consumer[GenerateRequested]):
         brief = render_brief(request)
         # about 3 characters a token: room for the limit and a little more, cut at a sentence by `fit`
         bound = min(self._settings.writer.max_tokens, request.platform.max_chars * request.thread_size // 3 + 16)
+        # each try a rollout of its own: DSPy's cache never answers it with another draft's text
+        rollout = zlib.crc32(f"{message.request_id}-{index}-{attempt}".encode())
         used: set[str] = set()
         token = providers_used.set(used)
         try:
-            with dspy.context(lm=lm, callbacks=[ModuleSpans()]):
+            with dspy.context(lm=lm.copy(rollout_id=rollout), callbacks=[ModuleSpans()]):
                 prediction = program(brief=brief, max_post_tokens=bound)
             plan, text, failure = str(prediction.plan), str(prediction.post), None
         except Exception as exc:  # a model that breaks DSPy's answer format

@@ -115,7 +115,12 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         current: Program | None,
         models: ThreadModels,
     ) -> tuple[Writer, float, float]:
-        lm = limiter_lm(models.generate, temperature=0.7, max_tokens=self._settings.writer.max_tokens)
+        lm = limiter_lm(
+            models.generate,
+            models=",".join(self._settings.generator),
+            temperature=0.7,
+            max_tokens=self._settings.writer.max_tokens,
+        )
         metric = WriterMetric(models.score, self._settings.search.clip_min)
         with dspy.context(callbacks=[ModuleSpans()]):
             baseline = evaluate(self._programs.load(current), valset, metric, lm)

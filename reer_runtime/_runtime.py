@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import dspy
 import msgspec
 
 from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, GenerateRequested, OptimizeRequested, decode
@@ -95,6 +96,7 @@ class Runtime:
             settings = load_settings(self.data_dir, **self._flags)
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._locks.enter_context(exclusive(self.data_dir))
+            dspy.configure_cache(disk_cache_dir=str(self.data_dir / "dspy-cache"))  # as the CLI's DSPY_CACHEDIR
             chains = await check_chains(open_chains(settings))
             telemetry = process_telemetry()
             self._pipeline = Pipeline(settings, chains, stats_reader=telemetry.stats_reader)

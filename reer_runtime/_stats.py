@@ -48,6 +48,8 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     """Mean wall time of one post's REER search, in seconds."""
     retries: int
     fallbacks: int
+    writer_cache_hits: int
+    """Writer calls (drafts, compiles) answered from DSPy's cache, with no model call made."""
     rate_limit_wait_s: float
     """Time model calls spent waiting for their rate limits, in seconds."""
     models: dict[str, ModelFigures]
@@ -84,6 +86,7 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
             mining_mean_s=mining["mean"] if mining else None,
             retries=figures["retries"],
             fallbacks=figures["fallbacks"],
+            writer_cache_hits=figures["writer_cache_hits"],
             rate_limit_wait_s=figures["rate_limit_wait_s"],
             models=msgspec.convert(figures["providers"], dict[str, ModelFigures]),
             circuits=figures["circuits"],

@@ -261,7 +261,7 @@ class DSPyPipeline:
             prompt = "\n\n".join(m.content for m in request.messages)
             return anyio.from_thread.run(self._generate, request, prompt)
 
-        lm = limiter_lm(call, temperature=self._temperature, max_tokens=self._max_tokens)
+        lm = limiter_lm(call, models=",".join(self._chain), temperature=self._temperature, max_tokens=self._max_tokens)
         with dspy.context(lm=lm):
             return template.make()(brief=brief, **extra)
 

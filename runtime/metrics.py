@@ -53,6 +53,10 @@ rate_limit_wait = meter.create_histogram(
     "reer.provider.rate_limit.wait", "s", "Time a call waited for its provider's rate limits"
 )
 
+writer_cache_hits = meter.create_counter(
+    "reer.writer.cache.hits", "{call}", "Writer model calls answered from DSPy's cache, with no model call made"
+)
+
 decode_batch = meter.create_histogram(
     "reer.decode.batch",
     "{request}",

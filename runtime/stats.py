@@ -96,6 +96,7 @@ def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
         "providers": providers,
         "retries": _total(p["reer.provider.retries"]),
         "fallbacks": _total(p["reer.provider.fallbacks"]),
+        "writer_cache_hits": _total(p["reer.writer.cache.hits"]),
         "rate_limit_wait_s": round(sum(w.sum for w in waits), 3),
         "circuits": {
             str(x.attributes.get("reer.provider")): CIRCUIT_STATES[int(x.value)]
@@ -141,7 +142,8 @@ def print_stats(data_dir: Path, as_json: bool) -> int:
         f"posts:    {posts['mined']} mined, {posts['failed']} failed, {posts['skipped']} not selected; "
         f"success rate {rate}",
         f"limits:   {stats['retries']} retries, {stats['fallbacks']} fallbacks, "
-        f"{stats['rate_limit_wait_s']:.1f}s waiting on rate limits",
+        f"{stats['rate_limit_wait_s']:.1f}s waiting on rate limits, "
+        f"{stats.get('writer_cache_hits', 0)} writer calls answered from DSPy's cache",
     ]
     for name, figures in stats["providers"].items():
         latency = f"p50 {figures['p50_s']:.3f}s, p95 {figures['p95_s']:.3f}s" if "p50_s" in figures else "no success"

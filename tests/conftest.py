@@ -27,6 +27,15 @@ def anyio_backend() -> str:
 RunDaemon = Callable[..., subprocess.CompletedProcess[str]]
 
 
+@pytest.fixture(autouse=True)
+def fresh_dspy_cache() -> None:
+    """Each test starts with an empty DSPy cache, in memory only: no answer cached by another test
+    (whose request ids, and so rollouts, may be the same) and nothing written to the home folder."""
+    import dspy
+
+    dspy.configure_cache(enable_disk_cache=False)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that ask for `run_daemon` start the daemon as a subprocess: mark them `daemon`."""
     for item in items:

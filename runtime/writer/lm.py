@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage
+from dspy.utils.callback import BaseCallback
 
+from runtime import metrics
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation
 
 FIELD_START = re.compile(r"starting with the field `(\[\[ ## \w+ ## \]\])`")
@@ -28,8 +31,10 @@ class LimiterEngine:
 
     def __init__(self, call: Callable[[GenerateCall], Generation]) -> None:
         self._call = call
+        self.hits = CacheHits()
 
     def complete(self, request: Any) -> Response:
+        self.hits.missed()
         messages = []
         if request.system:
             system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
@@ -71,9 +76,44 @@ class LimiterEngine:
         return None
 
 
+class CacheHits(BaseCallback):
+    """Counts the LM calls that DSPy's cache answered, as `reer.writer.cache.hits`: those during
+    which the engine was not called. A thread makes one LM call at a time, so the state is per thread."""
+
+    def __init__(self) -> None:
+        self._state = threading.local()
+
+    def missed(self) -> None:
+        self._state.served = True
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        self._state.served = False
+
+    def on_lm_end(self, call_id: str, outputs: Any | None, exception: Exception | None = None) -> None:
+        if exception is None and not getattr(self._state, "served", True):
+            metrics.writer_cache_hits.add(1)
+
+
 def limiter_lm(
-    call: Callable[[GenerateCall], Generation], *, temperature: float = 0.7, max_tokens: int = 400
+    call: Callable[[GenerateCall], Generation],
+    *,
+    models: str = "limiter",
+    temperature: float = 0.7,
+    max_tokens: int = 400,
+    cache: bool = True,
 ) -> dspy.LM:
-    """A `dspy.LM` that sends every call through `call` (no DSPy cache: the Limiter sees each one)."""
+    """A `dspy.LM` that sends every call through `call`, named `reer/{models}`: the provider chain,
+    which DSPy's cache keys on, so that another model is never answered from this one's entries.
+
+    With `cache`, a call identical to an earlier one (messages, sampling, `rollout_id`) is answered
+    from DSPy's cache (`DSPY_CACHEDIR`, the data dir's `dspy-cache`) without a model call; drafts that
+    must differ each take a `rollout_id` of their own."""
     engine = LimiterEngine(call)
-    return dspy.LM("reer/limiter", engine=engine, cache=False, temperature=temperature, max_tokens=max_tokens)
+    return dspy.LM(
+        f"reer/{models}",
+        engine=engine,
+        cache=cache,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        callbacks=[engine.hits],
+    )

@@ -162,3 +162,16 @@ def test_the_example_script_runs_and_mypy_strict_accepts_it(tmp_path: Path) -> N
         check=False,
     )
     assert typed.returncode == 0, typed.stdout
+
+
+def test_dspys_cache_answers_a_repeated_compile_and_its_hits_show_in_stats(tmp_path: Path) -> None:
+    with reer_runtime.Client(tmp_path, provider="dummy://", min_engagement=0.0) as rt:
+        rt.mine([make_post(i, author="solo", likes=i) for i in range(6)])
+        first = rt.optimize("bootstrap")
+        hits = rt.stats().writer_cache_hits
+        second = rt.optimize("bootstrap")  # the same traces, the same demos: the same writer calls
+        assert rt.stats().writer_cache_hits > hits
+        drafts = rt.generate("restore tests", n=2)
+    assert second.model_calls < first.model_calls
+    assert len({d.parts[0] for d in drafts}) == 2  # each draft a rollout of its own, never a cached copy
+    assert any((tmp_path / "dspy-cache").iterdir())
