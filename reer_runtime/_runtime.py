@@ -16,7 +16,6 @@ import anyio
 import dspy
 import msgspec
 
-from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, GenerateRequested, OptimizeRequested, decode
 from bus.records import (
     Accepted,
     Draft,
@@ -340,9 +339,5 @@ def _mined(pipeline: Pipeline, before: _Counts, sources: set[str]) -> Mined:
 
 def _refusal(pipeline: Pipeline, request_id: str) -> str | None:
     """Why the request `request_id` was refused or failed, from its dead letter."""
-    for letter in pipeline.stores.dead_letters.read():
-        if letter.topic in (GENERATE_REQUESTED.name, OPTIMIZE_REQUESTED.name):
-            body = decode(letter.message).body
-            if isinstance(body, GenerateRequested | OptimizeRequested) and body.request_id == request_id:
-                return letter.error.split(": ", 1)[-1]
-    return None
+    error = pipeline.ledger.failed_requests().get(request_id)
+    return error.split(": ", 1)[-1] if error else None

@@ -95,9 +95,14 @@ class Ledger:
         the request dead-lettered (refused or failed, kept with the reason)."""
         ids = {d.request_id for d in self._stores.drafts.read()}
         ids |= {p.request_id for p in self._stores.programs.records() if p.request_id}
+        return ids | set(self.failed_requests())
+
+    def failed_requests(self) -> dict[str, str]:
+        """The journaled requests that were dead-lettered (refused or failed), each with its error."""
+        failed = {}
         for letter in self._stores.dead_letters.read():
             if letter.topic in (GENERATE_REQUESTED.name, OPTIMIZE_REQUESTED.name):
                 body = decode(letter.message).body
                 if isinstance(body, GenerateRequested | OptimizeRequested) and body.request_id:
-                    ids.add(body.request_id)
-        return ids
+                    failed[body.request_id] = letter.error
+        return failed
