@@ -118,8 +118,5 @@ class Client:
 
     def stats(self) -> Stats:
         """`Runtime.stats`."""
-        result: Stats = self._call(self._sync_stats)
+        result: Stats = self._call(self._runtime.stats)  # run on the event loop's thread, as the portal does
         return result
-
-    async def _sync_stats(self) -> Stats:
-        return self._runtime.stats()

@@ -31,14 +31,13 @@ from bus.records import (
     Trace,
 )
 from runtime.config import load_settings, resolve_data_dir
-from runtime.daemon import Pipeline, check_chains, first_error, open_chains
+from runtime.daemon import Pipeline, check_chains, first_error, make_data_dir, open_chains
 from runtime.errors import ReerError, Refused, UsageError
 from runtime.imports.sources import check, expand
 from runtime.inputs import Line
 from runtime.lock import exclusive
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from runtime.stats import snapshot
-from runtime.store import JsonlStore
 from runtime.telemetry import process_telemetry
 from runtime.tracelist import query
 
@@ -93,7 +92,7 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         try:
             settings = load_settings(self.data_dir, **self._flags)
-            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_data_dir(self.data_dir)
             self._locks.enter_context(exclusive(self.data_dir))
             dspy.configure_cache(disk_cache_dir=str(self.data_dir / "dspy-cache"))  # as the CLI's DSPY_CACHEDIR
             chains = await check_chains(open_chains(settings))
@@ -314,18 +313,14 @@ class _Counts:
 
 def _counts(pipeline: Pipeline) -> _Counts:
     stores = pipeline.stores
-    return _Counts(_count(stores.posts), _count(stores.rejected))
-
-
-def _count(store: JsonlStore[Any]) -> int:
-    return sum(1 for _ in store.read())
+    return _Counts(stores.posts.count(), stores.rejected.count())
 
 
 def _mined(pipeline: Pipeline, before: _Counts, sources: set[str]) -> Mined:
     """What became of the records the sources added to the stores since `before`."""
     stores = pipeline.stores
-    accepted: list[Accepted] = [a for a in list(stores.posts.read())[before.posts :] if a.source in sources]
-    rejected = [r for r in list(stores.rejected.read())[before.rejected :] if r.source in sources]
+    accepted: list[Accepted] = [a for a in stores.posts.read(before.posts) if a.source in sources]
+    rejected = [r for r in stores.rejected.read(before.rejected) if r.source in sources]
     selected = {a.post.key for a in accepted if a.selected}
     traces = {t.post.key: t for t in stores.traces.read() if t.post.key in selected}
     failures = {f.post.key: f for f in stores.failures.read() if f.post.key in selected and f.post.key not in traces}

@@ -59,20 +59,18 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     cache_tokens: dict[str, int]
     """Prompt tokens the local model's prefix caches reused (`... hit`) and computed (`... miss`)."""
     store: StoreCounts
-    mined_in_store: int
-    """Posts with a trace, as the ledger counts them."""
 
     @classmethod
     def of(cls, figures: dict[str, Any], stores: Stores, ledger: Ledger) -> Stats:
         """From a metrics snapshot (`runtime.stats.snapshot`) and the open stores."""
         events, posts, mining = figures["events"], figures["posts"], figures["mining_s"]
         counts = StoreCounts(
-            total_traces=sum(1 for _ in stores.traces.read()),
-            posts=sum(1 for _ in stores.posts.read()),
-            rejected=sum(1 for _ in stores.rejected.read()),
-            failed=sum(1 for _ in stores.failures.read()),
-            drafts=sum(1 for _ in stores.drafts.read()),
-            programs=len(stores.programs.records()),
+            total_traces=ledger.mined,  # one trace a post, as the ledger keeps it
+            posts=stores.posts.count(),
+            rejected=stores.rejected.count(),
+            failed=stores.failures.count(),
+            drafts=stores.drafts.count(),
+            programs=stores.programs.index.count(),
         )
         return cls(
             success_rate=figures["success_rate"],
@@ -92,5 +90,4 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
             circuits=figures["circuits"],
             cache_tokens=figures["cache_tokens"],
             store=counts,
-            mined_in_store=ledger.mined,
         )

@@ -258,14 +258,13 @@ class DSPyPipeline:
 
     def _run(self, template: Template, brief: str, extra: dict[str, str]) -> dspy.Prediction:
         def call(request: GenerateCall) -> Generation:
-            prompt = "\n\n".join(m.content for m in request.messages)
-            return anyio.from_thread.run(self._generate, request, prompt)
+            return anyio.from_thread.run(self._generate, request)
 
         lm = limiter_lm(call, models=",".join(self._chain), temperature=self._temperature, max_tokens=self._max_tokens)
         with dspy.context(lm=lm):
             return template.make()(brief=brief, **extra)
 
-    async def _generate(self, request: GenerateCall, prompt: str) -> Generation:
+    async def _generate(self, request: GenerateCall) -> Generation:
         limiter = self.models.limiter("generator", self._chain)
         result = await limiter.call("generator", request)
         assert isinstance(result, Generation)

@@ -85,9 +85,16 @@ class JsonlStore(Generic[T]):
                 raise StoreFullError(self.path, exc) from exc
             raise
 
-    def read(self) -> Iterator[T]:
-        """Every complete record, in the order written. Raises `CorruptRecordError` on a bad line."""
+    def count(self) -> int:
+        """How many complete records the file holds (read, not decoded)."""
+        return sum(1 for _ in read_lines(self.path))
+
+    def read(self, start: int = 0) -> Iterator[T]:
+        """Every complete record, in the order written, from record `start` on (those before it
+        are not decoded). Raises `CorruptRecordError` on a bad line."""
         for number, line in enumerate(read_lines(self.path), start=1):
+            if number <= start:
+                continue
             try:
                 yield self._decoder.decode(line)
             except msgspec.ValidationError as exc:

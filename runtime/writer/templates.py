@@ -31,26 +31,15 @@ class Repurpose(dspy.Signature):
     post: str = dspy.OutputField(desc="the text to publish, nothing else")
 
 
-class Reply(dspy.Module):
-    """Brief and the post replied to, then the reply."""
+class WriteFrom(dspy.Module):
+    """The brief and a text its signature names (a post replied to, a long text), then the post, in one step."""
 
-    def __init__(self) -> None:
+    def __init__(self, signature: type[dspy.Signature]) -> None:
         super().__init__()
-        self.write = dspy.Predict(ReplyTo)
+        self.write = dspy.Predict(signature)
 
-    def forward(self, brief: str, post_replied_to: str = "") -> dspy.Prediction:
-        return dspy.Prediction(plan="", post=self.write(brief=brief, post_replied_to=post_replied_to).post)
-
-
-class RepurposeText(dspy.Module):
-    """Brief and a long text (an article, notes), then a post."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.write = dspy.Predict(Repurpose)
-
-    def forward(self, brief: str, source_text: str = "") -> dspy.Prediction:
-        return dspy.Prediction(plan="", post=self.write(brief=brief, source_text=source_text).post)
+    def forward(self, brief: str, **text: str) -> dspy.Prediction:
+        return dspy.Prediction(plan="", post=self.write(brief=brief, **text).post)
 
 
 @dataclass(frozen=True)
@@ -70,8 +59,8 @@ TEMPLATES: dict[str, Template] = {
     for t in [
         Template("content_generation", "a single post: plan it, then write it", Writer),
         Template("thread", "a thread: plan it, then write its posts", Writer, thread=True),
-        Template("reply", "a reply to a post", Reply, inputs=("post_replied_to",)),
-        Template("repurpose", "a post made from a long text", RepurposeText, inputs=("source_text",)),
+        Template("reply", "a reply to a post", lambda: WriteFrom(ReplyTo), inputs=("post_replied_to",)),
+        Template("repurpose", "a post made from a long text", lambda: WriteFrom(Repurpose), inputs=("source_text",)),
     ]
 }
 """The templates that ship, by name."""
