@@ -20,6 +20,7 @@ from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, GenerateRequested
 from bus.records import DeadLetter, Draft, Program, Trace
 from runtime.config import Settings
+from runtime.errors import Refused, UsageError
 from runtime.store import JsonlStore
 from runtime.writer.limits import features, fit
 from runtime.writer.lm import limiter_lm, providers_used
@@ -27,6 +28,7 @@ from runtime.writer.metric import WriterMetric
 from runtime.writer.program import Writer, render_brief
 from runtime.writer.programs import Programs
 from runtime.writer.spans import ModuleSpans
+from runtime.writer.templates import Template, checked
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,10 @@ log = logging.getLogger(__name__)
 class GeneratorActor(Consumer[GenerateRequested]):
     """For each `generate` request, writes `n` drafts within the platform's limits, scores and stores them.
 
-    The program is the newest promoted one, looked up for every request, so a compile that finishes
-    while the daemon runs is used from the next request on. The writing step is bounded by the
-    platform's limit, and a draft that still breaks a limit is kept (with the reason) and written
-    again, up to `writer.max_tries` times. Drafts are scored by the writer's metric against the
+    The program is the newest promoted one of the request's template, looked up for every request,
+    so a compile that finishes while the daemon runs is used from the next request on. The writing
+    step is bounded by the platform's limit, and a draft that still breaks a limit is kept (with the
+    reason) and written again, up to `writer.max_tries` times. Drafts are scored by the writer's metric against the
     author's best mined post (the highest-engagement trace); with no traces yet there is nothing to
     score against, and the score is left out with that reason.
     """
@@ -60,23 +62,28 @@ class GeneratorActor(Consumer[GenerateRequested]):
         self._programs = programs
         self._settings = settings
         self._show = show
-        self._loaded: tuple[int, Writer] | None = None
+        self._loaded: dict[str, tuple[int, Writer]] = {}
         self.model = ModelClient(bus, self.name, dead_letters)
 
     async def run(self) -> None:
         await run_beside(self.model, super().run)
 
-    def _program(self) -> tuple[Program | None, Writer]:
-        record = self._programs.current()
+    def _program(self, template: Template) -> tuple[Program | None, Writer]:
+        record = self._programs.current(template.name)
         version = record.version if record else 0
-        if self._loaded is None or self._loaded[0] != version:
-            self._loaded = (version, self._programs.load(record))
-            log.info("writing with program v%d", version)
-        return record, self._loaded[1]
+        loaded = self._loaded.get(template.name)
+        if loaded is None or loaded[0] != version or loaded[1].template != template:
+            loaded = self._loaded[template.name] = (version, self._programs.load(record, template))
+            log.info("writing %s with program v%d", template.name, version)
+        return record, loaded[1]
 
     async def handle(self, message: GenerateRequested) -> None:
         request = message.request
-        record, program = await anyio.to_thread.run_sync(self._program)
+        try:
+            template = checked(self._settings.writing_templates(), request)
+        except UsageError as exc:
+            raise Refused(str(exc)) from None
+        record, program = await anyio.to_thread.run_sync(self._program, template)
         best = await anyio.to_thread.run_sync(
             lambda: max(self._traces.read(), key=lambda t: t.engagement, default=None)
         )
@@ -86,7 +93,13 @@ class GeneratorActor(Consumer[GenerateRequested]):
         lm = limiter_lm(models.generate, models=chain, temperature=writer.temperature, max_tokens=writer.max_tokens)
         metric = WriterMetric(models.score, self._settings.search.clip_min)
         span = otel_trace.get_current_span()
-        span.set_attributes({"reer.program.version": record.version if record else 0, "reer.drafts": request.n})
+        span.set_attributes(
+            {
+                "reer.template": template.name,
+                "reer.program.version": record.version if record else 0,
+                "reer.drafts": request.n,
+            }
+        )
         drafts: list[Draft] = []
         for index in range(request.n):
             for attempt in range(1, writer.max_tries + 1):
@@ -134,7 +147,7 @@ class GeneratorActor(Consumer[GenerateRequested]):
         token = providers_used.set(used)
         try:
             with dspy.context(lm=lm.copy(rollout_id=rollout), callbacks=[ModuleSpans()]):
-                prediction = program(brief=brief, max_post_tokens=bound)
+                prediction = program(brief=brief, max_post_tokens=bound, **request.texts)
             plan, text, failure = str(prediction.plan), str(prediction.post), None
         except Exception as exc:  # a model that breaks DSPy's answer format
             plan, text, failure = "", "", f"the model's answer could not be read: {str(exc).splitlines()[0][:300]}"

@@ -16,7 +16,7 @@ from bus.bus import Bus
 from bus.messages import OPTIMIZE_REQUESTED, OptimizeRequested
 from bus.records import DeadLetter, Optimizer, Program, Trace
 from runtime.config import Settings
-from runtime.errors import Refused
+from runtime.errors import Refused, UsageError
 from runtime.store import JsonlStore
 from runtime.writer.compile import compile_writer, evaluate, split
 from runtime.writer.lm import limiter_lm
@@ -24,17 +24,18 @@ from runtime.writer.metric import WriterMetric
 from runtime.writer.program import Writer, example
 from runtime.writer.programs import Programs
 from runtime.writer.spans import ModuleSpans
+from runtime.writer.templates import Template, lookup
 
 log = logging.getLogger(__name__)
 
 
 class OptimizerActor(Consumer[OptimizeRequested]):
-    """Handles `optimize` requests one at a time.
+    """Handles `optimize` requests one at a time, each for one writing template.
 
-    The most recent traces (at most `writer.max_traces`) are split into training and validation
+    The most recent traces that teach the template (at most `writer.max_traces`) are split into training and validation
     sets; the chosen optimizer compiles a new program on them; the new program and the current one
     are both measured on the validation set. The new one is saved either way, and promoted (becomes
-    the one the Generator uses) only if it scores at least as well.
+    the one the Generator uses for that template) only if it scores at least as well.
     """
 
     name = "optimizer"
@@ -59,24 +60,47 @@ class OptimizerActor(Consumer[OptimizeRequested]):
     async def handle(self, message: OptimizeRequested) -> None:
         settings = self._settings.writer
         optimizer: Optimizer = message.request.optimizer or settings.optimizer
-        traces = (await anyio.to_thread.run_sync(list, self._traces.read()))[-settings.max_traces :]
-        if len(traces) < settings.min_traces:
-            raise Refused(
-                f"not compiling: {len(traces)} traces in the store, at least {settings.min_traces} needed "
-                "(writer.min_traces)"
+        try:
+            template = lookup(self._settings.writing_templates(), message.request.template)
+        except UsageError as exc:
+            raise Refused(str(exc)) from None
+        traces = await anyio.to_thread.run_sync(list, self._traces.read())
+        examples = [e for t in traces if (e := example(t, template)) is not None][-settings.max_traces :]
+        if len(examples) < settings.min_traces:
+            among = (
+                f" of {len(traces)} (a template that reads {', '.join(template.inputs)} learns only from posts "
+                "that carry the one text it reads, their context)"
+                if template.inputs
+                else ""
             )
-        trainset, valset = split([example(t) for t in traces], settings.val_fraction)
-        current = self._programs.current()
+            raise Refused(
+                f"not compiling {template.name}: {len(examples)} traces{among} in the store, at least "
+                f"{settings.min_traces} needed (writer.min_traces)"
+            )
+        trainset, valset = split(examples, settings.val_fraction)
+        current = self._programs.current(template.name)
         version = max((r.version for r in self._programs.records()), default=0) + 1
         span = otel_trace.get_current_span()
-        span.set_attributes({"reer.optimizer": optimizer, "reer.program.version": version, "reer.traces": len(traces)})
+        span.set_attributes(
+            {
+                "reer.template": template.name,
+                "reer.optimizer": optimizer,
+                "reer.program.version": version,
+                "reer.traces": len(examples),
+            }
+        )
         log.info(
-            "compiling program v%d with %s on %d traces (%d to validate)", version, optimizer, len(traces), len(valset)
+            "compiling %s program v%d with %s on %d traces (%d to validate)",
+            template.name,
+            version,
+            optimizer,
+            len(examples),
+            len(valset),
         )
         models = ThreadModels(self.model)
         started = time.perf_counter()
         program, score, baseline = await anyio.to_thread.run_sync(
-            self._compile, optimizer, trainset, valset, current, models
+            self._compile, template, optimizer, trainset, valset, current, models
         )
         elapsed = time.perf_counter() - started
         promoted = score >= baseline
@@ -94,11 +118,13 @@ class OptimizerActor(Consumer[OptimizeRequested]):
             compile_s=round(elapsed, 3),
             created_at=datetime.now(UTC),
             request_id=message.request_id,
+            template=template.name,
         )
         await self._programs.index.append(record)
         span.set_attributes({"reer.program.score": score, "reer.program.promoted": promoted})
         log.info(
-            "program v%d: validation score %.3f against %.3f for the current one; %s (%d model calls, %.0fs)",
+            "%s program v%d: validation score %.3f against %.3f for the current one; %s (%d model calls, %.0fs)",
+            template.name,
             version,
             score,
             baseline,
@@ -109,6 +135,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
 
     def _compile(
         self,
+        template: Template,
         optimizer: Optimizer,
         trainset: list[dspy.Example],
         valset: list[dspy.Example],
@@ -123,8 +150,8 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         )
         metric = WriterMetric(models.score, self._settings.search.clip_min)
         with dspy.context(callbacks=[ModuleSpans()]):
-            baseline = evaluate(self._programs.load(current), valset, metric, lm)
-            program = compile_writer(optimizer, trainset, valset, metric, lm, self._settings.writer)
+            baseline = evaluate(self._programs.load(current, template), valset, metric, lm)
+            program = compile_writer(Writer(template), optimizer, trainset, valset, metric, lm, self._settings.writer)
             return program, evaluate(program, valset, metric, lm), baseline
 
 

@@ -69,6 +69,9 @@ class PostEvent(msgspec.Struct, frozen=True, tag="post", tag_field="type"):
     kind: PostKind = "original"
     day_only: bool = False
     """True when only the day is known (`created_at` is then its midnight, UTC), as in X's content export."""
+    context: str = ""
+    """The text the post answers or was made from (the post it replies to, the article it sums up), if
+    known; the templates that read such a text (`reply`, `repurpose`) learn from the posts that have one."""
 
     @property
     def key(self) -> str:
@@ -91,6 +94,10 @@ class GenerateEvent(msgspec.Struct, frozen=True, tag="generate", tag_field="type
     key_message: str = ""
     call_to_action: str = ""
     n: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
+    template: str = "content_generation"
+    """The writing template (`reer-runtime templates` lists them)."""
+    texts: dict[str, str] = {}
+    """The texts the template reads beside the brief, by name (the `reply` template's `post_replied_to`)."""
 
 
 Optimizer = Literal["bootstrap", "mipro", "gepa"]
@@ -100,6 +107,8 @@ class OptimizeEvent(msgspec.Struct, frozen=True, tag="optimize", tag_field="type
     """A request to compile the writer program on the traces (with the configured optimizer if none)."""
 
     optimizer: Optimizer | None = None
+    template: str = "content_generation"
+    """The writing template to compile."""
 
 
 InputEvent = PostEvent | GenerateEvent | OptimizeEvent
@@ -301,6 +310,8 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     request_id: str | None = None
     """The journaled request that asked for this compile; none when `AutoOptimize` did."""
+    template: str = "content_generation"
+    """The writing template it was compiled for; each has its own promoted program."""
 
 
 class Watched(msgspec.Struct, frozen=True, kw_only=True):

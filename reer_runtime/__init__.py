@@ -31,6 +31,7 @@ from runtime import __version__
 from runtime.config import DEFAULT_MODEL, LimitSettings
 from runtime.errors import ProviderError, ReerError, Refused, UsageError
 from runtime.providers.calls import Generation, TokenScores
+from runtime.writer.templates import Template
 
 from . import errors
 from ._client import Client
@@ -64,6 +65,7 @@ __all__ = [
     "Scores",
     "Stats",
     "StoreCounts",
+    "Template",
     "TokenScores",
     "Trace",
     "UsageError",

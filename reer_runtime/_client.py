@@ -14,6 +14,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from bus.records import Draft, Optimizer, Program, Trace
 from runtime.errors import UsageError
 from runtime.providers.calls import Generation, TokenScores
+from runtime.writer.templates import DEFAULT, Template
 
 from ._runtime import Mined, PostLike, Runtime
 from ._stats import Stats
@@ -38,9 +39,12 @@ class Client:
         provider: str | None = None,
         generator: str | list[str] | None = None,
         scorer: str | list[str] | None = None,
+        templates: Iterable[Template] = (),
         **settings: Any,
     ) -> None:
-        self._runtime = Runtime(data_dir, provider=provider, generator=generator, scorer=scorer, **settings)
+        self._runtime = Runtime(
+            data_dir, provider=provider, generator=generator, scorer=scorer, templates=templates, **settings
+        )
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._runtime_cm: AbstractContextManager[Runtime] | None = None
 
@@ -101,9 +105,14 @@ class Client:
         result: list[Draft] = self._call(self._runtime.generate, topic, **brief)
         return result
 
-    def optimize(self, optimizer: Optimizer | None = None) -> Program:
+    def optimize(self, optimizer: Optimizer | None = None, *, template: str = DEFAULT) -> Program:
         """`Runtime.optimize`."""
-        result: Program = self._call(self._runtime.optimize, optimizer)
+        result: Program = self._call(self._runtime.optimize, optimizer, template=template)
+        return result
+
+    def templates(self) -> dict[str, Template]:
+        """`Runtime.templates`."""
+        result: dict[str, Template] = self._call(self._runtime.templates)
         return result
 
     def complete(self, prompt: str, **options: Any) -> Generation:

@@ -40,6 +40,7 @@ from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Score
 from runtime.stats import snapshot
 from runtime.telemetry import process_telemetry
 from runtime.tracelist import query
+from runtime.writer.templates import DEFAULT, Template, checked, lookup
 
 from ._stats import Stats
 
@@ -69,6 +70,7 @@ class Runtime:
     reads it (`config.toml`, `REER_*` variables), and `settings` override it with the daemon's
     setting names (`min_engagement=0.5`, `search={"max_steps": 4}`). `provider` names the model of
     both roles, as `--provider` does; `generator` and `scorer` name each role's fallback chain.
+    `templates` are writing templates added to the shipped ones and `config.toml`'s.
 
     Leaving the block waits for the work in flight. A cancelled caller stops at once: what was
     accepted is finished by the next `Runtime` (or daemon) on the same data dir, as after a kill.
@@ -82,16 +84,20 @@ class Runtime:
         provider: str | None = None,
         generator: str | list[str] | None = None,
         scorer: str | list[str] | None = None,
+        templates: Iterable[Template] = (),
         **settings: Any,
     ) -> None:
         self.data_dir = resolve_data_dir(os.fspath(data_dir) if data_dir is not None else None)
         self._flags = {"generator": generator or provider, "scorer": scorer or provider, **settings}
+        self._added = list(templates)
         self._locks = ExitStack()
         self._pipeline: Pipeline | None = None
 
     async def __aenter__(self) -> Runtime:
         try:
             settings = load_settings(self.data_dir, **self._flags)
+            settings = settings.model_copy(update={"templates": [*settings.templates, *self._added]})
+            settings.writing_templates()  # a name used twice is refused here
             make_data_dir(self.data_dir)
             self._locks.enter_context(exclusive(self.data_dir))
             dspy.configure_cache(disk_cache_dir=str(self.data_dir / "dspy-cache"))  # as the CLI's DSPY_CACHEDIR
@@ -223,9 +229,15 @@ class Runtime:
         style: str = "",
         key_message: str = "",
         call_to_action: str = "",
+        template: str = DEFAULT,
+        texts: Mapping[str, str] | None = None,
     ) -> list[Draft]:
-        """Write `n` drafts for the brief with the newest promoted writer program, as `reer-runtime
-        generate` does; every try is returned, those that broke the limits with `rejected_reason`."""
+        """Write `n` drafts for the brief with the newest promoted program of `template`, as
+        `reer-runtime generate` does; `texts` are the texts the template reads beside the brief (the
+        `reply` template's `post_replied_to`). A thread has exactly `thread_size` posts. Every try is
+        returned, those that broke the limits with `rejected_reason`.
+
+        Raises `UsageError` for an unknown template, or texts it does not read or lacks."""
         fields = {
             "topic": topic,
             "platform": Platform(platform).value,
@@ -236,12 +248,15 @@ class Runtime:
             "style": style,
             "key_message": key_message,
             "call_to_action": call_to_action,
+            "template": template,
+            "texts": dict(texts or {}),
         }
         try:
             request = msgspec.convert(fields, GenerateEvent)
         except msgspec.ValidationError as exc:
             raise UsageError(f"generate: {exc}") from None
         pipeline = self._running
+        checked(pipeline.settings.writing_templates(), request)
         request_id = await pipeline.ingestor.submit(request)
         await self.wait_idle()
         drafts = await anyio.to_thread.run_sync(lambda: list(pipeline.stores.drafts.read()))
@@ -250,13 +265,15 @@ class Runtime:
             raise ReerError(f"no drafts written: {_refusal(pipeline, request_id) or 'see the logs'}")
         return written
 
-    async def optimize(self, optimizer: Optimizer | None = None) -> Program:
-        """Compile the writer program on the stored traces (with `writer.optimizer` if none is
-        named); the new program's record, which says whether it was promoted.
+    async def optimize(self, optimizer: Optimizer | None = None, *, template: str = DEFAULT) -> Program:
+        """Compile the program of `template` on the stored traces (with `writer.optimizer` if none is
+        named); the new program's record, which says whether it was promoted for that template.
 
-        Raises `Refused` when there are too few traces to compile on."""
+        Raises `Refused` when there are too few traces to compile on, `UsageError` for an unknown
+        template."""
         pipeline = self._running
-        request_id = await pipeline.ingestor.submit(OptimizeEvent(optimizer=optimizer))
+        lookup(pipeline.settings.writing_templates(), template)
+        request_id = await pipeline.ingestor.submit(OptimizeEvent(optimizer=optimizer, template=template))
         await self.wait_idle()
         records = await anyio.to_thread.run_sync(pipeline.stores.programs.records)
         if found := [r for r in records if r.request_id == request_id]:
@@ -279,6 +296,10 @@ class Runtime:
         (the start of the answer), by the scorer chain, through the Limiter."""
         call = ScoreCall(messages=[ChatMessage("user", prompt)], prefix=prefix, target=text)
         return await self._model.score(call)
+
+    def templates(self) -> dict[str, Template]:
+        """The writing templates by name: the shipped ones, `config.toml`'s and those given here."""
+        return self._running.settings.writing_templates()
 
     def stats(self) -> Stats:
         """This process's figures so far, with the data dir's store counts."""

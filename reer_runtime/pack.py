@@ -31,8 +31,8 @@ from runtime.errors import ProviderError, UsageError
 from runtime.logs import setup_logging
 from runtime.providers.calls import GenerateCall, Generation
 from runtime.writer.lm import limiter_lm
-from runtime.writer.program import render_brief
-from runtime.writer.templates import TEMPLATES, Template
+from runtime.writer.program import Writer, render_brief
+from runtime.writer.templates import Template, catalogue
 
 from ._models import Models
 from ._runtime import Runtime
@@ -198,7 +198,7 @@ registry = ProviderRegistry()
 
 def get_social_media_templates() -> dict[str, Template]:
     """The writing templates that ship: content_generation, thread, reply and repurpose."""
-    return dict(TEMPLATES)
+    return catalogue()
 
 
 @dataclass
@@ -242,10 +242,12 @@ class DSPyPipeline:
         if "target_audience" in brief_fields:
             brief_fields["audience"] = brief_fields.pop("target_audience")
         try:
-            brief = render_brief(msgspec.convert(brief_fields, GenerateEvent))
+            request = msgspec.convert(brief_fields, GenerateEvent)
         except msgspec.ValidationError as exc:
             raise UsageError(f"inputs of {template_name}: {exc}") from None
         extra = {k: str(inputs[k]) for k in template.inputs if k in inputs}
+        template.check(extra, request.thread_size)
+        brief = render_brief(request)
         try:
             with tracer.start_as_current_span(f"template {template_name}"):
                 prediction = await anyio.to_thread.run_sync(self._run, template, brief, extra)
@@ -262,7 +264,7 @@ class DSPyPipeline:
 
         lm = limiter_lm(call, models=",".join(self._chain), temperature=self._temperature, max_tokens=self._max_tokens)
         with dspy.context(lm=lm):
-            return template.make()(brief=brief, **extra)
+            return Writer(template)(brief=brief, **extra)
 
     async def _generate(self, request: GenerateCall) -> Generation:
         limiter = self.models.limiter("generator", self._chain)

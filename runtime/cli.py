@@ -17,6 +17,7 @@ import msgspec
 from bus.records import GenerateEvent, OptimizeEvent, Platform
 from runtime import __version__
 from runtime.errors import ExitCode, ReerError, UsageError
+from runtime.inputs import read_text_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,12 +202,29 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--n", "-n", type=int, default=3, metavar="N", help="how many drafts within the limits (default 3, at most 20)"
     )
-    generate.add_argument("--thread-size", type=int, default=1, metavar="K", help="posts in a thread (default 1)")
+    generate.add_argument(
+        "--thread-size", type=int, default=1, metavar="K", help="posts in the thread, exactly (default 1: one post)"
+    )
     generate.add_argument("--length", default="short", choices=["short", "medium", "long"])
     generate.add_argument("--audience", default="", help="who it is for")
     generate.add_argument("--style", default="", help="e.g. 'plain, first person, no hashtags'")
     generate.add_argument("--key-message", default="", help="the one thing the reader should remember")
     generate.add_argument("--cta", default="", help="the call to action")
+    generate.add_argument(
+        "--template",
+        default="content_generation",
+        metavar="NAME",
+        help="the writing template: content_generation (a post, the default), thread, reply, repurpose, or one "
+        "of config.toml's [[templates]]; `reer-runtime templates` lists them",
+    )
+    generate.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        metavar="NAME=TEXT",
+        help="a text the template reads beside the brief, e.g. post_replied_to=... (reply) or source_text=@FILE "
+        "(repurpose; @ reads the file); repeat for several",
+    )
     generate.add_argument(
         "--json", action="store_true", help="print each draft as one JSON line (its drafts.jsonl record), for scripts"
     )
@@ -224,6 +242,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     optimize.add_argument(
         "--optimizer", choices=["bootstrap", "mipro", "gepa"], help="default: writer.optimizer (bootstrap)"
+    )
+    optimize.add_argument(
+        "--template",
+        default="content_generation",
+        metavar="NAME",
+        help="the writing template to compile (default content_generation); each has its own promoted program",
     )
     optimize.set_defaults(**one_shot | {"request": "optimize"})
 
@@ -261,6 +285,15 @@ def _parser() -> argparse.ArgumentParser:
         "scores, the three scores and the OpenTelemetry trace id",
     )
     shown.add_argument("show", metavar="ID", help="a trace id, a post key (x:1003) or a post id")
+
+    templates = commands.add_parser(
+        "templates",
+        parents=[data_dir],
+        help="list the writing templates and their current programs",
+        description="List the writing templates: the four that ship and those of config.toml's [[templates]] "
+        "tables, with the texts each reads beside the brief and its promoted program (`optimize --template`).",
+    )
+    templates.set_defaults(command=_templates)
 
     stats = commands.add_parser(
         "stats",
@@ -302,6 +335,7 @@ def _start(args: argparse.Namespace) -> int:
     from runtime.lock import exclusive
     from runtime.logs import setup_logging
     from runtime.telemetry import setup_telemetry
+    from runtime.writer.templates import checked, lookup
 
     retrying = args.retry_failed
     requests = _requests(args)
@@ -336,6 +370,11 @@ def _start(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         stack.callback(telemetry.shutdown)
         setup_logging(settings.log_format, settings.log_level, telemetry.log_handler)
+        for request in requests:
+            if isinstance(request, GenerateEvent):
+                checked(settings.writing_templates(), request)
+            else:
+                lookup(settings.writing_templates(), request.template)
         chains = anyio.run(check_chains, chains)
         run = partial(
             serve,
@@ -449,11 +488,26 @@ def _request(args: argparse.Namespace) -> list[GenerateEvent | OptimizeEvent]:
             "style": args.style,
             "key_message": args.key_message,
             "call_to_action": args.cta,
+            "template": args.template,
+            "texts": _texts(args.text),
         }
         return [msgspec.convert(fields, GenerateEvent)]
     if args.request == "optimize":
-        return [OptimizeEvent(optimizer=args.optimizer)]
+        return [OptimizeEvent(optimizer=args.optimizer, template=args.template)]
     return []
+
+
+def _texts(flags: list[str]) -> dict[str, str]:
+    """`--text NAME=TEXT` flags by name; `NAME=@FILE` reads the text from a regular file."""
+    texts: dict[str, str] = {}
+    for flag in flags:
+        name, sep, value = flag.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--text wants NAME=TEXT or NAME=@FILE; got {flag!r}")
+        if value.startswith("@"):
+            value = read_text_file(Path(value[1:]), f"--text {name}")
+        texts[name.strip()] = value
+    return texts
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -475,6 +529,12 @@ def _report(args: argparse.Namespace) -> int:
     (out / "report.html").write_text(page, encoding="utf-8")
     print(out / "report.html")
     return 0
+
+
+def _templates(args: argparse.Namespace) -> int:
+    from runtime.templatelist import print_templates
+
+    return print_templates(_data_dir(args))
 
 
 def _stats(args: argparse.Namespace) -> int:

@@ -23,7 +23,8 @@ from pydantic_settings import (
 )
 
 from bus.records import Platform
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, UsageError
+from runtime.writer.templates import Template, catalogue
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,22 @@ class Settings(BaseSettings):
     limits: dict[str, LimitSettings] = Field(
         default_factory=dict, description="per provider URI; the key 'default' applies to the others"
     )
+    templates: list[Template] = Field(
+        default_factory=list, description="writing templates beside the shipped ones ([[templates]] tables)"
+    )
+
+    @field_validator("templates")
+    @classmethod
+    def _unique_names(cls, value: list[Template]) -> list[Template]:
+        try:
+            catalogue(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def writing_templates(self) -> dict[str, Template]:
+        """Every template by name: the shipped ones and the configured ones."""
+        return catalogue(self.templates)
 
     @field_validator("generator", "scorer", mode="before")
     @classmethod

@@ -11,10 +11,12 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 
 from bus.records import Rejection
+from runtime.errors import UsageError
 
 CHUNK = 1 << 20
 
@@ -109,3 +111,22 @@ async def read_batches(source: str, max_line_bytes: int, max_lines: int) -> Asyn
             os.close(fd)
         elif pollable:
             os.set_blocking(fd, True)  # stdin's file description is shared with the parent
+
+
+def read_text_file(path: Path, what: str, max_bytes: int = 1_000_000) -> str:
+    """A whole UTF-8 text file named on the command line (`what` names the flag in errors): a regular
+    file, at most `max_bytes` long. A pipe or device is refused without blocking on it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot open {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{what}: {path} is not a regular file")
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UsageError(f"{what}: {path} is over {max_bytes} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from None

@@ -36,7 +36,7 @@ def evaluate(program: Writer, valset: list[dspy.Example], metric: WriterMetric, 
     with dspy.context(lm=lm):
         for example in valset:
             try:
-                prediction = program(brief=example.brief)
+                prediction = program(**example.inputs())
             except Exception as exc:  # DSPy raises many kinds when a small model breaks format
                 log.info("validation example %s failed: %s", example.trace_id, str(exc).splitlines()[0][:200])
                 scores.append(0.0)
@@ -46,6 +46,7 @@ def evaluate(program: Writer, valset: list[dspy.Example], metric: WriterMetric, 
 
 
 def compile_writer(
+    student: Writer,
     optimizer: Optimizer,
     trainset: list[dspy.Example],
     valset: list[dspy.Example],
@@ -53,8 +54,7 @@ def compile_writer(
     lm: dspy.LM,
     settings: WriterSettings,
 ) -> Writer:
-    """A new `Writer` compiled from scratch on `trainset` (MIPROv2 and GEPA also search on `valset`)."""
-    student = Writer()
+    """`student`, a new `Writer`, compiled on `trainset` (MIPROv2 and GEPA also search on `valset`)."""
     with dspy.context(lm=lm):
         if optimizer == "bootstrap":
             bootstrap = dspy.BootstrapFewShot(

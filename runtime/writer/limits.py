@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bus.records import MAX_THREAD_POSTS, Features, Platform
+from bus.records import Features, Platform
 from runtime.writer.program import THREAD_BREAK
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
@@ -23,35 +23,70 @@ class Fitted:
 
 
 def fit(text: str, platform: Platform, thread_size: int) -> Fitted:
-    """Cut `text` into at most `thread_size` posts of at most the platform's limit.
+    """Cut `text` into exactly `thread_size` posts of at most the platform's limit.
 
-    A post over the limit is split at sentence ends into more posts of the thread when the brief
-    allows a thread, and a single post is cut after its last whole sentence within the limit (the
-    writing step is bounded in tokens, so a long answer ends mid-sentence anyway); a draft that
-    still breaks a limit (a first sentence over it, too many posts) is refused with the reason.
+    A single post is cut after its last whole sentence within the limit (the writing step is bounded
+    in tokens, so a long answer ends mid-sentence anyway), and a thread written as one post is
+    joined. A thread of the wrong size, or with a post over the limit, is re-cut at sentence ends
+    into the posts asked for, as even as they can be. A draft that still breaks a limit (a sentence
+    over it, fewer sentences than posts) is refused with the reason.
     """
     limit = platform.max_chars
     parts = [_NUMBERING.sub("", p).strip() for p in _BREAK.split(text)]
     parts = [p for p in parts if p]
     if not parts:
         return Fitted([], rejected="empty draft")
-    repaired = None
-    if thread_size > 1 and any(len(p) > limit for p in parts):
-        split = [piece for p in parts for piece in _pack(p, limit)]
-        if len(split) != len(parts):
-            repaired = f"split posts over {limit} characters at sentence ends ({len(parts)} -> {len(split)} posts)"
-        parts = split
-    if thread_size == 1 and len(parts) > 1:
-        parts, repaired = ["\n\n".join(parts)], "joined a thread into one post, as the brief asked for one"
-    if thread_size == 1 and len(parts[0]) > limit and len(kept := _pack(parts[0], limit)[0]) <= limit:
-        repaired = f"cut after the last whole sentence within {limit} characters ({len(parts[0])} -> {len(kept)})"
-        parts = [kept]
+    if thread_size == 1:
+        return _single(parts, limit, platform)
+    if len(parts) != thread_size or any(len(p) > limit for p in parts):
+        sentences = [piece for p in parts for piece in _SENTENCE_END.split(p)]
+        if len(sentences) < thread_size:
+            return Fitted(parts, None, f"a thread of {len(sentences)} sentences, {thread_size} posts asked for")
+        cut = _even(sentences, thread_size)
+        repaired = f"re-cut at sentence ends into {thread_size} posts ({len(parts)} written)"
+        parts = cut
+    else:
+        repaired = None
     if too_long := [len(p) for p in parts if len(p) > limit]:
         return Fitted(parts, repaired, f"over the {platform.value} limit: {max(too_long)} characters (at most {limit})")
-    most = min(thread_size, MAX_THREAD_POSTS)
-    if len(parts) > most:
-        return Fitted(parts, repaired, f"a thread of {len(parts)} posts, over the {most} asked for")
     return Fitted(parts, repaired)
+
+
+def _single(parts: list[str], limit: int, platform: Platform) -> Fitted:
+    """One post: a thread joined, a post over the limit cut after its last whole sentence within it."""
+    repaired = None
+    if len(parts) > 1:
+        parts, repaired = ["\n\n".join(parts)], "joined a thread into one post, as the brief asked for one"
+    if len(parts[0]) > limit and len(kept := _pack(parts[0], limit)[0]) <= limit:
+        repaired = f"cut after the last whole sentence within {limit} characters ({len(parts[0])} -> {len(kept)})"
+        parts = [kept]
+    if len(parts[0]) > limit:
+        return Fitted(parts, repaired, f"over the {platform.value} limit: {len(parts[0])} characters (at most {limit})")
+    return Fitted(parts, repaired)
+
+
+def _even(sentences: list[str], size: int) -> list[str]:
+    """`sentences` in `size` posts, in order, with the longest post as short as it can be."""
+    length = [0]
+    for sentence in sentences:
+        length.append(length[-1] + len(sentence) + 1)
+    n = len(sentences)
+    # best[k][i]: the longest post when the first i sentences make k posts; cut[k][i]: where the last starts
+    best = [[float("inf")] * (n + 1) for _ in range(size + 1)]
+    cut = [[0] * (n + 1) for _ in range(size + 1)]
+    best[0][0] = 0
+    for k in range(1, size + 1):
+        for i in range(k, n - (size - k) + 1):
+            for j in range(k - 1, i):
+                longest = max(best[k - 1][j], length[i] - length[j] - 1)
+                if longest < best[k][i]:
+                    best[k][i], cut[k][i] = longest, j
+    posts, end = [], n
+    for k in range(size, 0, -1):
+        start = cut[k][end]
+        posts.append(" ".join(sentences[start:end]))
+        end = start
+    return posts[::-1]
 
 
 def _pack(text: str, limit: int) -> list[str]:

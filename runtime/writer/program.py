@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dspy
 
 from bus.records import GenerateEvent, Trace
 from runtime.reer.prompts import SECTIONS
+from runtime.writer.templates import SHIPPED, Template
 
 THREAD_BREAK = "---"
 
@@ -18,28 +21,35 @@ class PlanPost(dspy.Signature):
     plan: str = dspy.OutputField(desc="one line per section: " + "; ".join(f"{k}: {v}" for k, v in SECTIONS.items()))
 
 
-class WritePost(dspy.Signature):
-    """Write the post the plan describes, for the brief. For a thread, put a line holding only --- between
-    its posts."""
-
-    brief: str = dspy.InputField()
-    plan: str = dspy.InputField()
-    post: str = dspy.OutputField(desc="the text to publish, nothing else")
+def write_signature(template: Template) -> type[dspy.Signature]:
+    """The writing step of `template`: the brief, its plan if it plans, its texts → the post."""
+    fields: dict[str, tuple[type, Any]] = {"brief": (str, dspy.InputField())}
+    if template.plan:
+        fields["plan"] = (str, dspy.InputField())
+    fields |= {name: (str, dspy.InputField()) for name in template.inputs}
+    fields["post"] = (str, dspy.OutputField(desc="the text to publish, nothing else"))
+    signature: type[dspy.Signature] = dspy.make_signature(fields, template.instructions, signature_name="WritePost")
+    return signature
 
 
 class Writer(dspy.Module):
-    """Brief → plan → post. Its demonstrations and instructions are what the optimizers tune."""
+    """Brief (and the template's texts) → plan → post, for one template (`content_generation` by
+    default). Its demonstrations and instructions are what the optimizers tune."""
 
-    def __init__(self) -> None:
+    def __init__(self, template: Template = SHIPPED[0]) -> None:
         super().__init__()
-        self.plan = dspy.Predict(PlanPost)
-        self.write = dspy.Predict(WritePost)
+        self.template = template
+        if template.plan:
+            self.plan = dspy.Predict(PlanPost)
+        self.write = dspy.Predict(write_signature(template))
 
-    def forward(self, brief: str, max_post_tokens: int | None = None) -> dspy.Prediction:
-        """Plan, then write; `max_post_tokens` bounds the writing step (the platform's limit)."""
-        plan = self.plan(brief=brief).plan
+    def forward(self, brief: str, max_post_tokens: int | None = None, **texts: str) -> dspy.Prediction:
+        """Plan (if the template does), then write; `max_post_tokens` bounds the writing step (the
+        platform's limit); `texts` are the template's inputs."""
+        plan = self.plan(brief=brief).plan if self.template.plan else ""
+        planned = {"plan": plan} if self.template.plan else {}
         bound = {"config": {"max_tokens": max_post_tokens}} if max_post_tokens else {}
-        return dspy.Prediction(plan=plan, post=self.write(brief=brief, plan=plan, **bound).post)
+        return dspy.Prediction(plan=plan, post=self.write(brief=brief, **planned, **texts, **bound).post)
 
 
 def render_brief(request: GenerateEvent) -> str:
@@ -59,7 +69,16 @@ def render_brief(request: GenerateEvent) -> str:
     return text
 
 
-def example(trace: Trace) -> dspy.Example:
-    """A training example from a mined trace: brief → plan → post."""
-    fields = {"brief": trace.brief.text, "plan": trace.plan, "post": trace.post.text}
-    return dspy.Example(**fields, platform=trace.brief.platform.value, trace_id=trace.trace_id).with_inputs("brief")
+def example(trace: Trace, template: Template = SHIPPED[0]) -> dspy.Example | None:
+    """A training example of `template` from a mined trace: brief → plan → post. A template that reads
+    a text (a post replied to, a long text) learns from the traces whose post has its `context`, that
+    text; with none, or more texts than one, the trace teaches it nothing (None)."""
+    texts: dict[str, str] = {}
+    if template.inputs:
+        if len(template.inputs) > 1 or not trace.post.context:
+            return None
+        texts = {template.inputs[0]: trace.post.context}
+    fields = {"brief": trace.brief.text, "plan": trace.plan, "post": trace.post.text, **texts}
+    return dspy.Example(**fields, platform=trace.brief.platform.value, trace_id=trace.trace_id).with_inputs(
+        "brief", *texts
+    )

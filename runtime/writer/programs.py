@@ -1,4 +1,6 @@
-"""The compiled programs of a data dir: `programs/v{N}.json` (DSPy's own JSON) and their index."""
+"""The compiled programs of a data dir: `programs/v{N}.json` (DSPy's own JSON) and their index.
+
+Versions are numbered across templates; each template has its own current program."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ from pathlib import Path
 from bus.records import Program
 from runtime.store import JsonlStore
 from runtime.writer.program import Writer
+from runtime.writer.templates import Template
 
 
 class Programs:
-    """Saved programs and `index.jsonl`, one `Program` record each; the newest promoted one is current."""
+    """Saved programs and `index.jsonl`, one `Program` record each; a template's newest promoted one is
+    its current program."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -20,16 +24,17 @@ class Programs:
     def records(self) -> list[Program]:
         return list(self.index.read()) if self.index.path.exists() else []
 
-    def current(self) -> Program | None:
-        """The newest promoted program, or None while only the uncompiled program exists."""
-        return next((r for r in reversed(self.records()) if r.promoted), None)
+    def current(self, template: str) -> Program | None:
+        """The newest promoted program of `template`, or None while only the uncompiled one exists."""
+        return next((r for r in reversed(self.records()) if r.promoted and r.template == template), None)
 
     def path(self, version: int) -> Path:
         return self.folder / f"v{version}.json"
 
-    def load(self, record: Program | None) -> Writer:
-        """The program of `record`, read with plain DSPy (`Writer().load`); None gives the uncompiled one."""
-        program = Writer()
+    def load(self, record: Program | None, template: Template) -> Writer:
+        """The program of `record`, read with plain DSPy (`Writer(template).load`); None gives the
+        uncompiled one."""
+        program = Writer(template)
         if record is not None:
             program.load(str(self.path(record.version)))
         return program

@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import dspy
+import msgspec
 import pytest
 from dspy.utils import DummyLM
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -78,16 +80,22 @@ def test_limits_are_enforced_repaired_or_refused_with_a_reason() -> None:
     refused = fit(one_sentence, Platform.X, 1)
     assert refused.rejected == f"over the x limit: {len(one_sentence.strip())} characters (at most 280)"
     assert fit(long_post, Platform.LINKEDIN, 1) == Fitted([long_post.strip()])  # 3,000 there: as it is
-    split_thread = fit(long_post, Platform.X, 3)
-    assert split_thread.rejected is None and len(split_thread.parts) == 2
-    assert all(len(p) <= 280 for p in split_thread.parts) and "split posts over 280" in (split_thread.repaired or "")
+    sentence = "This sentence is forty characters long."
+    for size in (2, 3, 8):  # a thread has exactly the posts asked for, cut at sentence ends, as even as can be
+        split_thread = fit(long_post, Platform.X, size)
+        assert split_thread.rejected is None and len(split_thread.parts) == size
+        counts = [p.count(sentence) for p in split_thread.parts]
+        assert sum(counts) == 8 and max(counts) - min(counts) <= 1 and all(len(p) <= 280 for p in split_thread.parts)
+        assert split_thread.repaired == f"re-cut at sentence ends into {size} posts (1 written)"
+    assert fit(long_post, Platform.X, 9).rejected == "a thread of 8 sentences, 9 posts asked for"
     thread = fit("1/ First post.\n---\n2/ Second post.\n---\n3/ Third.", Platform.BLUESKY, 2)
-    assert thread.parts == ["First post.", "Second post.", "Third."]
-    assert thread.rejected == "a thread of 3 posts, over the 2 asked for"
+    assert thread.parts == ["First post.", "Second post. Third."] and thread.rejected is None
+    kept = fit("1/ First post. Two.\n---\n2/ Second post.", Platform.BLUESKY, 2)
+    assert kept == Fitted(["First post. Two.", "Second post."])  # the right size: the writer's cut stays
     assert fit("One.\n---\nTwo.", Platform.X, 1).parts == ["One.\n\nTwo."]
     assert fit("   ", Platform.X, 1).rejected == "empty draft"
-    many = "\n---\n".join(f"Post {i}." for i in range(26))
-    assert fit(many, Platform.X, 25).rejected == "a thread of 26 posts, over the 25 asked for"
+    over = fit(f"{'word ' * 60}.\n---\nShort.", Platform.X, 2)
+    assert over.rejected == "over the x limit: 301 characters (at most 280)"
     counted = features(["Ship it #buildinpublic @friend https://example.com", "Two words"])
     assert (counted.hashtags, counted.mentions, counted.links, counted.words) == (1, 1, 1, 7)
 
@@ -146,8 +154,8 @@ def test_the_program_runs_on_dspys_dummy_lm() -> None:
     assert (prediction.plan, prediction.post) == (PLAN, POST)
 
 
-def make_trace(i: int, post: str, plan: str = PLAN) -> Trace:
-    source = make_post(i, post)
+def make_trace(i: int, post: str, plan: str = PLAN, context: str = "") -> Trace:
+    source = msgspec.structs.replace(make_post(i, post), context=context)
     return Trace(
         trace_id=f"t{i}",
         post=source,
@@ -188,7 +196,7 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
     def compile_it() -> Writer:
         from runtime.writer.compile import compile_writer
 
-        return compile_writer("bootstrap", trainset, valset, metric, lm, Settings(data_dir=tmp_path).writer)
+        return compile_writer(Writer(), "bootstrap", trainset, valset, metric, lm, Settings(data_dir=tmp_path).writer)
 
     program = await anyio.to_thread.run_sync(compile_it)
     demos = program.plan.demos
@@ -206,8 +214,15 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
 
 
 async def run_actors(
-    tmp_path: Path, provider: DummyProvider, messages: list[object], traces: int = len(POSTS), refusals: int = 0
+    tmp_path: Path,
+    provider: DummyProvider,
+    messages: Sequence[object],
+    traces: int = len(POSTS),
+    refusals: int = 0,
+    contexts: Sequence[str] = (),
 ) -> tuple[list[Draft], list[Program]]:
+    """Run the Limiter, Optimizer and Generator on `messages`, over the first `traces` of POSTS (the
+    first ones with `contexts`, the texts their posts answer); the drafts and programs made."""
     settings = Settings(data_dir=tmp_path, writer={"min_traces": 4, "max_demos": 2})
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     store = JsonlStore(tmp_path / "traces.jsonl", Trace)
@@ -215,7 +230,8 @@ async def run_actors(
     programs = Programs(tmp_path / "programs")
     for opened in (dead, store, drafts, programs.index):
         opened.open()
-    await store.append_many([make_trace(i, text) for i, text in enumerate(POSTS[:traces])])
+    given = [*contexts, *[""] * traces]
+    await store.append_many([make_trace(i, text, context=given[i]) for i, text in enumerate(POSTS[:traces])])
     bus = Bus()
     chains: dict[Role, list[DummyProvider]] = {"generator": [provider], "scorer": [provider]}
     actors: list[Limiter | OptimizerActor | GeneratorActor] = [
@@ -328,7 +344,9 @@ async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> No
 async def test_too_few_traces_compile_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     optimize = OptimizeRequested(request=OptimizeEvent())
     _, programs = await run_actors(tmp_path, ScriptedWriter(), [optimize], traces=3, refusals=1)
-    assert programs == [] and "not compiling: 3 traces in the store, at least 4 needed" in caplog.text
+    assert (
+        programs == [] and "not compiling content_generation: 3 traces in the store, at least 4 needed" in caplog.text
+    )
     assert "Traceback" not in caplog.text  # a refusal is a warning with its reason, kept as a dead letter
 
 
@@ -347,11 +365,12 @@ def test_mine_optimize_generate_as_subprocesses_with_valid_records(tmp_path: Pat
         assert mined.stdout.count("=== draft") == 1  # the generate event in the input, with program v0
         optimized = run_daemon("optimize", "--optimizer", "bootstrap", env=env)
         assert optimized.returncode == 0, optimized.stderr
-        assert "compiling program v1 with bootstrap" in optimized.stderr
+        assert "compiling content_generation program v1 with bootstrap" in optimized.stderr
         drafted = run_daemon("generate", "--topic", "pricing pages", "-n", "2", "--thread-size", "2", "--json", env=env)
         assert drafted.returncode == 0, drafted.stderr
     printed = [json.loads(line) for line in drafted.stdout.splitlines()]  # one record a line, nothing else
-    assert len(printed) == 2 and all(d["parts"] == [POST] and d["score"] is not None for d in printed)
+    halves = ["Backups you never restored are only hopes.", "Test a restore this week. What did yours teach you?"]
+    assert len(printed) == 2 and all(d["parts"] == halves and d["score"] is not None for d in printed)
     assert validate_store(data / "traces.jsonl", "trace") >= 4
     assert validate_store(data / "posts.jsonl", "accepted") == 24
     assert validate_store(data / "programs" / "index.jsonl", "program") == 1
@@ -361,7 +380,8 @@ def test_mine_optimize_generate_as_subprocesses_with_valid_records(tmp_path: Pat
     assert drafts[0]["request"]["platform"] == "bluesky" and drafts[0]["program_version"] == 0
     expected = program["version"] if program["promoted"] else 0
     assert [d["program_version"] for d in drafts[1:]] == [expected, expected]
-    assert all(d["parts"] == [POST] and d["rejected_reason"] is None for d in drafts)
+    assert [d["parts"] for d in drafts] == [[POST], halves, halves]
+    assert all(d["rejected_reason"] is None for d in drafts)
     loaded = Writer()
     loaded.load(str(data / "programs" / "v1.json"))  # plain DSPy reads what the Optimizer saved
     assert len(loaded.plan.demos) == len(json.loads((data / "programs" / "v1.json").read_text())["plan"]["demos"])
@@ -409,7 +429,7 @@ def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_o
 ) -> None:
     data = tmp_path / "data"
     refused = run_daemon("optimize")  # an empty data dir: refused, kept with the reason
-    assert refused.returncode == 0 and "not compiling: 0 traces in the store" in refused.stderr
+    assert refused.returncode == 0 and "not compiling content_generation: 0 traces in the store" in refused.stderr
     posts = tmp_path / "in.jsonl"
     posts.write_text("".join(post_line(i) + "\n" for i in range(8)))
     with serving(FakeServer(generator=ScriptedWriter())) as server:
