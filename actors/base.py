@@ -20,10 +20,12 @@ from bus.records import DeadLetter
 from bus.transport import Delivery
 from runtime import metrics
 from runtime.errors import CrashLoopError, Refused, StoreFullError
+from runtime.logs import PERFORMANCE
 
 M = TypeVar("M")
 
 log = logging.getLogger(__name__)
+performance = logging.getLogger(PERFORMANCE)
 
 
 def dead_letter(actor: str, envelope: Envelope[Any], error: str) -> DeadLetter:
@@ -116,7 +118,15 @@ class Consumer(ABC, Generic[M]):
             if not settled:  # cut short: another member (or this one, after a restart) takes it
                 with anyio.CancelScope(shield=True):
                     await delivery.nak()
-            metrics.process_duration.record(time.perf_counter() - started, attributes)
+            elapsed = time.perf_counter() - started
+            metrics.process_duration.record(elapsed, attributes)
+            performance.info(
+                "%s handled a %s message in %.1f ms",
+                self.name,
+                envelope.topic,
+                elapsed * 1000,
+                extra={"actor": self.name, "topic": envelope.topic, "duration_ms": round(elapsed * 1000, 3)},
+            )
 
     async def _handle(self, delivery: Delivery) -> Exception | None:
         """Run the handler, marking the delivery in progress meanwhile if the transport asks; its error."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,7 +10,6 @@ from functools import partial
 
 import anyio
 import dspy
-import msgspec
 from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer
@@ -184,17 +182,3 @@ class GeneratorActor(Consumer[GenerateRequested]):
             otel_trace_id=format(otel_trace.get_current_span().get_span_context().trace_id, "032x"),
             created_at=datetime.now(UTC),
         )
-
-
-def print_draft(draft: Draft) -> None:
-    """Show a draft on standard output: a header line, then its posts separated by `---`."""
-    score = f"score {draft.score:.3f}" if draft.score is not None else f"no score: {draft.score_missing}"
-    verdict = f"REJECTED: {draft.rejected_reason}" if draft.rejected_reason else score
-    print(f"=== draft {draft.draft_id} (program v{draft.program_version}, {verdict})")
-    print("\n---\n".join(draft.parts) if draft.parts else "(empty)", flush=True)
-
-
-def print_draft_json(draft: Draft) -> None:
-    """Show a draft on standard output as one JSON line, its record's fields (`generate --json`)."""
-    sys.stdout.buffer.write(msgspec.json.encode(draft) + b"\n")
-    sys.stdout.flush()

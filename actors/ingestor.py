@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import msgspec
 from opentelemetry import trace as otel_trace
 
 from bus.bus import Bus
@@ -21,11 +19,11 @@ from bus.messages import (
     OptimizeRequested,
     PostObserved,
 )
-from bus.records import Accepted, GenerateEvent, InputEvent, OptimizeEvent, PostEvent, Rejected, Rejection, Requested
+from bus.records import Accepted, GenerateEvent, OptimizeEvent, PostEvent, Rejected, Rejection, Requested
 from runtime import metrics
 from runtime.engagement import AuthorRanks
 from runtime.errors import InputError
-from runtime.inputs import Line, read_batches
+from runtime.inputs import Line, parse_line, read_batches
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
@@ -33,10 +31,6 @@ log = logging.getLogger(__name__)
 Reader = Callable[[str], AsyncIterator[list[Line]]]
 """Batches of input lines from a source."""
 tracer = otel_trace.get_tracer("reer-runtime.ingestor")
-
-_decoder = msgspec.json.Decoder(InputEvent)
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 @dataclass
@@ -49,34 +43,6 @@ class IngestCounts:
     selected: int = 0
     resumed: int = 0
     """Selected posts of earlier runs announced again by `recover`."""
-
-
-def nesting_depth(data: bytes) -> int:
-    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
-    depth = deepest = 0
-    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", data)):
-        depth += 1 if bracket in b"[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def parse_line(data: bytes, max_nesting: int = 32) -> InputEvent | Rejection:
-    """The event on one line, or why it is not one."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejection("not UTF-8", f"byte {exc.start} ({data[exc.start : exc.start + 1]!r}) {exc.reason}")
-    if (depth := nesting_depth(data)) > max_nesting:
-        return Rejection("too deeply nested", f"{depth} levels, over max_nesting ({max_nesting})")
-    try:
-        event: InputEvent = _decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        return Rejection("invalid event", str(exc))
-    except msgspec.DecodeError as exc:
-        return Rejection("invalid JSON", str(exc))
-    except RecursionError:
-        return Rejection("invalid JSON", "nested too deeply to read")
-    return event
 
 
 class Ingestor:
@@ -198,7 +164,15 @@ class Ingestor:
         metrics.events_accepted.add(len(posts) + len(requests))
         for refused, rejection in zip(rejected, refusals, strict=True):
             metrics.events_rejected.add(1, {"reer.reason": rejection.kind})
-            log.warning("rejected %s line %d: %s", source, refused.line, refused.reason)
+            if rejection.kind != "duplicate":
+                log.warning("rejected %s line %d: %s", source, refused.line, refused.reason)
+        if duplicates := sum(r.kind == "duplicate" for r in refusals):
+            log.warning(
+                "%s: %s rows were already accepted (duplicates, each kept in %s)",
+                source,
+                f"{duplicates:,}",
+                self._rejected.path,
+            )
         for record in accepted:
             await self._announce(record)
         for request in requests:

@@ -44,7 +44,7 @@ def cli(data: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REER_", "OTEL_"))} | BUDGET
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), *args],
+        [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), *args],
         capture_output=True,
         text=True,
         env=env,

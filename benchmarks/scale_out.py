@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(data: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), *args]
+    return [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), *args]
 
 
 def environment(**extra: str) -> dict[str, str]:

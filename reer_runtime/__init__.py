@@ -13,6 +13,9 @@ with fallbacks; `reer_runtime.pack` holds the REER x DSPy x MLX pack's own funct
 See docs/api.md.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from bus.records import (
     Brief,
     Draft,
@@ -34,10 +37,32 @@ from runtime.providers.calls import Generation, TokenScores
 from runtime.writer.templates import Template
 
 from . import errors
-from ._client import Client
-from ._models import Models
-from ._runtime import Mined, PostLike, Runtime
-from ._stats import ModelFigures, Stats, StoreCounts
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from ._models import Models
+    from ._runtime import Mined, PostLike, Runtime
+    from ._stats import ModelFigures, Stats, StoreCounts
+
+# the running parts load DSPy, anyio and OpenTelemetry: imported when first named, so that the
+# command line (reer_runtime.cli) starts at once
+_LAZY = {
+    "Client": "_client",
+    "Models": "_models",
+    "Mined": "_runtime",
+    "PostLike": "_runtime",
+    "Runtime": "_runtime",
+    "ModelFigures": "_stats",
+    "Stats": "_stats",
+    "StoreCounts": "_stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -1,7 +1,7 @@
-"""`python -m reer_runtime`: the `reer-runtime` command line."""
+"""`python -m reer_runtime`: the command line."""
 
 import sys
 
-from runtime.cli import main
+from reer_runtime.cli import main
 
 sys.exit(main())

@@ -36,6 +36,7 @@ from runtime.errors import ReerError, Refused, UsageError
 from runtime.imports.sources import check, expand
 from runtime.inputs import Line
 from runtime.lock import exclusive
+from runtime.logs import configure
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from runtime.stats import snapshot
 from runtime.telemetry import process_telemetry
@@ -70,7 +71,10 @@ class Runtime:
     reads it (`config.toml`, `REER_*` variables), and `settings` override it with the daemon's
     setting names (`min_engagement=0.5`, `search={"max_steps": 4}`). `provider` names the model of
     both roles, as `--provider` does; `generator` and `scorer` name each role's fallback chain.
-    `templates` are writing templates added to the shipped ones and `config.toml`'s.
+    `templates` are writing templates added to the shipped ones and `config.toml`'s. `config` names
+    the configuration file (as `--config`). With `configure_logging`, the process's logging is set
+    up from the settings as the daemon's is (stderr, the log file, the levels); by default the
+    caller's logging is left as it is.
 
     Leaving the block waits for the work in flight. A cancelled caller stops at once: what was
     accepted is finished by the next `Runtime` (or daemon) on the same data dir, as after a kill.
@@ -85,17 +89,23 @@ class Runtime:
         generator: str | list[str] | None = None,
         scorer: str | list[str] | None = None,
         templates: Iterable[Template] = (),
+        config: str | os.PathLike[str] | None = None,
+        configure_logging: bool = False,
         **settings: Any,
     ) -> None:
         self.data_dir = resolve_data_dir(os.fspath(data_dir) if data_dir is not None else None)
         self._flags = {"generator": generator or provider, "scorer": scorer or provider, **settings}
         self._added = list(templates)
+        self._config = Path(config) if config is not None else None
+        self._configure_logging = configure_logging
         self._locks = ExitStack()
         self._pipeline: Pipeline | None = None
 
     async def __aenter__(self) -> Runtime:
         try:
-            settings = load_settings(self.data_dir, **self._flags)
+            settings = load_settings(self.data_dir, self._config, **self._flags)
+            if self._configure_logging:
+                configure(settings, process_telemetry().log_handler)
             settings = settings.model_copy(update={"templates": [*settings.templates, *self._added]})
             settings.writing_templates()  # a name used twice is refused here
             make_data_dir(self.data_dir)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -28,7 +28,6 @@ from opentelemetry import trace as otel_trace
 from bus.records import GenerateEvent, Trace
 from runtime.config import LimitSettings
 from runtime.errors import ProviderError, UsageError
-from runtime.logs import setup_logging
 from runtime.providers.calls import GenerateCall, Generation
 from runtime.writer.lm import limiter_lm
 from runtime.writer.program import Writer, render_brief
@@ -68,8 +67,17 @@ class RateLimitConfig:
 class LoggingConfig:
     """The pack's logging: level and format (`text` or `json`) of the process's log lines on stderr."""
 
-    level: str = "INFO"
-    format: str = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    file_enabled: bool = False
+    """Also log to `<data-dir>/logs/reer.log`, rotated by size."""
+    performance_tracking: bool = False
+    """Log each handled message with its duration."""
+
+    def settings(self) -> dict[str, Any]:
+        """These choices as the runtime's settings."""
+        logging = {"file_enabled": self.file_enabled, "performance_tracking": self.performance_tracking}
+        return {"log_level": self.level.upper(), "log_format": self.format, "logging": logging}
 
 
 class MiningService:
@@ -162,8 +170,9 @@ def create_mining_service(
     if rate_limit_config is not None:
         settings.setdefault("limits", rate_limit_config.limits())
     if logging_config is not None:
-        setup_logging(logging_config.format, logging_config.level.upper())
-    return MiningService(Runtime(data_dir, provider=default_provider_uri, **settings))
+        settings |= logging_config.settings()
+    runtime = Runtime(data_dir, provider=default_provider_uri, configure_logging=logging_config is not None, **settings)
+    return MiningService(runtime)
 
 
 class ProviderRegistry:

@@ -19,16 +19,15 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from bus.records import Platform
+from runtime import config_file
 from runtime.errors import ConfigError, UsageError
 from runtime.writer.templates import Template, catalogue
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.toml"
 DEFAULT_MODEL = "mlx://smollm2-135m"
 
 
@@ -111,6 +110,21 @@ class WriterSettings(BaseModel):
     )
 
 
+class LoggingSettings(BaseModel):
+    """Where logs go beside stderr, and how much each component says."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file_enabled: bool = Field(False, description="also log to `file`, rotated by size")
+    file: Path | None = Field(None, description="the log file (default <data-dir>/logs/reer.log)")
+    max_bytes: int = Field(10_000_000, ge=1024, description="a log file this large is rotated")
+    backups: int = Field(5, ge=0, description="rotated log files kept (reer.log.1, .2, ...)")
+    levels: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = Field(
+        default_factory=dict, description='a level per logger, e.g. "actors.miner" = "DEBUG", "httpx" = "WARNING"'
+    )
+    performance_tracking: bool = Field(False, description="log each handled message with its duration")
+
+
 class BusSettings(BaseModel):
     """What carries the actors' messages: memory in one process, or NATS JetStream across several."""
 
@@ -134,6 +148,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REER_", env_nested_delimiter="__", extra="forbid")
 
     data_dir: Path
+    config_file: Path | None = Field(None, description="the configuration file read, if any")
+    trace_store: Path | None = Field(None, description="the trace store's file (default <data-dir>/traces.jsonl)")
     generator: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
     scorer: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
     min_engagement: float = Field(0.8, ge=0, le=1, description="mine posts whose engagement score is at least this")
@@ -159,6 +175,7 @@ class Settings(BaseSettings):
     retry_failed_on_start: bool = Field(False, description="mine again, at start, the posts in failed.jsonl")
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     input_format: Literal["auto", "jsonl", "x-analytics", "x-archive", "csv"] = Field(
         "auto", description="the format of the input files; auto tells it from their content"
     )
@@ -181,6 +198,18 @@ class Settings(BaseSettings):
         except UsageError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @property
+    def traces_path(self) -> Path:
+        """The trace store's file."""
+        return (self.trace_store or self.data_dir / "traces.jsonl").expanduser()
+
+    @property
+    def log_file(self) -> Path | None:
+        """The log file, when logging to one is on."""
+        if not self.logging.file_enabled:
+            return None
+        return (self.logging.file or self.data_dir / "logs" / "reer.log").expanduser()
 
     def writing_templates(self) -> dict[str, Template]:
         """Every template by name: the shipped ones and the configured ones."""
@@ -207,9 +236,18 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         assert isinstance(init_settings, InitSettingsSource)
-        data_dir = Path(init_settings.init_kwargs["data_dir"])
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=data_dir / CONFIG_FILE)
-        return (init_settings, env_settings, toml)
+        path = init_settings.init_kwargs.get("config_file")
+        from_file = config_file.read(path, sub_settings()) if path else {}
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, from_file))
+
+
+def sub_settings() -> dict[str, tuple[str, ...] | None]:
+    """Each setting's sub-settings: a section's keys, or None when its keys are free (`limits`)."""
+    fields: dict[str, tuple[str, ...] | None] = {}
+    for name, field in Settings.model_fields.items():
+        kind = field.annotation
+        fields[name] = tuple(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+    return fields
 
 
 def resolve_data_dir(flag: str | None) -> Path:
@@ -217,24 +255,24 @@ def resolve_data_dir(flag: str | None) -> Path:
     return Path(flag or os.environ.get("REER_HOME") or Path.home() / ".reer").expanduser().resolve()
 
 
-def load_settings(data_dir: Path, **flags: Any) -> Settings:
-    """Read and validate the configuration; raises `ConfigError` with every problem found."""
-    config_file = data_dir / CONFIG_FILE
-    overrides = {k: v for k, v in flags.items() if v is not None}
+def load_settings(data_dir: Path, config: Path | None = None, **flags: Any) -> Settings:
+    """Read and validate the configuration: `config`, else `$REER_CONFIG`, else the data dir's file
+    (`runtime/config_file.py`), then the variables and `flags`. Raises `ConfigError` with every
+    problem found."""
+    path = config_file.find(data_dir, config)
+    overrides = {k: v for k, v in flags.items() if v is not None} | {"config_file": path}
     for name, hint in unknown_variables(os.environ):
         log.warning("%s is not a setting and is ignored%s", name, f" (did you mean {hint}?)" if hint else "")
     try:
         return Settings(data_dir=data_dir, **overrides)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise ConfigError(f"invalid configuration ({config_file}, REER_* variables, flags): {problems}") from None
-    except ValueError as exc:  # an unreadable config file
-        raise ConfigError(f"cannot read {config_file}: {exc}") from None
+        raise ConfigError(f"invalid configuration ({path or 'no file'}, REER_* variables, flags): {problems}") from None
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """The `REER_*` variables that name no setting, each with the closest name that does (or None)."""
-    known = {"REER_HOME"}
+    known = {"REER_HOME", "REER_CONFIG"}
     for name, field in Settings.model_fields.items():
         known.add(f"REER_{name.upper()}")
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):

@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from actors.base import Consumer, dead_letter
 from actors.gate import SpacingFactory, local_spacing
-from actors.generator import GeneratorActor, print_draft
+from actors.generator import GeneratorActor
 from actors.ingestor import Ingestor
 from actors.limiter import Limiter
 from actors.miner import Miner
@@ -165,6 +165,7 @@ def build_actors(
             mapping=settings.csv,
             max_line_bytes=settings.max_line_bytes,
             max_lines=settings.batch_max_lines,
+            max_nesting=settings.max_nesting,
         ),
     )
     watcher = None
@@ -197,7 +198,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.chains = chains
-        self.stores = Stores.at(settings.data_dir)
+        self.stores = Stores.at(settings.data_dir, settings.traces_path)
         self._watch = watch
         self._stats_reader = stats_reader
         self._show_draft = show_draft
@@ -321,7 +322,7 @@ async def serve(
     requests: list[GenerateEvent | OptimizeEvent] | None = None,
     watch: Path | None = None,
     stats_reader: InMemoryMetricReader | None = None,
-    show_draft: Callable[[Draft], None] = print_draft,
+    show_draft: Callable[[Draft], None] | None = None,
 ) -> int:
     """Run the actors until the input is done (`exit_when_idle`) or a signal arrives; drain; exit code.
 

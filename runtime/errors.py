@@ -14,7 +14,7 @@
     ├── Refused                   1  a handler declined a message for a reason the user can act on
     └── CrashLoopError            3  an actor failed too many times in a row: the daemon stops
 
-The CLI catches `ReerError` once (`runtime/cli.py`), prints `reer-runtime: MESSAGE` and exits with
+The CLI catches `ReerError` once (`reer_runtime/cli/__init__.py`), prints `reer-runtime: MESSAGE` and exits with
 the error's `exit_code`. Anything else that escapes is a bug and keeps its traceback.
 """
 

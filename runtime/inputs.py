@@ -7,6 +7,7 @@ line waiting (so a daemon fed slowly on stdin handles each burst as it comes).
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from collections.abc import AsyncIterator
@@ -14,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import msgspec
 
-from bus.records import Rejection
+from bus.records import InputEvent, Rejection
 from runtime.errors import UsageError
 
 CHUNK = 1 << 20
+_decoder = msgspec.json.Decoder(InputEvent)
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -130,3 +135,31 @@ def read_text_file(path: Path, what: str, max_bytes: int = 1_000_000) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def nesting_depth(data: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", data)):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_line(data: bytes, max_nesting: int = 32) -> InputEvent | Rejection:
+    """The event on one line, or why it is not one."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection("not UTF-8", f"byte {exc.start} ({data[exc.start : exc.start + 1]!r}) {exc.reason}")
+    if (depth := nesting_depth(data)) > max_nesting:
+        return Rejection("too deeply nested", f"{depth} levels, over max_nesting ({max_nesting})")
+    try:
+        event: InputEvent = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        return Rejection("invalid event", str(exc))
+    except msgspec.DecodeError as exc:
+        return Rejection("invalid JSON", str(exc))
+    except RecursionError:
+        return Rejection("invalid JSON", "nested too deeply to read")
+    return event

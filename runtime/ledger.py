@@ -32,11 +32,12 @@ class Stores:
     programs: Programs
 
     @classmethod
-    def at(cls, data_dir: Path) -> Stores:
+    def at(cls, data_dir: Path, traces: Path | None = None) -> Stores:
+        """The stores of `data_dir`, with the trace store at `traces` if it is elsewhere."""
         return cls(
             posts=JsonlStore(data_dir / "posts.jsonl", Accepted),
             rejected=JsonlStore(data_dir / "rejected.jsonl", Rejected),
-            traces=JsonlStore(data_dir / "traces.jsonl", Trace),
+            traces=JsonlStore(traces or data_dir / "traces.jsonl", Trace),
             failures=JsonlStore(data_dir / "failed.jsonl", Failure),
             dead_letters=JsonlStore(data_dir / "dead-letters.jsonl", DeadLetter),
             drafts=JsonlStore(data_dir / "drafts.jsonl", Draft),

@@ -41,16 +41,16 @@ def query(
     return found
 
 
-def print_traces(data_dir: Path, *, min_score: float, limit: int | None, as_json: bool) -> int:
-    """Print the traces whose engagement is at least `min_score`, the newest `limit` of them."""
-    traces = query(JsonlStore(data_dir / "traces.jsonl", Trace).read(), min_score=min_score, limit=limit)
+def print_traces(store: Path, *, min_score: float, limit: int | None, as_json: bool) -> int:
+    """Print the traces of `store` whose engagement is at least `min_score`, the newest `limit` of them."""
+    traces = query(JsonlStore(store, Trace).read(), min_score=min_score, limit=limit)
     out = sys.stdout
     if as_json:
         for t in traces:
             out.write(msgspec.json.encode(t).decode() + "\n")
         return 0
     if not traces:
-        print(f"no traces in {data_dir} match", file=sys.stderr)
+        print(f"no traces in {store} match", file=sys.stderr)
         return 0
     out.write(f"{'post':<24} {'engage':>6} {'no plan':>7} {'z0':>6} {'z*':>6} {'overlap':>7}  plan\n")
     for t in traces:
@@ -62,16 +62,14 @@ def print_traces(data_dir: Path, *, min_score: float, limit: int | None, as_json
     return 0
 
 
-def show_trace(data_dir: Path, wanted: str) -> int:
+def show_trace(store: Path, wanted: str) -> int:
     """Print one trace in full: the post, its brief, the plans, every step's candidates, the scores.
 
     `wanted` is a trace id, a post key (`x:1003`) or a post id; 1 if no trace matches."""
-    traces = JsonlStore(data_dir / "traces.jsonl", Trace).read()
+    traces = JsonlStore(store, Trace).read()
     found = [t for t in traces if wanted in (t.trace_id, t.post.key, t.post.id)]
     if not found:
-        raise ReerError(
-            f"no trace in {data_dir} has the id, post key or post id {wanted!r} (see `reer-runtime traces`)"
-        )
+        raise ReerError(f"no trace in {store} has the id, post key or post id {wanted!r} (see `reer-runtime traces`)")
     t = found[-1]
     post, s, m = t.post, t.scores, t.post.metrics
     sections = [f"{name}: {text}" for name, text in t.sections.items()] or [t.plan]

@@ -28,7 +28,7 @@ async def _bus_groups(settings: Settings) -> int:
         return len(await transport.groups())
 
 
-def validate(data_dir: Path, provider: str | None = None) -> int:
+def validate(data_dir: Path, provider: str | None = None, config: Path | None = None) -> int:
     """Print one line per check; returns 1 if any found a problem."""
     problems: list[str] = []
 
@@ -43,13 +43,13 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
         print(f"note     {line}")
 
     try:
-        settings = load_settings(data_dir)
-        ok(f"configuration ({data_dir / 'config.toml'}, REER_* variables)")
+        settings = load_settings(data_dir, config)
+        ok(f"configuration read from {settings.config_file or 'no file (the defaults)'} and the REER_* variables")
     except ConfigError as exc:
         bad(str(exc))
         settings = None
 
-    for store in Stores.at(data_dir).all():
+    for store in Stores.at(data_dir, settings.traces_path if settings else None).all():
         if not store.path.exists():
             continue
         data = store.path.read_bytes()
@@ -58,7 +58,8 @@ def validate(data_dir: Path, provider: str | None = None) -> int:
             bad(f"{store.path}: torn last record ({torn} bytes); the next start repairs it")
         try:
             count = sum(1 for _ in store.read())
-            ok(f"{store.path.relative_to(data_dir)}: {count} records")
+            shown = store.path.relative_to(data_dir) if store.path.is_relative_to(data_dir) else store.path
+            ok(f"{shown}: {count} records")
         except CorruptRecordError as exc:
             bad(str(exc))
 

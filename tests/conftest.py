@@ -71,7 +71,7 @@ def run_daemon(tmp_path: Path) -> RunDaemon:
         full_env.update({"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"})  # fast unless asked
         full_env.update(env or {})
         return subprocess.run(
-            [*emulator, sys.executable, "-m", "runtime.cli", "--data-dir", str(tmp_path / "data"), *args],
+            [*emulator, sys.executable, "-m", "reer_runtime", "--data-dir", str(tmp_path / "data"), *args],
             check=False,
             input=stdin,
             capture_output=True,

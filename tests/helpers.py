@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def cli(data: Path | str, *args: str) -> list[str]:
     """The command line that runs `reer-runtime --data-dir DATA ARGS` from this checkout."""
-    return [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), *args]
+    return [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), *args]
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:

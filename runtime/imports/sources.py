@@ -11,7 +11,7 @@ import anyio
 
 from runtime.config import CsvMapping
 from runtime.errors import InputError
-from runtime.imports import csv_mapped, x_analytics, x_archive
+from runtime.imports import csv_mapped, json_document, x_analytics, x_archive
 from runtime.imports.common import lines
 from runtime.inputs import Line, read_batches
 
@@ -44,8 +44,8 @@ def detect(path: Path, mapping: CsvMapping) -> Format:
     head = decode_head(path)
     if x_archive.looks_like(head):
         return "x-archive"
-    if head.lstrip().startswith("{") or not head.strip():
-        return "jsonl"
+    if head.lstrip().startswith(("{", "[")) or not head.strip():
+        return "jsonl"  # JSON Lines, or one JSON document of posts (read by `batches` alike)
     if x_analytics.looks_like(head):
         return "x-analytics"
     if csv_mapped.looks_like(head, mapping):
@@ -82,6 +82,11 @@ def check(path: Path, fmt: Format, mapping: CsvMapping) -> Format:
     return kind
 
 
+def _is_document(path: Path) -> bool:
+    """Whether `path` is a file holding one JSON document of posts."""
+    return path.is_file() and json_document.looks_like(decode_head(path))
+
+
 def decode_head(path: Path) -> str:
     with open(path, "rb") as file:
         return file.read(4096).decode("utf-8", errors="replace")
@@ -104,16 +109,21 @@ def convert(path: Path, fmt: Format, mapping: CsvMapping) -> list[Line]:
 
 
 async def batches(
-    source: str, fmt: Format, mapping: CsvMapping, max_line_bytes: int, max_lines: int
+    source: str, fmt: Format, mapping: CsvMapping, max_line_bytes: int, max_lines: int, max_nesting: int = 32
 ) -> AsyncIterator[list[Line]]:
-    """Batches of input lines from `source` (a path, or `-` for JSON Lines on stdin)."""
+    """Batches of input lines from `source` (a path, or `-` for JSON Lines on stdin). A JSON file that
+    is one document of posts (an array, or an object with a `posts` array) gives a line per post."""
     path = Path(source)
     kind = "jsonl" if source == "-" else detect(path, mapping) if fmt == "auto" else fmt
-    if kind == "jsonl":
+    document = kind == "jsonl" and source != "-" and await anyio.to_thread.run_sync(_is_document, path)
+    if kind == "jsonl" and not document:
         async for batch in read_batches(source, max_line_bytes, max_lines):
             yield batch
         return
-    log.info("reading %s as %s", source, kind)
-    converted = await anyio.to_thread.run_sync(convert, path, kind, mapping)
+    log.info("reading %s as %s", source, "a JSON document" if document else kind)
+    if document:
+        converted = await anyio.to_thread.run_sync(json_document.lines, path, max_nesting)
+    else:
+        converted = await anyio.to_thread.run_sync(convert, path, kind, mapping)
     for start in range(0, len(converted), max_lines):
         yield converted[start : start + max_lines]

@@ -39,10 +39,11 @@ td,th{border-bottom:1px solid #eee;padding:.35em;vertical-align:top;text-align:l
 """
 
 
-def build(data_dir: Path, tz: tzinfo = UTC) -> str:
-    """The whole HTML page for `data_dir`, with times shown in the zone `tz`."""
+def build(data_dir: Path, tz: tzinfo = UTC, traces_path: Path | None = None) -> str:
+    """The whole HTML page for `data_dir` (its trace store at `traces_path` if elsewhere), with times
+    shown in the zone `tz`."""
     accepted = _read(data_dir / "posts.jsonl", Accepted)
-    traces = _read(data_dir / "traces.jsonl", Trace)
+    traces = _read(traces_path or data_dir / "traces.jsonl", Trace)
     originals = [a.post for a in accepted if a.post.kind == "original"]
     ranks = AuthorRanks()
     for post in originals:

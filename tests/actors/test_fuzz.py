@@ -10,11 +10,11 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.ingestor import Ingestor, parse_line
+from actors.ingestor import Ingestor
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED
 from bus.records import Accepted, PostEvent, Rejected
-from runtime.inputs import LineSplitter
+from runtime.inputs import LineSplitter, parse_line
 from runtime.store import JsonlStore
 from tests.helpers import post_line, received
 

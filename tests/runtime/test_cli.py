@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import _csv_mapping
+from reer_runtime.cli._options import csv_mapping
 from runtime.errors import UsageError
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
@@ -18,7 +18,7 @@ from tests.helpers import post_line
 def test_help_explains_the_commands_without_importing_heavy_modules() -> None:
     probe = (
         "import sys, contextlib, io\n"
-        "from runtime.cli import main\n"
+        "from reer_runtime.cli import main\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
         "    main(['start', '--help'])\n"
@@ -92,11 +92,11 @@ def test_a_mistyped_variable_is_named_with_the_setting_it_may_mean(run_daemon: R
 
 
 def test_csv_mappings_keep_commas_inside_values_and_may_be_repeated() -> None:
-    assert _csv_mapping(["text=body,time=date,time_format=%a, %b %d, %Y", "likes=hearts"]) == {
+    assert csv_mapping(["text=body,time=date,time_format=%a, %b %d, %Y", "likes=hearts"]) == {
         "text": "body",
         "time": "date",
         "time_format": "%a, %b %d, %Y",
         "likes": "hearts",
     }
     with pytest.raises(UsageError, match="KEY one of text, time"):
-        _csv_mapping(["txet=body"])
+        csv_mapping(["txet=body"])

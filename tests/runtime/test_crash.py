@@ -83,7 +83,7 @@ def test_kill_9_at_random_points_then_restart_mines_every_post_exactly_once(tmp_
 def test_a_second_daemon_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "start", "--provider", "dummy://"],
+        [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), "start", "--provider", "dummy://"],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,7 +106,7 @@ def test_a_second_daemon_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -
     assert second.returncode == 2
     assert f"another reer-runtime daemon (pid {first.pid}) is using {data}" in second.stderr
     readers = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "traces"],
+        [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), "traces"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -399,7 +399,7 @@ def test_a_request_for_drafts_cut_short_by_a_kill_is_handled_at_the_next_start(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
     env |= {"REER_GENERATOR": "fault://?base=dummy://&hang=1", "REER_SCORER": "dummy://"}  # every call hangs
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "generate", "--topic", "backups", "--n", "2"],
+        [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), "generate", "--topic", "backups", "--n", "2"],
         stderr=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         cwd=ROOT,
@@ -439,7 +439,7 @@ def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_o
         hung = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
         hung |= {"REER_GENERATOR": "fault://?base=dummy://&hang=1", "REER_SCORER": "dummy://"}  # every call hangs
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "--data-dir", str(data), "optimize", "--optimizer", "bootstrap"],
+            [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), "optimize", "--optimizer", "bootstrap"],
             stderr=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             cwd=ROOT,
