@@ -66,6 +66,7 @@ def run_daemon(tmp_path: Path) -> RunDaemon:
         env: dict[str, str] | None = None,
         timeout: float = 300,
         emulator: tuple[str, ...] = (),
+        cwd: Path = ROOT,
     ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
         full_env.update({"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"})  # fast unless asked
@@ -78,7 +79,7 @@ def run_daemon(tmp_path: Path) -> RunDaemon:
             text=True,
             env=full_env,
             timeout=timeout,
-            cwd=ROOT,
+            cwd=cwd,
         )
 
     return run

@@ -12,6 +12,7 @@ from typing import Any
 
 from bus.records import Draft, GenerateEvent, OptimizeEvent
 from runtime.errors import UsageError
+from runtime.writer.templates import Template, checked, lookup
 
 from ._options import data_dir, log_flags, model_flags
 
@@ -40,7 +41,6 @@ def run_daemon(
     from runtime.lock import exclusive
     from runtime.logs import configure
     from runtime.telemetry import setup_telemetry
-    from runtime.writer.templates import checked, lookup
 
     if missing := [s for s in sources if s != "-" and not Path(s).exists()]:
         raise UsageError(f"no such input file: {', '.join(missing)}")
@@ -58,11 +58,7 @@ def run_daemon(
             raise UsageError(str(exc)) from None
         stack.callback(telemetry.shutdown)
         configure(config, telemetry.log_handler)
-        for request in requests:
-            if isinstance(request, GenerateEvent):
-                checked(config.writing_templates(), request)
-            else:
-                lookup(config.writing_templates(), request.template)
+        _check_templates(config.writing_templates(), requests)
         chains = anyio.run(check_chains, chains)
         run = partial(
             serve,
@@ -77,3 +73,12 @@ def run_daemon(
         )
         code: int = anyio.run(run)
     return code
+
+
+def _check_templates(templates: dict[str, Template], requests: Sequence[GenerateEvent | OptimizeEvent]) -> None:
+    """Refuse, before the daemon starts, a request for a template it does not know or cannot run."""
+    for request in requests:
+        if isinstance(request, GenerateEvent):
+            checked(templates, request)
+        else:
+            lookup(templates, request.template)
