@@ -15,6 +15,7 @@ from runtime.errors import ConfigError, CorruptRecordError, ProviderConfigError,
 from runtime.ledger import Stores
 from runtime.providers import open_provider
 from runtime.providers.calls import Role
+from runtime.providers.detect import detect
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
 from runtime.stats import STATS_FILE
 
@@ -106,6 +107,11 @@ def validate(data_dir: Path, provider: str | None = None, config: Path | None = 
             bad(f"{uri}: {line}")
         for line in described.notes:
             note(f"{uri}: {line}")
+
+    configured = [*settings.generator, *settings.scorer] if settings else []
+    for found in detect(configured):
+        can = "scores and generates" if found.scores else "generates only"
+        note(f"available: {found.uri} ({can if found.usable else 'unusable'}): {found.how}")
 
     print(f"{len(problems)} problem(s) found" if problems else "no problems found", file=sys.stderr)
     return 1 if problems else 0

@@ -19,6 +19,7 @@ from . import (
     generate,
     mine,
     optimize,
+    providers,
     report,
     retry,
     start,
@@ -29,7 +30,22 @@ from . import (
     worker,
 )
 
-COMMANDS = [mine, start, generate, optimize, demo, traces, templates, report, stats, validate, retry, worker, bus]
+COMMANDS = [
+    mine,
+    start,
+    generate,
+    optimize,
+    demo,
+    traces,
+    templates,
+    report,
+    stats,
+    validate,
+    providers,
+    retry,
+    worker,
+    bus,
+]
 
 
 def parser() -> argparse.ArgumentParser:
