@@ -50,6 +50,14 @@ async def test_the_provider_scores_each_target_byte() -> None:
     )
     assert len(result.logprobs) == len("héllo".encode())
     assert all(lp < 0 for lp in result.logprobs)
+    target = " Signups doubled in a week."
+    cold = await provider.score(
+        ScoreCall(messages=[ChatMessage("user", "Write about the launch.")], prefix="", target=target)
+    )
+    primed = await provider.score(
+        ScoreCall(messages=[ChatMessage("user", "Say that signups doubled in a week.")], prefix="", target=target)
+    )
+    assert sum(primed.logprobs) > sum(cold.logprobs) + 5  # the provider's scores come from the context
     generation = await provider.generate(GenerateCall(messages=[ChatMessage("user", "hi")], max_tokens=12, seed=1))
     assert generation.output_tokens == 12 and generation.provider == "dummy://?order=4"
 

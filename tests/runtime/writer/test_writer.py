@@ -270,6 +270,18 @@ async def test_optimize_then_generate_uses_the_promoted_program_without_a_restar
         assert draft.parts == [POST] and draft.plan == PLAN and draft.rejected_reason is None
         assert draft.provider == ["dummy://scripted"] and draft.score is not None and 0 < draft.score <= 1
         assert set(draft.score_parts) == {"limits", "closeness", "reer"}
+    # each score is the writer's metric against the mined post of highest engagement (POSTS[0])
+    model = ScriptedWriter()
+    metric = WriterMetric(lambda call: anyio.from_thread.run(model.score, call), -2.0)
+    for draft in drafts:
+        request = draft.request
+
+        def measure(best: str, request: GenerateEvent = request, plan: str = draft.plan) -> float:
+            brief = render_brief(request)
+            return metric.measure(brief, plan, POST, request.platform, request.thread_size, best).score
+
+        assert draft.score == pytest.approx(await anyio.to_thread.run_sync(measure, POSTS[0]))
+        assert draft.score != pytest.approx(await anyio.to_thread.run_sync(measure, POSTS[-1]))
     assert drafts[2].trace_ids == program.demo_trace_ids
     # the DSPy modules and the model calls are spans in the trace of the request that caused them
     finished = spans.get_finished_spans()
