@@ -28,6 +28,10 @@ async def test_the_score_never_rises_and_the_trace_records_every_step(text: str)
     post = make_post(1, text)
     result = await Search(DummyProvider(), SearchSettings(), derive_brief(post), post.text, post.key).run()
     assert result.scores.final <= result.scores.initial
+    # every section was refined (the scores stay above stop_thresh), and some rewrite beat the plan
+    assert result.scores.final > SearchSettings().stop_thresh and len(result.steps) == 5
+    assert any(c.accepted for s in result.steps for c in s.candidates) and result.plan != result.plan_initial
+    assert result.scores.final < result.scores.initial
     best = result.scores.initial
     for step in result.steps:
         assert step.best_before == best
