@@ -488,3 +488,33 @@ def test_generate_gives_the_drafts_asked_for_within_the_limits_on_a_small_model(
     assert len(printed) == 3 and all(d["rejected_reason"] is None for d in printed)
     assert all(0 < len(part) <= 280 for d in printed for part in d["parts"])
     assert all(isinstance(d["score"], float) for d in printed)  # measured against the best mined post
+
+
+class DemoSensitiveWriter(ScriptedWriter):
+    """Writes `with_demos` when DSPy's chat holds demonstrations (turns before the last user one),
+    else `without`: a compiled program then writes differently from the uncompiled one."""
+
+    def __init__(self, with_demos: str, without: str) -> None:
+        super().__init__()
+        self.with_demos, self.without = with_demos, without
+
+    async def generate(self, call: GenerateCall) -> Generation:
+        if "[[ ## plan ## ]]" in call.prefill:
+            return await super().generate(call)
+        text = self.with_demos if len(call.messages) > 2 else self.without
+        return Generation(text=text, input_tokens=10, output_tokens=len(text), finish_reason="stop")
+
+
+CLOSE = " ".join(POSTS)  # shares words and 3-grams with every mined post
+FAR = "Zq xv kj."
+
+
+@pytest.mark.parametrize(("with_demos", "without", "promoted"), [(CLOSE, FAR, True), (FAR, CLOSE, False)])
+async def test_a_compile_is_promoted_only_when_it_beats_the_current_program(
+    tmp_path: Path, with_demos: str, without: str, promoted: bool
+) -> None:
+    optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap"))
+    writer = DemoSensitiveWriter(with_demos[:280], without)
+    _, (program,) = await run_actors(tmp_path, writer, [optimize])
+    assert program.promoted is promoted
+    assert (program.score > program.baseline) is promoted
