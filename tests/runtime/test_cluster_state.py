@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import time
 
 import anyio
 import pytest
@@ -66,10 +67,13 @@ async def test_a_rate_limit_spaces_the_calls_of_every_process_together(nats_url:
         interval = 0.1
         limits = [SharedSpacing(t.js, namespace, "openai://gpu:8000/llama.per_minute", interval) for t in (one, two)]
         slots: list[float] = []
+        made: list[float] = []  # when each call could go, timed after acquire() returned
 
         async def calls(limit: SharedSpacing) -> None:
             for _ in range(4):
-                slots.append(await limit.acquire())
+                slot = await limit.acquire()
+                made.append(time.time())
+                slots.append(slot)
 
         async with anyio.create_task_group() as tg:
             for limit in limits:
@@ -77,6 +81,9 @@ async def test_a_rate_limit_spaces_the_calls_of_every_process_together(nats_url:
         slots.sort()
         gaps = [b - a for a, b in itertools.pairwise(slots)]
         assert len(slots) == 8 and min(gaps) >= interval - 1e-6  # never two slots closer than the interval
+        # and no call went before its slot: eight calls span at least seven intervals of real time
+        assert all(when >= slot - 1e-3 for when, slot in zip(sorted(made), slots, strict=True))
+        assert max(made) - min(made) >= 7 * interval - 1e-3
     finally:
         await one.disconnect()
         await two.disconnect()
