@@ -164,7 +164,7 @@ async def test_malformed_answers_are_retried_then_fall_back(tmp_path: Path) -> N
 
 async def test_an_open_circuit_skips_its_provider_until_it_resets(tmp_path: Path) -> None:
     down = Flaky("flaky://down", failures=6, error=ProviderError("503", retryable=True, retry_after=0))
-    limits = LimitSettings(max_retries=0, circuit_failures=2, circuit_reset_s=0.2)
+    limits = LimitSettings(max_retries=0, circuit_failures=2, circuit_reset_s=60)
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     dead.open()
     bus = Bus()
@@ -173,12 +173,13 @@ async def test_an_open_circuit_skips_its_provider_until_it_resets(tmp_path: Path
     answers = [(await limiter.call("generator", CALL)).provider for _ in range(4)]
     assert answers == ["dummy://b"] * 4
     assert down.calls == 2 and circuit.state == "open"  # two failures opened it; later calls skipped it
-    await anyio.sleep(0.2)  # the reset period itself, not a stand-in for synchronisation
+    assert not circuit.allows() and 59 < circuit.retry_in() <= 60  # a minute is far from over
+    circuit.opened_at -= 60  # the reset period passes (the circuit reads time.monotonic)
     assert (circuit.allows(), circuit.state) == (True, "half_open")
     await limiter.call("generator", CALL)
     assert down.calls == 3 and circuit.state == "open"  # the trial failed: open again
     down.failures = 0
-    await anyio.sleep(0.2)
+    circuit.opened_at -= 60
     result = await limiter.call("generator", CALL)
     assert (result.provider, circuit.state) == ("flaky://down", "closed")
 
