@@ -1,7 +1,8 @@
 """Every message that travels on the bus, and the topics that carry them.
 
 Read this module first: it is the whole vocabulary the actors share. Messages are frozen, tagged
-msgspec Structs, so they encode to stable JSON and the same actors could later talk over a broker.
+msgspec Structs, so they encode to stable JSON: the same actors talk in one process (memory) or over
+NATS JetStream across machines (`bus/jetstream.py`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class GenerateRequested(Message, frozen=True, kw_only=True):
 
 
 class OptimizeRequested(Message, frozen=True, kw_only=True):
-    """A user asked for the writer program to be compiled (no id when `AutoOptimize` asks)."""
+    """A user asked for the writer program to be compiled (no id when the TraceWriter asks, every `writer.optimize_after` traces)."""
 
     request: OptimizeEvent
     request_id: str | None = None

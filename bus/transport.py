@@ -1,5 +1,5 @@
 """The seam between the bus and what carries its messages: memory streams in one process
-(`bus/memory.py`), or NATS JetStream across processes and machines (`bus/nats.py`).
+(`bus/memory.py`), or NATS JetStream across processes and machines (`bus/jetstream.py`).
 
 A transport delivers each published envelope once to every consumer group of its topic, and to one
 member of the group. Each delivery is settled by the consumer loop (`actors/base.py`), never by an

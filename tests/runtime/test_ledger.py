@@ -71,7 +71,7 @@ async def test_a_request_is_settled_by_its_drafts_its_program_or_its_dead_letter
         request_id="compiled",
     )
     await stores.programs.index.append(compiled)
-    automatic = msgspec.structs.replace(compiled, version=2, request_id=None)  # AutoOptimize's: no id
+    automatic = msgspec.structs.replace(compiled, version=2, request_id=None)  # the TraceWriter's automatic compile: no id
     await stores.programs.index.append(automatic)
     refused = GenerateRequested(request_id="refused", request=request)
     await stores.dead_letters.append(dead_letter("generator", GENERATE_REQUESTED.name, refused))
@@ -79,8 +79,8 @@ async def test_a_request_is_settled_by_its_drafts_its_program_or_its_dead_letter
 
 
 async def test_dead_lettered_requests_are_settled_and_automatic_compiles_have_no_id(stores: Stores) -> None:
-    """A refused compile that `AutoOptimize` asked for carries no request id; it must not stop a start."""
-    for request_id in (None, "r7"):  # AutoOptimize's, then a user's
+    """A refused compile that the TraceWriter asked for carries no request id; it must not stop a start."""
+    for request_id in (None, "r7"):  # the TraceWriter's, then a user's
         message = OptimizeRequested(request_id=request_id, request=OptimizeEvent())
         await stores.dead_letters.append(dead_letter("optimizer", OPTIMIZE_REQUESTED.name, message))
     assert Ledger(stores).settled_requests() == {"r7"}
