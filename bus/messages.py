@@ -60,7 +60,8 @@ class GenerateRequested(Message, frozen=True, kw_only=True):
 
 
 class OptimizeRequested(Message, frozen=True, kw_only=True):
-    """A user asked for the writer program to be compiled (no id when the TraceWriter asks, every `writer.optimize_after` traces)."""
+    """A user asked for the writer program to be compiled (no id when the TraceWriter asks, every
+    `writer.optimize_after` traces)."""
 
     request: OptimizeEvent
     request_id: str | None = None

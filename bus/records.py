@@ -309,7 +309,8 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     compile_s: float
     created_at: datetime
     request_id: str | None = None
-    """The journaled request that asked for this compile; none when the TraceWriter asked (every `writer.optimize_after` traces)."""
+    """The journaled request that asked for this compile; none when the TraceWriter asked (every
+    `writer.optimize_after` traces)."""
     template: str = "content_generation"
     """The writing template it was compiled for; each has its own promoted program."""
 

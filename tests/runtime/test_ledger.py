@@ -71,7 +71,7 @@ async def test_a_request_is_settled_by_its_drafts_its_program_or_its_dead_letter
         request_id="compiled",
     )
     await stores.programs.index.append(compiled)
-    automatic = msgspec.structs.replace(compiled, version=2, request_id=None)  # the TraceWriter's automatic compile: no id
+    automatic = msgspec.structs.replace(compiled, version=2, request_id=None)  # an automatic compile: no id
     await stores.programs.index.append(automatic)
     refused = GenerateRequested(request_id="refused", request=request)
     await stores.dead_letters.append(dead_letter("generator", GENERATE_REQUESTED.name, refused))
