@@ -164,8 +164,7 @@ def prepare() -> BlasStatus:
             False,
             passed_over=tuple(passed_over),
         )
-    # Fewer threads than cores leaves cores idle: a library capped below them comes after one that is not.
-    source, path, _ = min(usable, key=lambda u: threads_cap(u[2]) < cores)
+    source, path, _ = pick(usable, cores)
     lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
     lib.openblas_get_config.restype = ctypes.c_char_p
     config, threads = lib.openblas_get_config().decode(), int(lib.openblas_get_num_threads())
@@ -176,6 +175,12 @@ def prepare() -> BlasStatus:
         threads,
         tuple(passed_over),
     )
+
+
+def pick(usable: list[tuple[str, Path, str]], cores: int) -> tuple[str, Path, str]:
+    """The library to load among `usable` (source, path, config), in the order found: fewer threads
+    than cores leaves cores idle, so a library capped below them comes after one that is not."""
+    return min(usable, key=lambda u: threads_cap(u[2]) < cores)
 
 
 def threads_cap(config: str) -> int:

@@ -99,6 +99,16 @@ def test_a_library_capped_below_the_core_count_comes_after_one_that_is_not() -> 
     assert result["name"] == chosen and result["fast"] is True and result["product"] == 64.0
 
 
+@pytest.mark.parametrize(("cores", "chosen"), [(2, "capped"), (4, "capped"), (8, "uncapped"), (64, "uncapped")])
+def test_the_chooser_puts_a_library_capped_below_the_cores_after_one_that_is_not(cores: int, chosen: str) -> None:
+    capped = ("capped", Path("/capped.so"), "OpenBLAS 0.3.28 DYNAMIC_ARCH MAX_THREADS=4")
+    uncapped = ("uncapped", Path("/uncapped.so"), "OpenBLAS 0.3.28 DYNAMIC_ARCH MAX_THREADS=64")
+    assert blas.pick([capped, uncapped], cores)[0] == chosen  # the capped one is found first
+    unsaid = ("unsaid", Path("/unsaid.so"), "OpenBLAS 0.3.28 Haswell")  # no cap in its config: none
+    assert blas.pick([capped, unsaid], cores)[0] == ("capped" if cores <= 4 else "unsaid")
+    assert blas.pick([uncapped, capped], cores)[0] == "uncapped"  # neither idles cores: the first found
+
+
 def run_scoring(tiny: Path, *emulator: str) -> dict[str, object]:
     done = subprocess.run(
         [*emulator, sys.executable, "-m", "tests.score_on_cpu", str(tiny)],  # as a module: tests/runtime is not runtime
