@@ -1,7 +1,7 @@
 """The records that enter and leave the process: input events, traces, rejected lines.
 
 Every type here is a frozen msgspec Struct with a stable JSON encoding. The JSON Schemas in
-`schemas/` are generated from these types (`python -m runtime.schemas --write`), and a test fails
+`runtime/schemas/` are generated from these types (`python -m runtime.schemas --write`), and a test fails
 when the checked-in files drift from them.
 """
 

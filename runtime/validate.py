@@ -60,16 +60,18 @@ def validate(data_dir: Path, provider: str | None = None, config: Path | None = 
         try:
             count = sum(1 for _ in store.read())
             shown = store.path.relative_to(data_dir) if store.path.is_relative_to(data_dir) else store.path
-            ok(f"{shown}: {count} records")
+            ok(f"{shown}: {count} record{'' if count == 1 else 's'}")
         except CorruptRecordError as exc:
             bad(str(exc))
 
-    if SCHEMA_DIR.is_dir():
-        drifted = [n for n in RECORDS if (SCHEMA_DIR / f"{n}.schema.json").read_text() != render(n)]
-        if drifted:  # a developer's matter (the tests fail on it), not a problem of this data dir
-            note(f"schemas {', '.join(drifted)} differ from what this code writes (python -m runtime.schemas --write)")
-        else:
-            ok(f"schemas in {SCHEMA_DIR}")
+    missing = [n for n in RECORDS if not (SCHEMA_DIR / f"{n}.schema.json").is_file()]
+    if missing:
+        bad(f"schemas {', '.join(missing)} are missing from {SCHEMA_DIR}: the installation is incomplete, reinstall it")
+    elif drifted := [n for n in RECORDS if (SCHEMA_DIR / f"{n}.schema.json").read_text() != render(n)]:
+        # a developer's matter (the tests fail on it), not a problem of this data dir
+        note(f"schemas {', '.join(drifted)} differ from what this code writes (python -m runtime.schemas --write)")
+    else:
+        ok(f"schemas in {SCHEMA_DIR}")
 
     stats_file = data_dir / STATS_FILE
     if stats_file.exists():

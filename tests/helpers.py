@@ -24,7 +24,7 @@ def cli(data: Path | str, *args: str) -> list[str]:
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
-    """The JSON Schema `schemas/NAME.schema.json` as a validator."""
+    """The JSON Schema `runtime/schemas/NAME.schema.json` as a validator."""
     return jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text()))
 
 

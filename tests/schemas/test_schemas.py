@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
+from runtime.validate import validate
 from tests.helpers import post_line, validator
 
 
@@ -42,3 +44,14 @@ def test_schemas_do_not_depend_on_how_msgspec_renders_docstrings(monkeypatch: py
     monkeypatch.setattr(msgspec.json, "schema", indented)
     assert "\\n\\n    " in json.dumps(msgspec.json.schema(RECORDS["accepted"]))
     assert render("accepted") == dedented
+
+
+def test_validate_fails_loudly_when_the_installed_schemas_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert validate(tmp_path, provider="dummy://") == 0
+    (tmp_path / "schemas").mkdir()
+    monkeypatch.setattr("runtime.validate.SCHEMA_DIR", tmp_path / "schemas")  # as from a wheel without them
+    capsys.readouterr()
+    assert validate(tmp_path, provider="dummy://") == 1
+    assert f"PROBLEM  schemas {', '.join(RECORDS)} are missing from {tmp_path / 'schemas'}" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """JSON Schemas of every record that leaves the process, generated from the msgspec types.
 
-`python -m runtime.schemas --write` refreshes `schemas/`; the tests fail when the files drift.
+The files sit beside this module, as package data: `python -m runtime.schemas --write` refreshes
+them, and the tests fail when they drift.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ RECORDS: dict[str, Any] = {
     "request": Requested,
 }
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent
 
 
 def schema(name: str) -> dict[str, Any]:
@@ -57,9 +58,8 @@ def render(name: str) -> str:
 
 def main() -> int:
     if "--write" not in sys.argv[1:]:
-        print("usage: python -m runtime.schemas --write   (rewrites schemas/*.schema.json)", file=sys.stderr)
+        print("usage: python -m runtime.schemas --write   (rewrites runtime/schemas/*.schema.json)", file=sys.stderr)
         return ExitCode.USAGE
-    SCHEMA_DIR.mkdir(exist_ok=True)
     for name in RECORDS:
         (SCHEMA_DIR / f"{name}.schema.json").write_text(render(name))
     return ExitCode.OK

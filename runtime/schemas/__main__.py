@@ -1,0 +1,7 @@
+"""`python -m runtime.schemas --write` rewrites the schema files from the record types."""
+
+import sys
+
+from runtime.schemas import main
+
+sys.exit(main())
