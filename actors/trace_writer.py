@@ -67,7 +67,8 @@ class TraceWriter(Consumer[Result]):
         self._ledger.record_mined(key)
         self.mined += 1
         log.info(
-            "mined %s: score %.3f (no plan) -> %.3f (initial) -> %.3f (found)",
+            "mined %s: NLL per token of the post, lower is better: %.3f with no plan -> %.3f with the initial plan "
+            "-> %.3f with the found plan",
             key,
             trace.scores.no_plan,
             trace.scores.initial,

@@ -365,5 +365,4 @@ def _mined(pipeline: Pipeline, before: _Counts, sources: set[str]) -> Mined:
 
 def _refusal(pipeline: Pipeline, request_id: str) -> str | None:
     """Why the request `request_id` was refused or failed, from its dead letter."""
-    error = pipeline.ledger.failed_requests().get(request_id)
-    return error.split(": ", 1)[-1] if error else None
+    return pipeline.ledger.failed_requests().get(request_id)

@@ -331,34 +331,42 @@ async def serve(
     """
     pipeline = Pipeline(settings, chains, watch=watch, stats_reader=stats_reader, show_draft=show_draft)
     stopped: ReerError | None = None
+    submitted: list[str] = []
     try:
         async with pipeline:
-            await _run(pipeline, sources, requests or [], exit_when_idle)
+            submitted = await _run(pipeline, sources, requests or [], exit_when_idle)
     except* (CrashLoopError, StoreFullError, CoordinatorRunningError) as group:
         stopped = first_error(group)
     if stopped is not None:
         log.error("stopping: %s", stopped)
         return stopped.exit_code
     counts = pipeline.ingestor.counts
-    log.info(
-        "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",
-        counts.lines,
-        counts.accepted,
-        counts.rejected,
-        counts.selected,
-        pipeline.ledger.mined,
-    )
+    if sources or watch is not None or counts.resumed:  # bookkeeping of input, for the runs that read some
+        log.info(
+            "done: %d lines read, %d posts accepted, %d rejected, %d selected, %d traces in the store",
+            counts.lines,
+            counts.accepted,
+            counts.rejected,
+            counts.selected,
+            pipeline.ledger.mined,
+        )
+    failed = pipeline.ledger.failed_requests()
+    if refusals := [failed[i] for i in submitted if i in failed]:
+        for reason in refusals:
+            log.error("not done: %s", reason)
+        return ExitCode.FAILURE
     return ExitCode.OK
 
 
 async def _run(
     pipeline: Pipeline, sources: list[str], requests: list[GenerateEvent | OptimizeEvent], exit_when_idle: bool
-) -> None:
-    """Resume what the ledger says is unfinished; read the input; drain (within the grace period
-    once a signal has asked to stop)."""
+) -> list[str]:
+    """Resume what the ledger says is unfinished; read the input; submit `requests`; drain (within
+    the grace period once a signal has asked to stop). The ids of the requests submitted."""
     stopping = anyio.Event()
     ingest_scope = anyio.CancelScope()
     ingestor, watcher = pipeline.ingestor, pipeline.actors.watcher
+    submitted: list[str] = []
     async with anyio.create_task_group() as signals:
         signals.start_soon(watch_signals, stopping, "no more input; finishing the work in flight", ingest_scope.cancel)
         with ingest_scope:
@@ -366,13 +374,13 @@ async def _run(
             await ingestor.run(sources)
             if watcher is not None:
                 await watcher.run(until_idle=exit_when_idle)
-            for request in requests:
-                await ingestor.submit(request)
+            submitted = [await ingestor.submit(request) for request in requests]
         if not exit_when_idle and not stopping.is_set():
             log.info("input consumed; running until SIGINT or SIGTERM")
             await stopping.wait()
         await pipeline.drain(pipeline.settings.shutdown_grace_s if stopping.is_set() else float("inf"))
         signals.cancel_scope.cancel()
+    return submitted
 
 
 async def connect_bus(settings: Settings, stack: AsyncExitStack, role: str = "coordinator") -> JetStreamTransport:

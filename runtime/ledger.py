@@ -99,11 +99,12 @@ class Ledger:
         return ids | set(self.failed_requests())
 
     def failed_requests(self) -> dict[str, str]:
-        """The journaled requests that were dead-lettered (refused or failed), each with its error."""
+        """The journaled requests that were dead-lettered (refused or failed), each with why (the
+        error without the name of the actor that raised it)."""
         failed = {}
         for letter in self._stores.dead_letters.read():
             if letter.topic in (GENERATE_REQUESTED.name, OPTIMIZE_REQUESTED.name):
                 body = decode(letter.message).body
                 if isinstance(body, GenerateRequested | OptimizeRequested) and body.request_id:
-                    failed[body.request_id] = letter.error
+                    failed[body.request_id] = letter.error.split(": ", 1)[-1]
         return failed

@@ -63,14 +63,20 @@ class Progress:
                 log.info("%s", self.line())
         size = shutil.get_terminal_size()  # $COLUMNS/$LINES, the terminal's, or 80x24 if it says 0
         bar = tqdm(total=0, unit="post", desc="mining", file=sys.stderr, ncols=size.columns, nrows=size.lines)
+
+        def update() -> None:
+            c = self._ingestor.counts
+            bar.total = c.selected + c.resumed
+            bar.n = self._writer.mined + self._writer.failed
+            bar.set_postfix_str(
+                f"{c.lines} read, {c.rejected} rejected, {self._writer.failed} failed{self._batch()}", refresh=False
+            )
+            bar.refresh()
+
         with logging_redirect_tqdm(), bar:  # log lines print above the bar
-            while True:
-                await anyio.sleep(0.5)
-                c = self._ingestor.counts
-                bar.total = c.selected + c.resumed
-                bar.n = self._writer.mined + self._writer.failed
-                bar.set_postfix_str(
-                    f"{c.lines} read, {c.rejected} rejected, {self._writer.failed} failed{self._batch()}",
-                    refresh=False,
-                )
-                bar.refresh()
+            try:
+                while True:
+                    await anyio.sleep(0.5)
+                    update()
+            finally:
+                update()  # the final counts, drawn before the bar closes

@@ -52,7 +52,8 @@ def print_traces(store: Path, *, min_score: float, limit: int | None, as_json: b
     if not traces:
         print(f"no traces in {store} match", file=sys.stderr)
         return 0
-    out.write(f"{'post':<24} {'engage':>6} {'no plan':>7} {'z0':>6} {'z*':>6} {'overlap':>7}  plan\n")
+    out.write(f"{'':<24} {'':>6} {'NLL per token, lower is better':^22}\n")
+    out.write(f"{'post':<24} {'engage':>6} {'no plan':>7} {'z0':>6} {'z*':>6} {'overlap':>7}  found plan z*\n")
     for t in traces:
         first = t.plan.splitlines()[0] if t.plan else ""
         out.write(

@@ -43,6 +43,8 @@ def validate(data_dir: Path, provider: str | None = None, config: Path | None = 
     def note(line: str) -> None:
         print(f"note     {line}")
 
+    if not data_dir.is_dir():
+        bad(f"data dir {data_dir} does not exist (--data-dir, else $REER_HOME, else ~/.reer); `start` makes it")
     try:
         settings = load_settings(data_dir, config)
         ok(f"configuration read from {settings.config_file or 'no file (the defaults)'} and the REER_* variables")

@@ -6,6 +6,7 @@ Heavy modules are imported inside the commands that need them, so `--help` answe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import shtab
@@ -82,4 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReerError as exc:
         print(f"reer-runtime: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # the reader went away (`traces --json | head -1`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails nowhere
+        return ExitCode.OK
     return code

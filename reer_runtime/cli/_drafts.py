@@ -18,7 +18,11 @@ def printer(out: IO[str], *, as_json: bool) -> Callable[[Draft], None]:
         if as_json:
             out.write(msgspec.json.encode(draft).decode() + "\n")
         else:
-            score = f"score {draft.score:.3f}" if draft.score is not None else f"no score: {draft.score_missing}"
+            score = (
+                f"writer metric {draft.score:.3f} of 1, higher is better"
+                if draft.score is not None
+                else f"no score: {draft.score_missing}"
+            )
             verdict = f"REJECTED: {draft.rejected_reason}" if draft.rejected_reason else score
             out.write(f"=== draft {draft.draft_id} (program v{draft.program_version}, {verdict})\n")
             out.write(("\n---\n".join(draft.parts) if draft.parts else "(empty)") + "\n")

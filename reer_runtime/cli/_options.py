@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,23 @@ def add_global(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument("--version", action="version", version=f"reer-runtime {__version__}")
 
 
+def whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse `type`: a whole number in [low, high], so a bad one is reported with its option."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range: at least {low}" + (f" and at most {high}" if high is not None else "")
+            )
+        return value
+
+    return parse
+
+
 def models() -> argparse.ArgumentParser:
     """`--provider`, `--generator` and `--scorer`."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -83,6 +101,15 @@ def bus() -> argparse.ArgumentParser:
 def data_dir(args: argparse.Namespace) -> Path:
     """`--data-dir`, else `$REER_HOME`, else `~/.reer`."""
     return resolve_data_dir(args.data_dir)
+
+
+def existing_data_dir(args: argparse.Namespace) -> Path:
+    """`data_dir(args)`, for commands that only read it: a usage error if it does not exist (a typo
+    would otherwise read as an empty store)."""
+    path = data_dir(args)
+    if not path.is_dir():
+        raise UsageError(f"data dir {path} does not exist (--data-dir, else $REER_HOME, else ~/.reer)")
+    return path
 
 
 def log_flags(args: argparse.Namespace) -> dict[str, Any]:

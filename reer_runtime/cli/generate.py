@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from bus.records import GenerateEvent, Platform
+from bus.records import MAX_THREAD_POSTS, GenerateEvent, Platform
 from runtime.errors import UsageError
 
 from . import _options
@@ -32,10 +32,19 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser.add_argument("--topic", help="what the post is about")
     parser.add_argument("--platform", default="x", choices=[p.value for p in Platform], help="default: x")
     parser.add_argument(
-        "--n", "-n", type=int, default=3, metavar="N", help="how many drafts within the limits (default 3, at most 20)"
+        "--n",
+        "-n",
+        type=_options.whole(1, 20),
+        default=3,
+        metavar="N",
+        help="how many drafts within the limits (default 3, at most 20)",
     )
     parser.add_argument(
-        "--thread-size", type=int, default=1, metavar="K", help="posts in the thread, exactly (default 1: one post)"
+        "--thread-size",
+        type=_options.whole(1, MAX_THREAD_POSTS),
+        default=1,
+        metavar="K",
+        help="posts in the thread, exactly (default 1: one post)",
     )
     parser.add_argument("--length", default="short", choices=["short", "medium", "long"], help="default: short")
     parser.add_argument("--audience", default="", help="who it is for")

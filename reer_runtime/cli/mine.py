@@ -31,7 +31,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "--rate-limit",
         nargs="?",
         const=60,
-        type=int,
+        type=_options.whole(1),
         metavar="PER_MINUTE",
         help="at most this many model calls a minute to each provider (60 if no number is given); the "
         "limits.default.per_minute setting",

@@ -74,7 +74,10 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     parser.add_argument("--exit-when-idle", action="store_true", help="exit 0 once the input is consumed and mined")
     parser.add_argument(
-        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"
+        "--metrics-port",
+        type=_options.whole(1, 65535),
+        metavar="PORT",
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics",
     )
     parser.add_argument(
         "--no-miners",
@@ -92,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.watch is not None and not args.watch.is_dir():
         raise UsageError(f"--watch {args.watch}: no such folder")
+    if not args.input and args.watch is None and sys.stdin.isatty():
+        print("reading posts (JSON Lines) from the terminal; end with Ctrl-D, or give --input FILE", file=sys.stderr)
     return run_daemon(
         args,
         sources=expand(args.input or ([] if args.watch else ["-"])),

@@ -21,4 +21,4 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 def run(args: argparse.Namespace) -> int:
     from runtime.stats import print_stats
 
-    return print_stats(_options.data_dir(args), args.json)
+    return print_stats(_options.existing_data_dir(args), args.json)

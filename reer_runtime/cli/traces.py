@@ -14,7 +14,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser.add_argument(
         "--min-score", type=float, default=0.0, metavar="X", help="only posts whose engagement score is at least X"
     )
-    parser.add_argument("--limit", type=int, metavar="N", help="at most N traces (the newest)")
+    parser.add_argument("--limit", type=_options.whole(1), metavar="N", help="at most N traces (the newest)")
     parser.add_argument("--json", action="store_true", help="one JSON trace per line")
     parser.set_defaults(command=run, show=None)
     shown = parser.add_subparsers(title="one trace", metavar="show ID").add_parser(
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from runtime.config import load_settings
     from runtime.tracelist import print_traces, show_trace
 
-    store = load_settings(_options.data_dir(args), args.config).traces_path
+    store = load_settings(_options.existing_data_dir(args), args.config).traces_path
     if args.show is not None:
         return show_trace(store, args.show)
     return print_traces(store, min_score=args.min_score, limit=args.limit, as_json=args.json)

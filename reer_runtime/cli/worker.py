@@ -28,7 +28,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser.add_argument("--role", choices=["miner"], default="miner", help="what this worker does (default: miner)")
     parser.add_argument(
         "--concurrency",
-        type=int,
+        type=_options.whole(1),
         metavar="N",
         help="posts mined at once (default: miner_concurrency, else as many as the generator batches)",
     )
@@ -38,7 +38,10 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         help="exit once the coordinator, seen running, has finished (started with --exit-when-idle)",
     )
     parser.add_argument(
-        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"
+        "--metrics-port",
+        type=_options.whole(1, 65535),
+        metavar="PORT",
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics",
     )
     parser.set_defaults(command=run)
 

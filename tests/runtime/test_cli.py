@@ -37,8 +37,9 @@ def test_traces_lists_filters_and_prints_json(tmp_path: Path, run_daemon: RunDae
 
     table = run_daemon("traces")
     assert table.returncode == 0
-    header, *rows = table.stdout.splitlines()
-    assert header.split()[:3] == ["post", "engage", "no"] and len(rows) == 3
+    meaning, header, *rows = table.stdout.splitlines()
+    assert meaning.strip() == "NLL per token, lower is better" and len(rows) == 3
+    assert header.split()[:3] == ["post", "engage", "no"] and meaning.index("NLL") == header.index("no plan")
 
     top = run_daemon("traces", "--json", "--min-score", "1.0")
     records = [json.loads(line) for line in top.stdout.splitlines()]

@@ -7,9 +7,15 @@ import pty
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
+import anyio
 import pytest
 
+from actors.ingestor import IngestCounts, Ingestor
+from actors.trace_writer import TraceWriter
+from runtime.progress import Progress
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import cli, post_line
 
@@ -65,3 +71,17 @@ def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     text = output.decode(errors="replace")
     assert re.search(r"mining: +\d+%\|", text) and ("post/s" in text or "s/post" in text), text[-2000:]
     assert "rejected" in text and "done: 61 lines read" in text  # log lines still print, above the bar
+
+
+@pytest.mark.anyio
+async def test_the_bar_shows_the_final_counts_when_it_closes(capsys: pytest.CaptureFixture[str]) -> None:
+    ingestor = SimpleNamespace(counts=IngestCounts(lines=10, accepted=10, selected=10))
+    writer = SimpleNamespace(mined=8, failed=0)
+    progress = Progress(cast(Ingestor, ingestor), cast(TraceWriter, writer), 1.0, terminal=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(progress.run)
+        await anyio.wait_all_tasks_blocked()
+        writer.mined = 10  # the last posts are mined, then the run ends before the bar's next tick
+        tg.cancel_scope.cancel()
+    last = capsys.readouterr().err.rsplit("\r", 1)[-1]
+    assert re.search(r"mining: 100%\|.*\| 10/10 ", last), last
