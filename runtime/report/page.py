@@ -14,7 +14,7 @@ from typing import TypeVar
 from bus.records import Accepted, PostEvent, Trace
 from runtime.engagement import AuthorRanks, interaction_rate
 from runtime.reer.prompts import SECTIONS
-from runtime.report.svg import bars
+from runtime.report.charts import bars
 from runtime.store import JsonlStore
 
 T = TypeVar("T")
@@ -31,11 +31,12 @@ STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;width:100%;font-size:.92em}
-td,th{border-bottom:1px solid #eee;padding:.35em;vertical-align:top;text-align:left}
-.num{text-align:right;white-space:nowrap}.chart .title{font-weight:600;font-size:14px}
-.chart .axis{font-size:11px;fill:#555}
+td,th{border-bottom:1px solid #eee;padding:.35em;vertical-align:top;text-align:left}td{overflow-wrap:anywhere}
+.num{text-align:right;white-space:nowrap}
+.chart{margin:1.2em 0}.chart figcaption{font-weight:600}.chart svg{display:block;width:100%;height:auto}
+.chart .wide{display:none}@media (min-width:720px){.chart .narrow{display:none}.chart .wide{display:block}}
+.chart details{font-size:.85em;color:#555}.chart table{width:auto}
 .plan dt{font-weight:600}.plan dd{margin:0 0 .4em 1em;overflow-wrap:anywhere}.muted{color:#777}
-.chart .count{font-size:10px;fill:#333}.chart .empty{font-size:10px;fill:#aaa;font-style:italic}
 """
 
 
@@ -78,11 +79,13 @@ def _distribution(posts: list[PostEvent], tz: tzinfo) -> str:
         if not values:
             continue
         labels, counts = _log_bins(values, fmt)
-        what = "(likes + reposts + replies) / impressions" if has_impressions else "likes + reposts + replies"
-        parts.append(bars(f"Posts by {name} (log scale)", labels, [("posts", [float(c) for c in counts])]))
-        parts.append(
-            f"<p class=muted>The {name} is {what}; each bar counts the posts from its label up to the next one's.</p>"
+        what = (
+            "The interaction rate is (likes + reposts + replies) / impressions"
+            if has_impressions
+            else ("Interactions are likes + reposts + replies")
         )
+        parts.append(bars(f"Posts by {name} (log scale)", labels, [("posts", [float(c) for c in counts])], "posts"))
+        parts.append(f"<p class=muted>{what}; each bar counts the posts from its label up to the next one's.</p>")
         monthly: dict[str, list[float]] = defaultdict(list)
         for post, value in zip(chosen, values, strict=True):
             monthly[f"{_local(post, tz):%Y-%m}"].append(value)
@@ -92,7 +95,7 @@ def _distribution(posts: list[PostEvent], tz: tzinfo) -> str:
                 f"Median {name} by month ({_zone(tz)}; posts above each bar)",
                 months,
                 [("median", [statistics.median(monthly[m]) for m in months])],
-                "%" if has_impressions else "",
+                "median, %" if has_impressions else "median",
                 [len(monthly[m]) for m in months],
             )
         )
@@ -136,6 +139,7 @@ def _timing(scored: Scored, tz: tzinfo) -> str:
             f"{title} ({_zone(tz)}; posts above each bar)",
             labels,
             [("mean engagement score", means)],
+            "mean score",
             counts=[len(v) for v in groups.values()],
         )
 
@@ -196,10 +200,10 @@ def _scores(traces: list[Trace]) -> str:
         ("found plan z*", [t.scores.final for t in shown]),
     ]
     chart = bars(
-        "Clipped mean NLL of each post (lower: the plan explains it better)",
+        "Clipped mean NLL of each post, best posts first (lower: the plan explains it better)",
         [str(i + 1) for i in range(len(shown))],
         series,
-        " nats",
+        "nats a token",
     )
     means = " · ".join(f"{name} {statistics.fmean(v):.3f}" for name, v in series)
     return f"<h2>How well the plans explain the posts</h2>{chart}<p>Means over these posts: {means}.</p>"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import shutil
-import struct
 import subprocess
+from html import escape, unescape
 from pathlib import Path
 
 from tests.conftest import ROOT, RunDaemon
@@ -30,6 +32,14 @@ FLAGS = [
 ]
 
 
+def figures(html: str, title: str) -> list[list[str]]:
+    """The rows of the table of figures under the chart titled `title`: label, values, count."""
+    chart = html[html.index(f"<figcaption>{escape(title)}</figcaption>") :]
+    table = chart[chart.index("<table>") : chart.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+
+
 def browser() -> str:
     found = next((b for b in map(shutil.which, BROWSERS) if b), None)
     assert found, "no Chromium found: scripts/setup.sh test installs Debian's chromium"
@@ -51,7 +61,8 @@ def test_the_report_renders_in_a_headless_browser(tmp_path: Path, run_daemon: Ru
     page = out / "report.html"
     assert made.stdout.strip() == str(page)
     html = page.read_text()
-    assert not re.search(r"""(src|href)\s*=|@import|url\(""", html)  # nothing to fetch when viewed
+    # nothing to fetch when viewed: the charts' references are all to their own parts (#id)
+    assert not re.search(r"""src\s*=|href\s*=\s*(?!["']?#)|@import|url\((?!#)""", html)
     assert "<script>" not in html and "&lt;script&gt;" in html  # post text is shown, never run
 
     profile = tmp_path / "profile"
@@ -65,34 +76,11 @@ def test_the_report_renders_in_a_headless_browser(tmp_path: Path, run_daemon: Ru
     assert "<title>reer-runtime report</title>" in dom  # the post's script did not rename the page
     for heading in ("Engagement", "When to post", "Top posts", "Strategies", "How well the plans explain the posts"):
         assert f"<h2>{heading}</h2>" in dom
-    assert dom.count("<svg") == 5 and dom.count("<rect") > 20  # rates, months, hours, days, scores
+    assert dom.count("<svg") == 10  # rates, months, hours, days, scores; each for a phone and a wide page
     assert "Posts by interaction rate (log scale)" in dom and "Median interaction rate by month" in dom
-    assert "Mean engagement by hour of day (America/New_York; posts above each bar)" in dom
-    hours = re.search(r"Mean engagement by hour of day.*?</svg>", dom, re.S)
-    assert hours  # each bar is topped by its count of posts: 31 originals in all
-    assert sum(int(n) for n in re.findall(r'class="count">(\d+)<', hours.group(0))) == 31
+    hours = figures(dom, "Mean engagement by hour of day (America/New_York; posts above each bar)")
+    assert sum(int(row[-1]) for row in hours) == 31  # each hour's count of posts: 31 originals in all
     assert "Angle" in dom and "found plan z*" in dom
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    shot.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            browser(),
-            *FLAGS,
-            f"--user-data-dir={profile}",
-            "--window-size=1000,2400",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", data[16:24]) == (1000, 2400)
-    assert len(data) > 50_000  # charts, tables and text, not a blank page
 
 
 def test_hours_without_posts_are_marked_and_headings_end_on_a_word(tmp_path: Path, run_daemon: RunDaemon) -> None:
@@ -105,8 +93,11 @@ def test_hours_without_posts_are_marked_and_headings_end_on_a_word(tmp_path: Pat
     made = run_daemon("report", "--tz", "UTC")
     assert made.returncode == 0, made.stderr
     html = Path(made.stdout.strip()).read_text()
-    hours = re.search(r"Mean engagement by hour of day.*?</svg>", html, re.S)
-    assert hours and hours.group(0).count('class="empty"') == 23  # only 09:00 holds posts
+    hours = figures(html, "Mean engagement by hour of day (UTC; posts above each bar)")
+    assert [row[0] for row in hours if row[-1] != "0"] == ["09"]  # only 09:00 holds posts
+    assert all(row[1] == "-" for row in hours if row[-1] == "0")  # no posts is not a score of 0
+    chart = html[html.index("Mean engagement by hour of day") : html.index("Mean engagement by day of week")]
+    assert chart.count("<!-- no posts -->") == 2  # the hatched columns are in the legend, at both widths
     heading = re.search(r"<h3>(Backups.*?)</h3>", html)
     assert heading and heading.group(1).endswith(" …") and len(heading.group(1)) <= 120
     assert long_text.startswith(heading.group(1).removesuffix(" …"))  # cut between two words
@@ -118,3 +109,89 @@ def test_a_report_of_a_folder_with_no_data_says_so_and_creates_nothing(tmp_path:
     assert not (tmp_path / "data").exists()
     wrong_zone = run_daemon("report", "--tz", "Mars/Olympus")
     assert wrong_zone.returncode == 1  # no data comes first; a zone is checked where there is data
+
+
+MEASURE = """
+const box = e => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
+const charts = [...document.querySelectorAll("figure.chart svg")].filter(svg => svg.getBoundingClientRect().width);
+const measured = document.createElement("pre");
+measured.id = "measured";
+measured.textContent = JSON.stringify({
+  width: innerWidth,
+  scroll: document.documentElement.scrollWidth,
+  charts: charts.map(svg => ({
+    title: svg.closest("figure").getAttribute("aria-label"),
+    frame: box(svg),
+    plot: box(svg.querySelector("g[id^=axes_] > g[id^=patch_]")),
+    legend: [...svg.querySelectorAll("g[id^=legend_]")].map(box),
+    texts: [...svg.querySelectorAll("g[id^=text_]")].map(e => ({box: box(e), legend: !!e.closest("g[id^=legend_]")})),
+  })),
+});
+parent.document.body.append(measured);
+"""
+"""Run inside the report, framed at the width under test; its figures go to the framing page."""
+
+
+def overlap(a: list[float], b: list[float]) -> float:
+    """The area two boxes (left, top, right, bottom) share, in square pixels."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def inside(inner: list[float], outer: list[float], slack: float = 0.5) -> bool:
+    return (
+        inner[0] >= outer[0] - slack
+        and inner[1] >= outer[1] - slack
+        and inner[2] <= outer[2] + slack
+        and (inner[3] <= outer[3] + slack)
+    )
+
+
+def test_the_charts_fit_a_phone_and_a_wide_screen(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    """Rendered in Chromium at 390 and 1280 px: no page wider than the screen, no text of a chart
+    over another or out of its chart, no legend over the plot. Crowded on purpose: 24 hours with
+    three-digit counts, 40 months, long labels, all three NLL series."""
+    lines = [
+        post_line(i, created_at=f"{2023 + (i % 40) // 12}-{1 + (i % 40) % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z")
+        for i in range(2600)
+    ]
+    lines += [post_line(5000 + i, metrics={"impressions": 0, "likes": i, "reposts": 0, "replies": 0}) for i in range(9)]
+    posts = tmp_path / "in.jsonl"
+    posts.write_text("\n".join(lines) + "\n")
+    assert run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.98").returncode == 0
+    made = run_daemon("report", "--tz", "UTC")
+    assert made.returncode == 0, made.stderr
+    page = Path(made.stdout.strip())
+    measuring = page.read_text().replace("</body>", f"<script>{MEASURE}</script></body>")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (390, 1280):  # framed, as headless windows are at least 500 px wide
+        probe = tmp_path / f"probe-{width}.html"
+        frame = f'<iframe style="border:0;width:{width}px;height:4000px" srcdoc="{escape(measuring)}"></iframe>'
+        probe.write_text(f"<!doctype html><body style=margin:0>{frame}</body>")
+        flags = [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={max(width, 500)},4000"]
+        dom = subprocess.run(
+            [browser(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+        found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+        assert found, dom[-2000:]
+        measured = json.loads(unescape(found.group(1)))
+        assert measured["width"] == width and measured["scroll"] <= width  # nothing scrolls sideways
+        assert len(measured["charts"]) == 7  # each drawn once at a width: rates and interactions (2 each), 3 more
+        for chart in measured["charts"]:
+            texts = chart["texts"]
+            assert len(texts) > 5, chart["title"]
+            where = f"{chart['title']} at {width} px"
+            assert chart["frame"][2] <= width and inside(chart["plot"], chart["frame"]), where
+            for text in texts:
+                assert inside(text["box"], chart["frame"]), (where, text)
+            for a, b in itertools.combinations(texts, 2):
+                assert overlap(a["box"], b["box"]) < 1.0, (where, a, b)
+            for legend in chart["legend"]:
+                assert inside(legend, chart["frame"]) and overlap(legend, chart["plot"]) == 0, where
+                assert not [t for t in texts if not t["legend"] and overlap(t["box"], legend) > 0], where
+
+        shot = ARTIFACTS / f"report-{width}px.png"
+        shot.unlink(missing_ok=True)
+        screenshot = [browser(), *flags, f"--screenshot={shot}", probe.as_uri()]
+        subprocess.run(screenshot, capture_output=True, timeout=120, check=True)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
