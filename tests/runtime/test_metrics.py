@@ -29,7 +29,7 @@ def delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in after.items():
         if isinstance(value, dict):
-            out[key] = delta(value, before.get(key, {}))
+            out[key] = delta(value, before.get(key) or {})  # absent, or None before the first value
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = value - (before.get(key) or 0)
     return out
@@ -76,7 +76,8 @@ async def test_counts_after_a_run_match_what_happened(tmp_path: Path, metric_rea
 
 
 def test_stats_summarises_the_last_run(tmp_path: Path, run_daemon: RunDaemon) -> None:
-    assert run_daemon("stats").returncode == 1  # nothing yet, said plainly
+    nothing = run_daemon("stats")  # no data dir yet, said plainly
+    assert nothing.returncode == 2 and "does not exist" in nothing.stderr
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join([post_line(i, author="s") for i in range(6)] + ["nope"]) + "\n")
     assert run_daemon("start", "--input", str(source), "--exit-when-idle", "--min-engagement", "0.5").returncode == 0

@@ -244,7 +244,9 @@ AVX512 = frozenset(blas.NEEDS["SKYLAKEX"])
 
 
 @pytest.mark.parametrize("cpu", ["host", "emulated Haswell"])
-def test_validate_reports_the_blas_and_engine_in_use(tiny: Path, run_daemon: RunDaemon, cpu: str) -> None:
+def test_validate_reports_the_blas_and_engine_in_use(
+    tiny: Path, run_daemon: RunDaemon, cpu: str, tmp_path: Path
+) -> None:
     """Which OpenBLAS is taken depends on the CPU: cmeel-openblas's SKYLAKEX build needs AVX-512.
     Both branches run on every x86-64 Linux host: the host's own, and a Haswell (AVX2, no AVX-512)
     under QEMU, where cmeel's library must be passed over with a note and the system's taken."""
@@ -255,6 +257,7 @@ def test_validate_reports_the_blas_and_engine_in_use(tiny: Path, run_daemon: Run
         qemu = shutil.which("qemu-x86_64")
         assert qemu, "QEMU's user-mode emulator is missing: scripts/setup.sh test installs Debian's qemu-user"
         emulator = (qemu, "-cpu", "Haswell")
+    (tmp_path / "data").mkdir()  # run_daemon's data dir: validate reports a missing one as a problem
     result = run_daemon("validate", "--provider", f"mlx://{tiny}", emulator=emulator, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if f"mlx://{tiny}" in x and "GFLOP/s" in x)
