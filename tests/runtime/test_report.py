@@ -166,9 +166,9 @@ def test_the_charts_fit_a_phone_and_a_wide_screen(tmp_path: Path, run_daemon: Ru
     ARTIFACTS.mkdir(exist_ok=True)
     for width in (390, 1280):  # framed, as headless windows are at least 500 px wide
         probe = tmp_path / f"probe-{width}.html"
-        frame = f'<iframe style="border:0;width:{width}px;height:4000px" srcdoc="{escape(measuring)}"></iframe>'
-        probe.write_text(f"<!doctype html><body style=margin:0>{frame}</body>")
-        flags = [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={max(width, 500)},4000"]
+        frame = f'<iframe style="display:block;border:0;width:{width}px;height:5900px" srcdoc="{escape(measuring)}">'
+        probe.write_text(f'<!doctype html><body style="margin:0;overflow:hidden">{frame}</iframe></body>')
+        flags = [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={max(width, 500)},6000"]
         dom = subprocess.run(
             [browser(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120, check=True
         ).stdout
