@@ -15,12 +15,12 @@ from opentelemetry.trace import Status, StatusCode
 
 from bus import tracing
 from bus.bus import Bus
-from bus.messages import RESULTS, DeadLettered, Envelope, Topic, encode
-from bus.records import DeadLetter
+from bus.messages import RESULTS, DeadLettered, Envelope, GenerateRequested, OptimizeRequested, Topic, encode
 from bus.transport import Delivery
 from runtime import metrics
 from runtime.errors import CrashLoopError, Refused, StoreFullError
 from runtime.logs import PERFORMANCE
+from runtime.records import DeadLetter
 
 M = TypeVar("M")
 
@@ -31,7 +31,11 @@ performance = logging.getLogger(PERFORMANCE)
 def dead_letter(actor: str, envelope: Envelope[Any], error: str) -> DeadLetter:
     """The record of `envelope`, which `actor` could not handle, with why."""
     message = msgspec.Raw(encode(envelope))
-    return DeadLetter(actor=actor, topic=envelope.topic, message=message, error=error, failed_at=datetime.now(UTC))
+    body = envelope.body
+    request = body.request_id if isinstance(body, GenerateRequested | OptimizeRequested) else None
+    return DeadLetter(
+        actor=actor, topic=envelope.topic, message=message, error=error, failed_at=datetime.now(UTC), request_id=request
+    )
 
 
 class DeadLetters(Protocol):

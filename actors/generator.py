@@ -16,9 +16,9 @@ from actors.base import Consumer
 from actors.model_client import ModelClient, ThreadModels, run_beside
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, GenerateRequested
-from bus.records import DeadLetter, Draft, Program, Trace
 from runtime.config import Settings
 from runtime.errors import Refused, UsageError
+from runtime.records import DeadLetter, Draft, Program, Trace
 from runtime.store import JsonlStore
 from runtime.writer.limits import features, fit
 from runtime.writer.lm import limiter_lm, providers_used

@@ -19,11 +19,11 @@ from bus.messages import (
     OptimizeRequested,
     PostObserved,
 )
-from bus.records import Accepted, GenerateEvent, OptimizeEvent, PostEvent, Rejected, Rejection, Requested
 from runtime import metrics
 from runtime.engagement import AuthorRanks
 from runtime.errors import InputError
 from runtime.inputs import Line, parse_line, read_batches
+from runtime.records import Accepted, GenerateEvent, OptimizeEvent, PostEvent, Rejected, Rejection, Requested
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from actors.base import Consumer, DeadLetters
-from actors.gate import Gate, SpacingFactory, local_spacing
 from bus.bus import Bus
 from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, Topic
 from runtime import metrics
@@ -21,6 +20,7 @@ from runtime.config import LimitSettings
 from runtime.errors import ProviderError
 from runtime.providers import Provider
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
+from runtime.providers.gate import Gate, SpacingFactory, local_spacing
 
 log = logging.getLogger(__name__)
 tracer = otel_trace.get_tracer("reer-runtime.limiter")

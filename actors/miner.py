@@ -13,11 +13,11 @@ from actors.base import Consumer, DeadLetters
 from actors.model_client import ModelClient, run_beside
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED, RESULTS, MiningFailed, PostObserved, TraceMined
-from bus.records import Failure, Trace
 from runtime import metrics
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError, ProviderError
 from runtime.ledger import Ledger
+from runtime.records import Failure, Trace
 from runtime.reer.brief import derive_brief
 from runtime.reer.search import Search
 

@@ -14,9 +14,9 @@ from actors.base import Consumer
 from actors.model_client import ModelClient, ThreadModels, run_beside
 from bus.bus import Bus
 from bus.messages import OPTIMIZE_REQUESTED, OptimizeRequested
-from bus.records import DeadLetter, Optimizer, Program, Trace
 from runtime.config import Settings
 from runtime.errors import Refused, UsageError
+from runtime.records import DeadLetter, Optimizer, Program, Trace
 from runtime.store import JsonlStore
 from runtime.writer.compile import compile_writer, evaluate, split
 from runtime.writer.lm import limiter_lm

@@ -7,8 +7,8 @@ import logging
 from actors.base import Consumer
 from bus.bus import Bus
 from bus.messages import OPTIMIZE_REQUESTED, RESULTS, DeadLettered, MiningFailed, OptimizeRequested, Result, TraceMined
-from bus.records import DeadLetter, Failure, OptimizeEvent, Trace
 from runtime.ledger import Ledger
+from runtime.records import DeadLetter, Failure, OptimizeEvent, Trace
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from benchmarks.common import provenance
 from bus.bus import Bus
 from bus.jetstream import JetStreamOptions, JetStreamTransport
 from bus.messages import POSTS_OBSERVED, PostObserved
-from bus.records import DeadLetter, Metrics, Platform, PostEvent
+from runtime.records import DeadLetter, Metrics, Platform, PostEvent
 from runtime.store import JsonlStore
 from tests.nats_server import binary, nats_server
 

@@ -38,12 +38,12 @@ import anyio
 import msgspec
 
 from benchmarks.common import provenance
-from bus.records import Metrics, Platform, PostEvent
 from runtime.config import SearchSettings
 from runtime.engagement import AuthorRanks
 from runtime.errors import NoPlanError
 from runtime.providers import Provider, open_provider
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
+from runtime.records import Metrics, Platform, PostEvent
 from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
 from runtime.reer.plans import render_plan

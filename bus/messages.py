@@ -12,8 +12,8 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from bus.records import DeadLetter, Failure, GenerateEvent, OptimizeEvent, PostEvent, Trace
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
+from runtime.records import DeadLetter, Failure, GenerateEvent, OptimizeEvent, PostEvent, Trace
 
 M = TypeVar("M")
 

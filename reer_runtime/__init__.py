@@ -16,7 +16,11 @@ See docs/api.md.
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from bus.records import (
+from runtime import __version__
+from runtime.config import DEFAULT_MODEL, LimitSettings
+from runtime.errors import ProviderError, ReerError, Refused, UsageError
+from runtime.providers.calls import Generation, TokenScores
+from runtime.records import (
     Brief,
     Draft,
     Failure,
@@ -30,10 +34,6 @@ from bus.records import (
     Scores,
     Trace,
 )
-from runtime import __version__
-from runtime.config import DEFAULT_MODEL, LimitSettings
-from runtime.errors import ProviderError, ReerError, Refused, UsageError
-from runtime.providers.calls import Generation, TokenScores
 from runtime.writer.templates import Template
 
 from . import errors

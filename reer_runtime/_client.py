@@ -11,9 +11,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from bus.records import Draft, Optimizer, Program, Trace
 from runtime.errors import UsageError
 from runtime.providers.calls import Generation, TokenScores
+from runtime.records import Draft, Optimizer, Program, Trace
 from runtime.writer.templates import DEFAULT, Template
 
 from ._runtime import Mined, PostLike, Runtime

@@ -16,7 +16,17 @@ import anyio
 import dspy
 import msgspec
 
-from bus.records import (
+from reer_runtime.daemon import Pipeline, check_chains, first_error, make_data_dir, open_chains
+from reer_runtime.stats import snapshot
+from reer_runtime.tracelist import query
+from runtime.config import load_settings, resolve_data_dir
+from runtime.errors import ReerError, Refused, UsageError
+from runtime.imports.sources import check, expand
+from runtime.inputs import Line
+from runtime.lock import exclusive
+from runtime.logs import configure
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
+from runtime.records import (
     Accepted,
     Draft,
     Failure,
@@ -30,17 +40,7 @@ from bus.records import (
     Rejected,
     Trace,
 )
-from runtime.config import load_settings, resolve_data_dir
-from runtime.daemon import Pipeline, check_chains, first_error, make_data_dir, open_chains
-from runtime.errors import ReerError, Refused, UsageError
-from runtime.imports.sources import check, expand
-from runtime.inputs import Line
-from runtime.lock import exclusive
-from runtime.logs import configure
-from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
-from runtime.stats import snapshot
 from runtime.telemetry import process_telemetry
-from runtime.tracelist import query
 from runtime.writer.templates import DEFAULT, Template, checked, lookup
 
 from ._stats import Stats

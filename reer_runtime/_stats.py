@@ -62,7 +62,7 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def of(cls, figures: dict[str, Any], stores: Stores, ledger: Ledger) -> Stats:
-        """From a metrics snapshot (`runtime.stats.snapshot`) and the open stores."""
+        """From a metrics snapshot (`reer_runtime.stats.snapshot`) and the open stores."""
         events, posts, mining = figures["events"], figures["posts"], figures["mining_s"]
         counts = StoreCounts(
             total_traces=ledger.mined,  # one trace a post, as the ledger keeps it

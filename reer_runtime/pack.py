@@ -25,10 +25,10 @@ import dspy
 import msgspec
 from opentelemetry import trace as otel_trace
 
-from bus.records import GenerateEvent, Trace
 from runtime.config import LimitSettings
 from runtime.errors import ProviderError, UsageError
 from runtime.providers.calls import GenerateCall, Generation
+from runtime.records import GenerateEvent, Trace
 from runtime.writer.lm import limiter_lm
 from runtime.writer.program import Writer, render_brief
 from runtime.writer.templates import Template, catalogue

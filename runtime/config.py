@@ -21,9 +21,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bus.records import Platform
 from runtime import config_file
 from runtime.errors import ConfigError, UsageError
+from runtime.records import Platform
 from runtime.writer.templates import Template, catalogue
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
 
-from bus.records import Metrics
+from runtime.records import Metrics
 
 
 def interaction_rate(metrics: Metrics) -> float:

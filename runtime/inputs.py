@@ -17,8 +17,8 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from bus.records import InputEvent, Rejection
 from runtime.errors import UsageError
+from runtime.records import InputEvent, Rejection
 
 CHUNK = 1 << 20
 _decoder = msgspec.json.Decoder(InputEvent)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, GenerateRequested, OptimizeRequested, decode
-from bus.records import Accepted, DeadLetter, Draft, Failure, Rejected, Requested, Trace, Watched
+import msgspec
+
+from runtime.records import Accepted, DeadLetter, Draft, Failure, Rejected, Requested, Trace, Watched
 from runtime.store import JsonlStore
 from runtime.writer.programs import Programs
 
@@ -103,8 +104,15 @@ class Ledger:
         error without the name of the actor that raised it)."""
         failed = {}
         for letter in self._stores.dead_letters.read():
-            if letter.topic in (GENERATE_REQUESTED.name, OPTIMIZE_REQUESTED.name):
-                body = decode(letter.message).body
-                if isinstance(body, GenerateRequested | OptimizeRequested) and body.request_id:
-                    failed[body.request_id] = letter.error.split(": ", 1)[-1]
+            if request_id := letter.request_id or _request_id(letter):
+                failed[request_id] = letter.error.split(": ", 1)[-1]
         return failed
+
+
+def _request_id(letter: DeadLetter) -> str | None:
+    """The request id in a dead letter written before dead letters carried it: in the body of a
+    message on a `*.requested` topic (`generate.requested`, `optimize.requested`)."""
+    if not letter.topic.endswith(".requested"):
+        return None
+    body = msgspec.json.decode(letter.message).get("body") or {}
+    return body.get("request_id") if isinstance(body, dict) else None

@@ -85,7 +85,7 @@ def observe_queue_depths(depths: Callable[[], dict[str, int]]) -> None:
 
 def observe_circuits(states: Callable[[], dict[str, str]]) -> None:
     """Report each provider's circuit as the gauge `reer.provider.circuit.state` (0 closed, 1 half-open, 2 open)."""
-    codes = {"closed": 0, "half_open": 1, "open": 2}  # the order of runtime.stats.CIRCUIT_STATES
+    codes = {"closed": 0, "half_open": 1, "open": 2}  # the order of reer_runtime.stats.CIRCUIT_STATES
 
     def callback(options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(codes[state], {"reer.provider": uri}) for uri, state in states().items()]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import anyio
 
-from bus.records import Watched
 from runtime.errors import InputError
+from runtime.records import Watched
 from runtime.store import JsonlStore, file_sha256
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from typing import Any
 import jsonschema
 import msgspec
 
-from bus.records import Metrics, Platform, PostEvent
 from bus.transport import Subscription
+from runtime.records import Metrics, Platform, PostEvent
 from runtime.schemas import SCHEMA_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,8 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bus.records import Draft, GenerateEvent, OptimizeEvent
 from runtime.errors import UsageError
+from runtime.records import Draft, GenerateEvent, OptimizeEvent
 from runtime.writer.templates import Template, checked, lookup
 
 from ._options import data_dir, log_flags, model_flags
@@ -35,8 +35,8 @@ def run_daemon(
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import anyio
 
+    from reer_runtime.daemon import check_chains, make_data_dir, open_chains, serve
     from runtime.config import load_settings
-    from runtime.daemon import check_chains, make_data_dir, open_chains, serve
     from runtime.imports.sources import check
     from runtime.lock import exclusive
     from runtime.logs import configure

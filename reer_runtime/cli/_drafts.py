@@ -7,7 +7,7 @@ from typing import IO
 
 import msgspec
 
-from bus.records import Draft
+from runtime.records import Draft
 
 
 def printer(out: IO[str], *, as_json: bool) -> Callable[[Draft], None]:

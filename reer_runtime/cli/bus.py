@@ -25,7 +25,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from runtime.busstatus import print_status
+    from reer_runtime.busstatus import print_status
     from runtime.config import load_settings
 
     settings = load_settings(_options.data_dir(args), args.config, bus=_options.bus_flags(args))

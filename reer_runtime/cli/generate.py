@@ -8,8 +8,8 @@ from pathlib import Path
 
 import msgspec
 
-from bus.records import MAX_THREAD_POSTS, GenerateEvent, Platform
 from runtime.errors import UsageError
+from runtime.records import MAX_THREAD_POSTS, GenerateEvent, Platform
 
 from . import _options
 from ._daemon import run_daemon

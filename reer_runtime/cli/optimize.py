@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bus.records import OptimizeEvent
+from runtime.records import OptimizeEvent
 
 from . import _options
 from ._daemon import run_daemon

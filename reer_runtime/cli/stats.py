@@ -19,6 +19,6 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.stats import print_stats
+    from reer_runtime.stats import print_stats
 
     return print_stats(_options.existing_data_dir(args), args.json)

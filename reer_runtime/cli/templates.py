@@ -19,7 +19,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 def run(args: argparse.Namespace) -> int:
+    from reer_runtime.templatelist import print_templates
     from runtime.config import load_settings
-    from runtime.templatelist import print_templates
 
     return print_templates(load_settings(_options.data_dir(args), args.config))

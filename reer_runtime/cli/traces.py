@@ -27,8 +27,8 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 def run(args: argparse.Namespace) -> int:
+    from reer_runtime.tracelist import print_traces, show_trace
     from runtime.config import load_settings
-    from runtime.tracelist import print_traces, show_trace
 
     store = load_settings(_options.existing_data_dir(args), args.config).traces_path
     if args.show is not None:

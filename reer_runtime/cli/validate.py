@@ -20,6 +20,6 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.validate import validate
+    from reer_runtime.validate import validate
 
     return validate(_options.data_dir(args), provider=args.provider, config=args.config)

@@ -49,11 +49,11 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 def run(args: argparse.Namespace) -> int:
     import anyio
 
+    from reer_runtime.daemon import check_chains, make_data_dir, open_chains
+    from reer_runtime.worker import run_worker
     from runtime.config import load_settings
-    from runtime.daemon import check_chains, make_data_dir, open_chains
     from runtime.logs import configure
     from runtime.telemetry import setup_telemetry
-    from runtime.worker import run_worker
 
     with ExitStack() as stack:
         try:

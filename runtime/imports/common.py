@@ -8,8 +8,8 @@ from datetime import datetime
 
 import msgspec
 
-from bus.records import Metrics, Platform, PostEvent, PostKind, Rejection
 from runtime.inputs import Line
+from runtime.records import Metrics, Platform, PostEvent, PostKind, Rejection
 
 
 class RowError(ValueError):

@@ -7,10 +7,10 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from bus.records import PostEvent, Rejection
 from runtime.config import CsvMapping
 from runtime.errors import InputError
 from runtime.imports.common import RowError, count, make_post
+from runtime.records import PostEvent, Rejection
 
 
 def header(head: str) -> list[str]:

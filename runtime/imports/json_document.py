@@ -8,9 +8,9 @@ from typing import Any
 
 import msgspec
 
-from bus.records import Rejection
 from runtime.errors import InputError
 from runtime.inputs import Line, nesting_depth
+from runtime.records import Rejection
 
 MAX_BYTES = 256 << 20
 

@@ -9,8 +9,8 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from bus.records import Platform, PostEvent, Rejection
 from runtime.imports.common import RowError, count, make_post
+from runtime.records import Platform, PostEvent, Rejection
 
 LEGACY = ("Tweet id", "Tweet permalink", "Tweet text", "time", "impressions")
 CONTENT = ("Post id", "Date", "Post text", "Post Link", "Impressions", "Likes", "Replies", "Reposts")

@@ -8,9 +8,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bus.records import Platform, PostEvent, Rejection
 from runtime.errors import InputError
 from runtime.imports.common import RowError, count, make_post
+from runtime.records import Platform, PostEvent, Rejection
 
 PREFIX = "window.YTD."
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bus.records import Brief, PostEvent
+from runtime.records import Brief, PostEvent
 
 _FEATURES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\?"), "asks the reader a question"),

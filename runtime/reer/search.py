@@ -9,10 +9,10 @@ from typing import Protocol
 
 import anyio
 
-from bus.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
+from runtime.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.reer import prompts
 from runtime.reer.plans import content_overlap, leak_reason, overlap, render_plan
 

@@ -11,8 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import TypeVar
 
-from bus.records import Accepted, PostEvent, Trace
 from runtime.engagement import AuthorRanks, interaction_rate
+from runtime.records import Accepted, PostEvent, Trace
 from runtime.reer.prompts import SECTIONS
 from runtime.report.charts import bars
 from runtime.store import JsonlStore

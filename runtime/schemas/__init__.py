@@ -14,8 +14,19 @@ from typing import Any
 
 import msgspec
 
-from bus.records import Accepted, DeadLetter, Draft, Failure, InputEvent, Program, Rejected, Requested, Trace, Watched
 from runtime.errors import ExitCode
+from runtime.records import (
+    Accepted,
+    DeadLetter,
+    Draft,
+    Failure,
+    InputEvent,
+    Program,
+    Rejected,
+    Requested,
+    Trace,
+    Watched,
+)
 
 RECORDS: dict[str, Any] = {
     "event": InputEvent,

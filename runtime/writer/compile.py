@@ -12,8 +12,8 @@ import statistics
 
 import dspy
 
-from bus.records import Optimizer
 from runtime.config import WriterSettings
+from runtime.records import Optimizer
 from runtime.writer.metric import WriterMetric
 from runtime.writer.program import Writer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bus.records import Features, Platform
+from runtime.records import Features, Platform
 from runtime.writer.program import THREAD_BREAK
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")

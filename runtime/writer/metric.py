@@ -17,8 +17,8 @@ from typing import Any
 
 import dspy
 
-from bus.records import Platform
 from runtime.providers.calls import ScoreCall, TokenScores
+from runtime.records import Platform
 from runtime.reer import prompts
 from runtime.reer.search import clipped_nll
 from runtime.writer.limits import fit

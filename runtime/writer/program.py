@@ -6,7 +6,7 @@ from typing import Any
 
 import dspy
 
-from bus.records import GenerateEvent, Trace
+from runtime.records import GenerateEvent, Trace
 from runtime.reer.prompts import SECTIONS
 from runtime.writer.templates import SHIPPED, Template
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bus.records import Program
+from runtime.records import Program
 from runtime.store import JsonlStore
 from runtime.writer.program import Writer
 from runtime.writer.templates import Template

@@ -11,8 +11,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bus.records import GenerateEvent
 from runtime.errors import UsageError
+from runtime.records import GenerateEvent
 
 DEFAULT = "content_generation"
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"

@@ -11,8 +11,8 @@ import pytest
 from actors.base import Consumer
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED, PostObserved
-from bus.records import DeadLetter
 from runtime.errors import CrashLoopError
+from runtime.records import DeadLetter
 from runtime.store import JsonlStore
 from tests.helpers import make_post
 

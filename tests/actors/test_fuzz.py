@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from actors.ingestor import Ingestor
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED
-from bus.records import Accepted, PostEvent, Rejected
 from runtime.inputs import LineSplitter, parse_line
+from runtime.records import Accepted, PostEvent, Rejected
 from runtime.store import JsonlStore
 from tests.helpers import post_line, received
 

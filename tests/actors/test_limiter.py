@@ -10,17 +10,17 @@ import anyio
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors.gate import Gate
 from actors.limiter import Limiter, backoff_delay
 from actors.model_client import ModelClient
 from bus.bus import Bus
-from bus.records import DeadLetter
 from runtime.config import LimitSettings, Settings
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import Provider, open_provider
 from runtime.providers.base import Description
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.dummy import DummyProvider
+from runtime.providers.gate import Gate
+from runtime.records import DeadLetter
 from runtime.store import JsonlStore
 
 pytestmark = pytest.mark.anyio

@@ -21,8 +21,8 @@ from bus.messages import (
     Result,
     TraceMined,
 )
-from bus.records import DeadLetter, Failure
 from runtime.ledger import Ledger, Stores
+from runtime.records import DeadLetter, Failure
 from tests.helpers import make_post
 from tests.runtime.writer.test_writer import make_trace
 

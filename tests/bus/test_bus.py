@@ -30,9 +30,9 @@ from bus.messages import (
     decode,
     encode,
 )
-from bus.records import Failure
 from bus.transport import Delivery, Subscription
 from runtime.providers.calls import ChatMessage, GenerateCall, TokenScores
+from runtime.records import Failure
 from tests.helpers import make_post, received
 
 pytestmark = pytest.mark.anyio

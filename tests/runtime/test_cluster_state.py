@@ -10,8 +10,7 @@ import time
 import anyio
 import pytest
 
-from bus.jetstream import JetStreamTransport
-from runtime.cluster import (
+from bus.cluster import (
     CoordinatorRunningError,
     Lease,
     SharedSpacing,
@@ -21,6 +20,7 @@ from runtime.cluster import (
     holder,
     present,
 )
+from bus.jetstream import JetStreamTransport
 
 pytestmark = pytest.mark.anyio
 

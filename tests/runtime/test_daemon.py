@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bus.records import Trace
+from runtime.records import Trace
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import cli, post_line, validate_store
 from tests.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bus.records import Metrics
 from runtime.engagement import AuthorRanks, interaction_rate
+from runtime.records import Metrics
 
 
 def m(likes: int, impressions: int | None = None) -> Metrics:

@@ -15,8 +15,8 @@ from bus.messages import (
     OptimizeRequested,
     encode,
 )
-from bus.records import DeadLetter, Draft, Failure, Features, GenerateEvent, OptimizeEvent, Program
 from runtime.ledger import Ledger, Stores
+from runtime.records import DeadLetter, Draft, Failure, Features, GenerateEvent, OptimizeEvent, Program
 from tests.helpers import make_post
 from tests.runtime.writer.test_writer import make_trace
 

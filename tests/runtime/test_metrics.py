@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from bus.records import Trace
+from reer_runtime.daemon import open_chains, serve
+from reer_runtime.stats import snapshot
 from runtime.config import load_settings
-from runtime.daemon import open_chains, serve
-from runtime.stats import snapshot
+from runtime.records import Trace
 from runtime.store import JsonlStore
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import cli, post_line

@@ -15,7 +15,7 @@ import pytest
 
 from actors.ingestor import IngestCounts, Ingestor
 from actors.trace_writer import TraceWriter
-from runtime.progress import Progress
+from reer_runtime.progress import Progress
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import cli, post_line
 

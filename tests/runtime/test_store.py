@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bus.records import PostEvent
 from runtime.errors import CorruptRecordError
+from runtime.records import PostEvent
 from runtime.store import JsonlStore
 from tests.helpers import make_post
 

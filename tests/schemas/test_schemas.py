@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from reer_runtime.validate import validate
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
-from runtime.validate import validate
 from tests.helpers import post_line, validator
 
 
@@ -51,7 +51,7 @@ def test_validate_fails_loudly_when_the_installed_schemas_are_missing(
 ) -> None:
     assert validate(tmp_path, provider="dummy://") == 0
     (tmp_path / "schemas").mkdir()
-    monkeypatch.setattr("runtime.validate.SCHEMA_DIR", tmp_path / "schemas")  # as from a wheel without them
+    monkeypatch.setattr("reer_runtime.validate.SCHEMA_DIR", tmp_path / "schemas")  # as from a wheel without them
     capsys.readouterr()
     assert validate(tmp_path, provider="dummy://") == 1
     assert f"PROBLEM  schemas {', '.join(RECORDS)} are missing from {tmp_path / 'schemas'}" in capsys.readouterr().out

@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from bus.records import PostEvent
 from runtime.config import CsvMapping
 from runtime.errors import InputError
 from runtime.imports.sources import check, convert, detect
+from runtime.records import PostEvent
 from tests.conftest import RunDaemon
 from tests.helpers import FIXTURES, post_line
 

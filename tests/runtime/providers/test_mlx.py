@@ -20,7 +20,6 @@ import pytest
 from mlx_lm import load
 
 import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
-from bus.records import Mining
 from runtime.config import SearchSettings
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import open_provider
@@ -28,6 +27,7 @@ from runtime.providers.calls import ChatMessage, GenerateCall, ScoreCall
 from runtime.providers.mlx import blas
 from runtime.providers.mlx.convert import SOURCE_HASH_FILE, ensure_converted
 from runtime.providers.mlx.provider import MlxProvider
+from runtime.records import Mining
 from runtime.reer.brief import derive_brief
 from runtime.reer.search import Search
 from tests.conftest import ROOT, RunDaemon

@@ -13,7 +13,6 @@ import pytest
 
 from actors.limiter import Limiter, malformed
 from bus.bus import Bus
-from bus.records import DeadLetter
 from runtime.config import LimitSettings
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import open_provider
@@ -21,6 +20,7 @@ from runtime.providers.base import continue_with, render_chat
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall
 from runtime.providers.dummy import DummyModel, DummyProvider
 from runtime.providers.server import ServerProvider
+from runtime.records import DeadLetter
 from runtime.store import JsonlStore
 from tests.conftest import RunDaemon
 from tests.helpers import post_line

@@ -10,9 +10,9 @@ import pytest
 
 import reer_runtime
 from bus.messages import GenerateRequested, OptimizeRequested
-from bus.records import GenerateEvent, OptimizeEvent
 from runtime.config import load_settings
 from runtime.errors import ConfigError, UsageError
+from runtime.records import GenerateEvent, OptimizeEvent
 from tests.conftest import RunDaemon
 from tests.runtime.writer.test_writer import POSTS, ScriptedWriter, run_actors
 

@@ -23,10 +23,10 @@ from actors.limiter import Limiter
 from actors.optimizer import OptimizerActor, demo_ids
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, GenerateRequested, OptimizeRequested
-from bus.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent, Platform, Program, Scores, Timings, Trace
 from runtime.config import Settings
 from runtime.providers.calls import GenerateCall, Generation, Role
 from runtime.providers.dummy import DummyProvider
+from runtime.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent, Platform, Program, Scores, Timings, Trace
 from runtime.reer.brief import derive_brief
 from runtime.store import JsonlStore
 from runtime.writer.compile import split

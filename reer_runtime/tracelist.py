@@ -10,8 +10,8 @@ from pathlib import Path
 
 import msgspec
 
-from bus.records import Trace
 from runtime.errors import ReerError
+from runtime.records import Trace
 from runtime.store import JsonlStore
 
 

@@ -18,7 +18,6 @@ import anyio.abc
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from actors.base import Consumer, dead_letter
-from actors.gate import SpacingFactory, local_spacing
 from actors.generator import GeneratorActor
 from actors.ingestor import Ingestor
 from actors.limiter import Limiter
@@ -27,6 +26,7 @@ from actors.model_client import ModelClient
 from actors.optimizer import OptimizerActor
 from actors.trace_writer import TraceWriter
 from bus.bus import Bus
+from bus.cluster import CoordinatorRunningError, Lease, SharedSpacing, holder
 from bus.jetstream import JetStreamOptions, JetStreamTransport, redacted
 from bus.messages import (
     POSTS_OBSERVED,
@@ -37,9 +37,9 @@ from bus.messages import (
     MiningFailed,
     PostObserved,
 )
-from bus.records import Draft, Failure, GenerateEvent, OptimizeEvent
+from reer_runtime.progress import Progress
+from reer_runtime.stats import decode_batch, write_snapshot
 from runtime import metrics
-from runtime.cluster import CoordinatorRunningError, Lease, SharedSpacing, holder
 from runtime.config import DEFAULT_MODEL, Settings
 from runtime.errors import (
     CrashLoopError,
@@ -52,10 +52,10 @@ from runtime.errors import (
 )
 from runtime.imports.sources import batches, check
 from runtime.ledger import Ledger, Stores
-from runtime.progress import Progress
 from runtime.providers import Provider, open_provider
 from runtime.providers.calls import Role
-from runtime.stats import decode_batch, write_snapshot
+from runtime.providers.gate import SpacingFactory, local_spacing
+from runtime.records import Draft, Failure, GenerateEvent, OptimizeEvent
 from runtime.watch import Watcher
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ class Circuit:
 
 class Spacing(Protocol):
     """Hands out call slots at least some interval apart: aiolimiter's bucket in one process,
-    `runtime.cluster.SharedSpacing` across the processes of a NATS namespace."""
+    `bus.cluster.SharedSpacing` across the processes of a NATS namespace."""
 
     async def acquire(self) -> object: ...
 

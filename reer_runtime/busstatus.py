@@ -7,10 +7,10 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import asdict
 
+from bus.cluster import present
 from bus.jetstream import redacted
-from runtime.cluster import present
+from reer_runtime.daemon import connect_bus
 from runtime.config import Settings
-from runtime.daemon import connect_bus
 
 
 async def print_status(settings: Settings, as_json: bool) -> int:

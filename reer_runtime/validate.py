@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 
 from bus.jetstream import redacted
+from reer_runtime.stats import STATS_FILE
 from runtime.config import Settings, load_settings
 from runtime.errors import ConfigError, CorruptRecordError, ProviderConfigError, UsageError
 from runtime.ledger import Stores
@@ -17,12 +18,11 @@ from runtime.providers import open_provider
 from runtime.providers.calls import Role
 from runtime.providers.detect import detect
 from runtime.schemas import RECORDS, SCHEMA_DIR, render
-from runtime.stats import STATS_FILE
 
 
 async def _bus_groups(settings: Settings) -> int:
     """How many consumer groups the configured NATS bus has; raises `UsageError` if it cannot be reached."""
-    from runtime.daemon import connect_bus
+    from reer_runtime.daemon import connect_bus
 
     async with AsyncExitStack() as stack:
         transport = await connect_bus(settings, stack, role="validator")

@@ -241,6 +241,8 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     message: msgspec.Raw
     error: str
     failed_at: datetime
+    request_id: str | None = None
+    """The id of the user's request (for drafts or a compile) the message carried, if it was one."""
 
 
 class Failure(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,10 +18,10 @@ from actors.base import ForwardedDeadLetters
 from actors.limiter import Limiter
 from actors.miner import Miner
 from bus.bus import Bus
+from bus.cluster import SharedSpacing, announce, coordinator_present, holder
 from bus.jetstream import JetStreamTransport
-from runtime.cluster import SharedSpacing, announce, coordinator_present, holder
+from reer_runtime.daemon import connect_bus, first_error, watch_signals
 from runtime.config import Settings
-from runtime.daemon import connect_bus, first_error, watch_signals
 from runtime.errors import CrashLoopError, ExitCode, ReerError
 from runtime.providers import Provider
 from runtime.providers.calls import Role
