@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime
-from functools import partial
 
 import anyio
-import dspy
 from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer
@@ -20,12 +16,11 @@ from runtime.config import Settings
 from runtime.errors import Refused, UsageError
 from runtime.records import DeadLetter, Draft, Program, Trace
 from runtime.store import JsonlStore
-from runtime.writer.limits import features, fit
-from runtime.writer.lm import limiter_lm, providers_used
+from runtime.writer.drafting import Drafting, write_drafts
+from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric
-from runtime.writer.program import Writer, render_brief
+from runtime.writer.program import Writer
 from runtime.writer.programs import Programs
-from runtime.writer.spans import ModuleSpans
 from runtime.writer.templates import Template, checked
 
 log = logging.getLogger(__name__)
@@ -98,13 +93,8 @@ class GeneratorActor(Consumer[GenerateRequested]):
                 "reer.drafts": request.n,
             }
         )
-        drafts: list[Draft] = []
-        for index in range(request.n):
-            for attempt in range(1, writer.max_tries + 1):
-                write = partial(self._draft, message, index, attempt, program, record, lm, metric, best)
-                drafts.append(await anyio.to_thread.run_sync(write))
-                if drafts[-1].rejected_reason is None:
-                    break
+        job = Drafting(message.request_id, request, program, record, lm, metric, best, writer)
+        drafts = await anyio.to_thread.run_sync(write_drafts, job)
         await self._drafts.append_many(drafts)
         kept = [d for d in drafts if d.rejected_reason is None]
         for draft in kept:
@@ -123,62 +113,3 @@ class GeneratorActor(Consumer[GenerateRequested]):
                 tries,
                 self._drafts.path,
             )
-
-    def _draft(
-        self,
-        message: GenerateRequested,
-        index: int,
-        attempt: int,
-        program: Writer,
-        record: Program | None,
-        lm: dspy.LM,
-        metric: WriterMetric,
-        best: Trace | None,
-    ) -> Draft:
-        request = message.request
-        brief = render_brief(request)
-        # about 3 characters a token: room for the limit and a little more, cut at a sentence by `fit`
-        bound = min(self._settings.writer.max_tokens, request.platform.max_chars * request.thread_size // 3 + 16)
-        # each try a rollout of its own: DSPy's cache never answers it with another draft's text
-        rollout = zlib.crc32(f"{message.request_id}-{index}-{attempt}".encode())
-        used: set[str] = set()
-        token = providers_used.set(used)
-        try:
-            with dspy.context(lm=lm.copy(rollout_id=rollout), callbacks=[ModuleSpans()]):
-                prediction = program(brief=brief, max_post_tokens=bound, **request.texts)
-            plan, text, failure = str(prediction.plan), str(prediction.post), None
-        except Exception as exc:  # a model that breaks DSPy's answer format
-            plan, text, failure = "", "", f"the model's answer could not be read: {str(exc).splitlines()[0][:300]}"
-        finally:
-            providers_used.reset(token)
-        fitted = fit(text, request.platform, request.thread_size)
-        rejected = failure or fitted.rejected
-        score: float | None
-        missing = None
-        if rejected:
-            score, parts = 0.0, {"limits": 0.0}
-        elif best is None:
-            score, parts = None, {"limits": 1.0}
-            missing = "no mined post to compare with yet (mine your posts with `reer-runtime start` first)"
-        else:
-            measured = metric.measure(brief, plan, text, request.platform, request.thread_size, best.post.text)
-            score, parts = measured.score, measured.parts
-        return Draft(
-            draft_id=f"{message.request_id}-{index + 1}" + (f".{attempt}" if attempt > 1 else ""),
-            request_id=message.request_id,
-            request=request,
-            parts=fitted.parts,
-            features=features(fitted.parts),
-            plan=plan,
-            program_version=record.version if record else 0,
-            provider=sorted(used),
-            trace_ids=record.demo_trace_ids if record else [],
-            score=score,
-            score_parts=parts,
-            score_missing=missing,
-            attempt=attempt,
-            repaired=fitted.repaired,
-            rejected_reason=rejected,
-            otel_trace_id=format(otel_trace.get_current_span().get_span_context().trace_id, "032x"),
-            created_at=datetime.now(UTC),
-        )

@@ -20,9 +20,9 @@ from bus.messages import (
     PostObserved,
 )
 from runtime import metrics
-from runtime.engagement import AuthorRanks
+from runtime.admission import Admission
 from runtime.errors import InputError
-from runtime.inputs import Line, parse_line, read_batches
+from runtime.inputs import Line, read_batches
 from runtime.records import Accepted, GenerateEvent, OptimizeEvent, PostEvent, Rejected, Rejection, Requested
 from runtime.store import JsonlStore
 
@@ -74,25 +74,21 @@ class Ingestor:
         journal: JsonlStore[Requested] | None = None,
     ) -> None:
         self.bus = bus
-        self._max_nesting = max_nesting
-        self._mine_all_kinds = mine_all_kinds
         self._journal = journal
         self._read: Reader = read or (lambda source: read_batches(source, max_line_bytes, batch_max_lines))
-        self._max_text_chars = max_text_chars
         self._ledger = ledger
         self._rejected = rejected
-        self._min_engagement = min_engagement
-        self._min_author_posts = min_author_posts
-        self._max_line_bytes = max_line_bytes
-        self._ranks = AuthorRanks()
-        self._seen: set[str] = set()
-        self._selected_before: list[Accepted] = []
-        for accepted in ledger.read():
-            self._seen.add(accepted.post.key)
-            if self._minable(accepted.post):
-                self._ranks.add(accepted.post.author, accepted.post.metrics)
-            if accepted.selected:
-                self._selected_before.append(accepted)
+        earlier = list(ledger.read())
+        self._selected_before = [a for a in earlier if a.selected]
+        self._admission = Admission(
+            earlier,
+            min_engagement=min_engagement,
+            min_author_posts=min_author_posts,
+            max_line_bytes=max_line_bytes,
+            max_text_chars=max_text_chars,
+            max_nesting=max_nesting,
+            mine_all_kinds=mine_all_kinds,
+        )
         self.counts = IngestCounts()
 
     async def recover(self, finished: set[str], retried: Collection[str] = ()) -> int:
@@ -139,10 +135,9 @@ class Ingestor:
             if not line.data.strip() and not line.too_long:
                 continue
             self.counts.lines += 1
-            checked = self._check(line)
+            checked = self._admission.check(line)
             if isinstance(checked, PostEvent):
                 posts.append((line, checked))
-                self._seen.add(checked.key)
             elif isinstance(checked, GenerateEvent | OptimizeEvent):
                 requests.append(checked)
             else:
@@ -152,9 +147,8 @@ class Ingestor:
                     Rejected(source=source, line=line.number, raw=raw, reason=str(checked), rejected_at=now)
                 )
         for _, post in posts:
-            if self._minable(post):
-                self._ranks.add(post.author, post.metrics)
-        accepted = [self._decide(source, line, post, now, select_all) for line, post in posts]
+            self._admission.rank(post)
+        accepted = [self._admission.decide(source, line.number, post, now, select_all) for line, post in posts]
         await self._rejected.append_many(rejected)
         await self._ledger.append_many(accepted)
         self.counts.rejected += len(rejected)
@@ -207,38 +201,6 @@ class Ingestor:
                 await self.bus.publish(
                     GENERATE_REQUESTED, GenerateRequested(request_id=request_id, request=request), key=request_id
                 )
-
-    def _check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | Rejection:
-        if line.rejection:
-            return line.rejection
-        if line.too_long:
-            return Rejection("too long", f"the line is over the limit of {self._max_line_bytes} bytes (max_line_bytes)")
-        event = parse_line(line.data, self._max_nesting)
-        if isinstance(event, Rejection | GenerateEvent | OptimizeEvent):
-            return event
-        if event.key in self._seen:
-            return Rejection("duplicate", f"post {event.key} was already accepted")
-        if len(event.text) > self._max_text_chars:
-            chars = len(event.text)
-            return Rejection(
-                "too long", f"the text has {chars} characters, over max_text_chars ({self._max_text_chars})"
-            )
-        return event
-
-    def _minable(self, post: PostEvent) -> bool:
-        """Reposts and replies are not the author's own writing: not ranked or mined unless configured."""
-        return post.kind == "original" or self._mine_all_kinds
-
-    def _decide(self, source: str, line: Line, post: PostEvent, now: datetime, select_all: bool) -> Accepted:
-        engagement = self._ranks.score(post.author, post.metrics)
-        selected = select_all or (
-            self._minable(post)
-            and engagement >= self._min_engagement
-            and self._ranks.count(post.author) >= self._min_author_posts
-        )
-        return Accepted(
-            post=post, engagement=engagement, selected=selected, source=source, line=line.number, accepted_at=now
-        )
 
     async def _announce(self, accepted: Accepted, *, retry: bool = False) -> None:
         post = accepted.post

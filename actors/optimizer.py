@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime
 
 import anyio
-import dspy
 from opentelemetry import trace as otel_trace
 
 from actors.base import Consumer
@@ -18,13 +17,11 @@ from runtime.config import Settings
 from runtime.errors import Refused, UsageError
 from runtime.records import DeadLetter, Optimizer, Program, Trace
 from runtime.store import JsonlStore
-from runtime.writer.compile import compile_writer, evaluate, split
+from runtime.writer.compile import compile_and_measure, demo_trace_ids, training_examples
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric
-from runtime.writer.program import Writer, example
 from runtime.writer.programs import Programs
-from runtime.writer.spans import ModuleSpans
-from runtime.writer.templates import Template, lookup
+from runtime.writer.templates import lookup
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +62,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         except UsageError as exc:
             raise Refused(str(exc)) from None
         traces = await anyio.to_thread.run_sync(list, self._traces.read())
-        examples = [e for t in traces if (e := example(t, template)) is not None][-settings.max_traces :]
-        if len(examples) < settings.min_traces:
-            among = (
-                f" of {len(traces)} (a template that reads {', '.join(template.inputs)} learns only from posts "
-                "that carry the one text it reads, their context)"
-                if template.inputs
-                else ""
-            )
-            raise Refused(
-                f"not compiling {template.name}: {len(examples)} traces{among} in the store, at least "
-                f"{settings.min_traces} needed (writer.min_traces)"
-            )
-        trainset, valset = split(examples, settings.val_fraction)
+        examples = training_examples(traces, template, settings)
         current = self._programs.current(template.name)
         version = max((r.version for r in self._programs.records()), default=0) + 1
         span = otel_trace.get_current_span()
@@ -89,31 +74,32 @@ class OptimizerActor(Consumer[OptimizeRequested]):
                 "reer.traces": len(examples),
             }
         )
-        log.info(
-            "compiling %s program v%d with %s on %d traces (%d to validate)",
-            template.name,
-            version,
-            optimizer,
-            len(examples),
-            len(valset),
-        )
+        log.info("compiling %s program v%d with %s on %d traces", template.name, version, optimizer, len(examples))
         models = ThreadModels(self.model)
+        lm = limiter_lm(
+            models.generate,
+            models=",".join(self._settings.generator),
+            temperature=0.7,
+            max_tokens=settings.max_tokens,
+        )
+        metric = WriterMetric(models.score, self._settings.search.clip_min)
         started = time.perf_counter()
-        program, score, baseline = await anyio.to_thread.run_sync(
-            self._compile, template, optimizer, trainset, valset, current, models
+        baseline = await anyio.to_thread.run_sync(self._programs.load, current, template)
+        done = await anyio.to_thread.run_sync(
+            compile_and_measure, template, optimizer, examples, baseline, metric, lm, settings
         )
         elapsed = time.perf_counter() - started
-        promoted = score >= baseline
-        self._programs.save(program, version)
+        score, promoted = done.score, done.promoted
+        self._programs.save(done.program, version)
         record = Program(
             version=version,
             optimizer=optimizer,
             score=score,
-            baseline=baseline,
+            baseline=done.baseline,
             promoted=promoted,
-            train_trace_ids=[e.trace_id for e in trainset],
-            val_trace_ids=[e.trace_id for e in valset],
-            demo_trace_ids=demo_ids(program, trainset),
+            train_trace_ids=[e.trace_id for e in done.trainset],
+            val_trace_ids=[e.trace_id for e in done.valset],
+            demo_trace_ids=demo_trace_ids(done.program, done.trainset),
             model_calls=models.calls,
             compile_s=round(elapsed, 3),
             created_at=datetime.now(UTC),
@@ -127,42 +113,8 @@ class OptimizerActor(Consumer[OptimizeRequested]):
             template.name,
             version,
             score,
-            baseline,
+            done.baseline,
             "promoted" if promoted else "kept, not promoted",
             models.calls,
             elapsed,
         )
-
-    def _compile(
-        self,
-        template: Template,
-        optimizer: Optimizer,
-        trainset: list[dspy.Example],
-        valset: list[dspy.Example],
-        current: Program | None,
-        models: ThreadModels,
-    ) -> tuple[Writer, float, float]:
-        lm = limiter_lm(
-            models.generate,
-            models=",".join(self._settings.generator),
-            temperature=0.7,
-            max_tokens=self._settings.writer.max_tokens,
-        )
-        metric = WriterMetric(models.score, self._settings.search.clip_min)
-        with dspy.context(callbacks=[ModuleSpans()]):
-            baseline = evaluate(self._programs.load(current, template), valset, metric, lm)
-            program = compile_writer(Writer(template), optimizer, trainset, valset, metric, lm, self._settings.writer)
-            return program, evaluate(program, valset, metric, lm), baseline
-
-
-def demo_ids(program: Writer, trainset: list[dspy.Example]) -> list[str]:
-    """The traces behind the program's demonstrations: a labelled demo carries its trace id; a
-    bootstrapped one (the program's own answer to a training brief) maps to the traces of that brief."""
-    by_brief: dict[str, set[str]] = {}
-    for e in trainset:
-        by_brief.setdefault(e.brief, set()).add(e.trace_id)
-    found: set[str] = set()
-    for _, predictor in program.named_predictors():
-        for demo in predictor.demos:
-            found |= {demo["trace_id"]} if demo.get("trace_id") else by_brief.get(demo.get("brief", ""), set())
-    return sorted(found)

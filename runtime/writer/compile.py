@@ -9,15 +9,37 @@ from __future__ import annotations
 import logging
 import random
 import statistics
+from dataclasses import dataclass
 
 import dspy
 
 from runtime.config import WriterSettings
-from runtime.records import Optimizer
+from runtime.errors import Refused
+from runtime.records import Optimizer, Trace
 from runtime.writer.metric import WriterMetric
-from runtime.writer.program import Writer
+from runtime.writer.program import Writer, example
+from runtime.writer.spans import ModuleSpans
+from runtime.writer.templates import Template
 
 log = logging.getLogger(__name__)
+
+
+def training_examples(traces: list[Trace], template: Template, settings: WriterSettings) -> list[dspy.Example]:
+    """The most recent traces that teach `template` (at most `writer.max_traces`) as examples;
+    `Refused`, saying why, when there are fewer than `writer.min_traces`."""
+    found = [e for t in traces if (e := example(t, template)) is not None][-settings.max_traces :]
+    if len(found) < settings.min_traces:
+        among = (
+            f" of {len(traces)} (a template that reads {', '.join(template.inputs)} learns only from posts "
+            "that carry the one text it reads, their context)"
+            if template.inputs
+            else ""
+        )
+        raise Refused(
+            f"not compiling {template.name}: {len(found)} traces{among} in the store, at least "
+            f"{settings.min_traces} needed (writer.min_traces)"
+        )
+    return found
 
 
 def split(
@@ -81,3 +103,50 @@ def compile_writer(
             num_threads=1,
         )
         return gepa.compile(student, trainset=trainset, valset=valset)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A new program and how it and the current one did on the validation set."""
+
+    program: Writer
+    score: float
+    baseline: float
+    trainset: list[dspy.Example]
+    valset: list[dspy.Example]
+
+    @property
+    def promoted(self) -> bool:
+        """Whether the new program replaces the current one: it scores at least as well."""
+        return self.score >= self.baseline
+
+
+def demo_trace_ids(program: Writer, trainset: list[dspy.Example]) -> list[str]:
+    """The traces behind the program's demonstrations: a labelled demo carries its trace id; a
+    bootstrapped one (the program's own answer to a training brief) maps to the traces of that brief."""
+    by_brief: dict[str, set[str]] = {}
+    for e in trainset:
+        by_brief.setdefault(e.brief, set()).add(e.trace_id)
+    found: set[str] = set()
+    for _, predictor in program.named_predictors():
+        for demo in predictor.demos:
+            found |= {demo["trace_id"]} if demo.get("trace_id") else by_brief.get(demo.get("brief", ""), set())
+    return sorted(found)
+
+
+def compile_and_measure(
+    template: Template,
+    optimizer: Optimizer,
+    examples: list[dspy.Example],
+    current: Writer,
+    metric: WriterMetric,
+    lm: dspy.LM,
+    settings: WriterSettings,
+) -> Compiled:
+    """A new program for `template`, compiled by `optimizer` on a training share of `examples`, and
+    it and `current` measured on the rest (`writer.val_fraction`)."""
+    trainset, valset = split(examples, settings.val_fraction)
+    with dspy.context(callbacks=[ModuleSpans()]):
+        baseline = evaluate(current, valset, metric, lm)
+        program = compile_writer(Writer(template), optimizer, trainset, valset, metric, lm, settings)
+        return Compiled(program, evaluate(program, valset, metric, lm), baseline, trainset, valset)

@@ -87,7 +87,10 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
         bus, ledger, rejected, min_engagement=0.5, min_author_posts=1, max_line_bytes=99, batch_max_lines=9
     )
     assert again.counts.accepted == 0
-    assert str(again._check(Line(1, post_line(3, author="a").encode()))) == "duplicate: post x:3 was already accepted"
+    assert (
+        str(again._admission.check(Line(1, post_line(3, author="a").encode())))
+        == "duplicate: post x:3 was already accepted"
+    )
 
 
 async def test_text_longer_than_the_limit_is_rejected_with_the_numbers(tmp_path: Path) -> None:
@@ -105,6 +108,6 @@ async def test_text_longer_than_the_limit_is_rejected_with_the_numbers(tmp_path:
         batch_max_lines=9,
         max_text_chars=20,
     )
-    assert str(ingestor._check(Line(1, post_line(1, text="x" * 21).encode()))) == (
+    assert str(ingestor._admission.check(Line(1, post_line(1, text="x" * 21).encode()))) == (
         "too long: the text has 21 characters, over max_text_chars (20)"
     )

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+import actors.base
 from bus.messages import (
     GENERATE_REQUESTED,
     OPTIMIZE_REQUESTED,
     Envelope,
     GenerateRequested,
     OptimizeRequested,
-    encode,
 )
 from runtime.ledger import Ledger, Stores
 from runtime.records import DeadLetter, Draft, Failure, Features, GenerateEvent, OptimizeEvent, Program
@@ -87,8 +87,18 @@ async def test_dead_lettered_requests_are_settled_and_automatic_compiles_have_no
 
 
 def dead_letter(actor: str, topic: str, body: GenerateRequested | OptimizeRequested) -> DeadLetter:
-    """The dead letter a refused request leaves, its envelope encoded as the bus encodes it."""
-    envelope = Envelope(id="m", topic=topic, headers={}, body=body)
-    return DeadLetter(
-        actor=actor, topic=topic, message=msgspec.Raw(encode(envelope)), error="Refused: not now", failed_at=NOW
-    )
+    """The dead letter a refused request leaves, as the actors write it."""
+    return actors.base.dead_letter(actor, Envelope(id="m", topic=topic, headers={}, body=body), "Refused: not now")
+
+
+async def test_dead_letters_written_before_they_carried_the_request_id_still_settle_it(stores: Stores) -> None:
+    requests: list[tuple[str, GenerateRequested | OptimizeRequested]] = [
+        (GENERATE_REQUESTED.name, GenerateRequested(request_id="g1", request=GenerateEvent(topic="x"))),
+        (OPTIMIZE_REQUESTED.name, OptimizeRequested(request_id="o1", request=OptimizeEvent())),
+    ]
+    for topic, body in requests:
+        letter = dead_letter("generator", topic, body)
+        assert letter.request_id == body.request_id
+        old = msgspec.structs.replace(letter, request_id=None)  # the record as an earlier version wrote it
+        await stores.dead_letters.append(old)
+    assert Ledger(stores).failed_requests() == {"g1": "not now", "o1": "not now"}

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from actors.generator import GeneratorActor
 from actors.limiter import Limiter
-from actors.optimizer import OptimizerActor, demo_ids
+from actors.optimizer import OptimizerActor
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, GenerateRequested, OptimizeRequested
 from runtime.config import Settings
@@ -29,7 +29,7 @@ from runtime.providers.dummy import DummyProvider
 from runtime.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent, Platform, Program, Scores, Timings, Trace
 from runtime.reer.brief import derive_brief
 from runtime.store import JsonlStore
-from runtime.writer.compile import split
+from runtime.writer.compile import demo_trace_ids, split
 from runtime.writer.limits import Fitted, features, fit
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric, closeness
@@ -201,7 +201,8 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
     program = await anyio.to_thread.run_sync(compile_it)
     demos = program.plan.demos
     assert demos and all(d.brief in {e.brief for e in trainset} for d in demos)
-    assert set(demo_ids(program, trainset)) <= {e.trace_id for e in trainset} and demo_ids(program, trainset)
+    demos_from = demo_trace_ids(program, trainset)
+    assert demos_from and set(demos_from) <= {e.trace_id for e in trainset}
     programs = Programs(tmp_path / "programs")
     programs.save(program, 1)
     loaded = Writer()
