@@ -17,7 +17,7 @@ from bus.bus import Bus
 from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, Topic
 from runtime import metrics
 from runtime.config import LimitSettings
-from runtime.errors import ProviderError
+from runtime.errors import CircuitOpen, MalformedAnswer, ProviderError, ProviderTimeout, ServerFailed
 from runtime.providers import Provider
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.gate import Gate, SpacingFactory, local_spacing
@@ -84,7 +84,7 @@ class Limiter(Consumer[ProviderRequest]):
         try:
             reply = ProviderReply(request_id=message.request_id, outcome=await self.call(message.role, message.call))
         except ProviderError as exc:
-            reply = ProviderReply(request_id=message.request_id, outcome=CallFailed(error=str(exc)))
+            reply = ProviderReply(request_id=message.request_id, outcome=CallFailed.of(exc))
         except Exception as exc:  # a bug here still answers, so the caller never waits forever
             failed = CallFailed(error=f"the limiter failed: {type(exc).__qualname__}: {exc}")
             await self.bus.publish(reply_to, ProviderReply(request_id=message.request_id, outcome=failed))
@@ -92,8 +92,10 @@ class Limiter(Consumer[ProviderRequest]):
         await self.bus.publish(reply_to, reply)
 
     async def call(self, role: Role, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
-        """Make `call` along the role's chain; raises the last `ProviderError` if all fail."""
+        """Make `call` along the role's chain; if all fail, raises the last provider's error, of its
+        type, naming every provider's."""
         errors: list[str] = []
+        last: ProviderError | None = None
         for index, gate in enumerate(self._chains[role]):
             if index > 0:
                 metrics.provider_fallbacks.add(1, {"gen_ai.provider.name": gate.provider.system, "reer.role": role})
@@ -103,14 +105,18 @@ class Limiter(Consumer[ProviderRequest]):
                 result = await self._attempts(gate, call)
                 return msgspec.structs.replace(result, provider=gate.provider.uri)
             except ProviderError as exc:
-                errors.append(f"{gate.provider.uri}: {exc}")
-        raise ProviderError("all providers failed: " + "; ".join(errors))
+                errors.append(f"{gate.provider.uri}: {exc} ({exc.kind})")
+                last = exc
+        message = "all providers failed: " + "; ".join(errors)
+        if last is None:
+            raise ProviderError(message)
+        raise type(last)(message, retryable=last.retryable, retry_after=last.retry_after)
 
     async def _attempts(self, gate: Gate, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
         attempt = 0
         while True:
             if not gate.circuit.allows():
-                raise ProviderError(f"circuit open (retry in {gate.circuit.retry_in():.0f}s)")
+                raise CircuitOpen(f"circuit open (retry in {gate.circuit.retry_in():.0f}s)")
             try:
                 result = await self._once(gate, call)
             except ProviderError as exc:
@@ -118,7 +124,7 @@ class Limiter(Consumer[ProviderRequest]):
                 if not exc.retryable or attempt >= gate.limits.max_retries:
                     raise
                 delay = backoff_delay(attempt, exc.retry_after, gate.limits.max_retry_after_s)
-                log.warning("%s: %s; retry %d in %.2fs", gate.provider.uri, exc, attempt + 1, delay)
+                log.warning("%s: %s (%s); retry %d in %.2fs", gate.provider.uri, exc, exc.kind, attempt + 1, delay)
                 attempt += 1
                 metrics.provider_retries.add(1, {"reer.provider": gate.provider.uri})
                 await anyio.sleep(delay)
@@ -163,21 +169,21 @@ class Limiter(Consumer[ProviderRequest]):
                             else await provider.score(call)
                         )
                 except TimeoutError as exc:
-                    error = ProviderError(f"timed out after {gate.limits.timeout_s}s", retryable=True)
-                    self._failed(span, error, "timeout", attrs, started, provider.uri)
+                    error: ProviderError = ProviderTimeout(f"timed out after {gate.limits.timeout_s}s")
+                    self._failed(span, error, attrs, started, provider.uri)
                     raise error from exc
                 except ProviderError as exc:
-                    self._failed(span, exc, type(exc).__qualname__, attrs, started, provider.uri)
+                    self._failed(span, exc, attrs, started, provider.uri)
                     raise
                 except Exception as exc:  # a provider's own bug still ends as a clean failure
-                    error = ProviderError(f"{type(exc).__qualname__}: {exc}")
-                    self._failed(span, error, type(exc).__qualname__, attrs, started, provider.uri)
+                    error = ServerFailed(f"{type(exc).__qualname__}: {exc}", retryable=False)
+                    self._failed(span, error, attrs, started, provider.uri)
                     raise error from exc
                 span.set_attribute("reer.circuit.state", gate.circuit.state)
                 span.set_attribute("gen_ai.response.model", provider.model)
                 if problem := malformed(result):
-                    error = ProviderError(f"malformed answer: {problem}", retryable=True)
-                    self._failed(span, error, "malformed", attrs, started, provider.uri)
+                    error = MalformedAnswer(f"malformed answer: {problem}")
+                    self._failed(span, error, attrs, started, provider.uri)
                     raise error
                 metrics.operation_duration.record(time.perf_counter() - started, attrs)
                 metrics.provider_calls.add(1, {"reer.provider": provider.uri, "reer.outcome": "ok"})
@@ -195,14 +201,13 @@ class Limiter(Consumer[ProviderRequest]):
     def _failed(
         span: otel_trace.Span,
         error: ProviderError,
-        error_type: str,
         attrs: dict[str, str | int],
         started: float,
         uri: str,
     ) -> None:
         span.set_status(Status(StatusCode.ERROR, str(error)))
-        span.set_attribute("error.type", error_type)
+        span.set_attribute("error.type", error.kind)
         span.set_attribute("reer.retryable", error.retryable)
-        metrics.operation_duration.record(time.perf_counter() - started, {**attrs, "error.type": error_type})
-        outcome = "timeout" if error_type == "timeout" else "error"
+        metrics.operation_duration.record(time.perf_counter() - started, {**attrs, "error.type": error.kind})
+        outcome = "timeout" if isinstance(error, ProviderTimeout) else "error"
         metrics.provider_calls.add(1, {"reer.provider": uri, "reer.outcome": outcome})

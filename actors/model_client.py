@@ -11,7 +11,6 @@ from opentelemetry import trace as otel_trace
 from actors.base import Consumer, DeadLetters
 from bus.bus import Bus
 from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, reply_topic
-from runtime.errors import ProviderError
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
@@ -58,8 +57,10 @@ class ModelClient(Consumer[ProviderReply]):
             self._waiting.pop(request_id, None)
         outcome = box[0].outcome
         if isinstance(outcome, CallFailed):
-            otel_trace.get_current_span().add_event("provider failed", {"error": outcome.error})
-            raise ProviderError(outcome.error)
+            otel_trace.get_current_span().add_event(
+                "provider failed", {"error": outcome.error, "error.type": outcome.kind}
+            )
+            raise outcome.exception()
         return outcome
 
 

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from runtime.errors import PROVIDER_ERRORS, ProviderError
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.records import DeadLetter, Failure, GenerateEvent, OptimizeEvent, PostEvent, Trace
 
@@ -77,9 +78,23 @@ class ProviderRequest(Message, frozen=True, kw_only=True):
 
 
 class CallFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A model call that failed after every retry and fallback, with the last error."""
+    """A model call that failed after every retry and fallback: the last error, with its kind (a
+    `ProviderError` subclass's `kind`), so the caller gets back the type the Limiter saw."""
 
     error: str
+    kind: str = ProviderError.kind
+    retryable: bool = False
+    retry_after: float | None = None
+
+    @classmethod
+    def of(cls, error: ProviderError) -> CallFailed:
+        """`error` as a value to carry in a reply."""
+        return cls(error=str(error), kind=error.kind, retryable=error.retryable, retry_after=error.retry_after)
+
+    def exception(self) -> ProviderError:
+        """The error again, of its kind's type (the base type for a kind this version does not know)."""
+        kind = PROVIDER_ERRORS.get(self.kind, ProviderError)
+        return kind(self.error, retryable=self.retryable, retry_after=self.retry_after)
 
 
 class ProviderReply(Message, frozen=True, kw_only=True):

@@ -7,6 +7,12 @@
     │   ├── ProviderConfigError   2  a provider URI, its options, or its start-up check
     │   └── DataDirLockedError    2  another daemon holds the data dir
     ├── ProviderError             1  a model call failed; `retryable` ones are retried by the Limiter
+    │   ├── ProviderTimeout       1  no answer within limits.timeout_s (retried)
+    │   ├── RateLimited           1  the provider said "too many requests" (retried after `retry_after`)
+    │   ├── ServerFailed          1  the server or the local model failed (5xx, a lost connection: retried)
+    │   ├── MalformedAnswer       1  an answer of the wrong shape (retried)
+    │   ├── ProviderRefused       1  the provider declined the call as asked (4xx, cannot score): not retried
+    │   └── CircuitOpen           1  too many failures in a row: the provider is skipped for a while
     ├── StoreError                1  a store cannot be read or written
     │   ├── CorruptRecordError    1  a complete line of a store is not its record
     │   └── StoreFullError        4  the disk or quota is full: the daemon stops, nothing is lost
@@ -65,12 +71,73 @@ class DataDirLockedError(UsageError):
 
 
 class ProviderError(ReerError):
-    """A model call failed. `retryable` errors are retried by the Limiter, honouring `retry_after`."""
+    """A model call failed. `retryable` errors are retried by the Limiter, honouring `retry_after`.
 
-    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
+    Each kind of failure is a subclass; its `kind` names it in the reply to the caller, in the span's
+    and the metrics' `error.type`, and in the log line."""
+
+    kind: ClassVar[str] = "error"
+    retryable_by_default: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = self.retryable_by_default if retryable is None else retryable
         self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    """No answer within the provider's `timeout_s`."""
+
+    kind = "timeout"
+    retryable_by_default = True
+
+
+class RateLimited(ProviderError):
+    """The provider asked for fewer calls (HTTP 429); `retry_after` is its wait, if it said."""
+
+    kind = "rate_limited"
+    retryable_by_default = True
+
+
+class ServerFailed(ProviderError):
+    """The server or the local model failed: a 5xx, a lost connection, a model thread that stopped."""
+
+    kind = "server_failed"
+    retryable_by_default = True
+
+
+class MalformedAnswer(ProviderError):
+    """An answer that cannot be used: not JSON, no message, missing or impossible log-probabilities."""
+
+    kind = "malformed"
+    retryable_by_default = True
+
+
+class ProviderRefused(ProviderError):
+    """The provider declined the call as asked (a 4xx, a call it cannot make): asking again is no use."""
+
+    kind = "refused"
+
+
+class CircuitOpen(ProviderError):
+    """The provider failed too often in a row and is skipped until its circuit resets."""
+
+    kind = "circuit_open"
+
+
+PROVIDER_ERRORS: dict[str, type[ProviderError]] = {
+    cls.kind: cls
+    for cls in (
+        ProviderError,
+        ProviderTimeout,
+        RateLimited,
+        ServerFailed,
+        MalformedAnswer,
+        ProviderRefused,
+        CircuitOpen,
+    )
+}
+"""Each kind of provider failure by its `kind`, to rebuild one carried as a value."""
 
 
 class StoreError(ReerError):

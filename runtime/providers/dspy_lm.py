@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from runtime.errors import ProviderConfigError, ProviderError
+from runtime.errors import (
+    ProviderConfigError,
+    ProviderError,
+    ProviderRefused,
+    ProviderTimeout,
+    RateLimited,
+    ServerFailed,
+)
 from runtime.providers.base import Description, chat_messages, without_prefill
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
@@ -66,15 +73,17 @@ class DspyProvider:
             options["seed"] = call.seed
         import dspy
 
-        retryable = (dspy.LMRateLimitError, dspy.LMServerError, dspy.LMTimeoutError, dspy.LMTransportError)
+        kinds: list[tuple[type[Exception], type[ProviderError]]] = [
+            (dspy.LMRateLimitError, RateLimited),
+            (dspy.LMTimeoutError, ProviderTimeout),
+            (dspy.LMServerError, ServerFailed),
+            (dspy.LMTransportError, ServerFailed),
+        ]
         try:
             response = await self._lm.aforward(messages=messages, **options)
         except Exception as exc:  # DSPy's LMError family, and whatever litellm raised under it
-            raise ProviderError(
-                f"{type(exc).__name__}: {exc}",
-                retryable=isinstance(exc, retryable),
-                retry_after=getattr(exc, "retry_after", None),
-            ) from None
+            kind = next((ours for theirs, ours in kinds if isinstance(exc, theirs)), ProviderRefused)
+            raise kind(f"{type(exc).__name__}: {exc}", retry_after=getattr(exc, "retry_after", None)) from None
         choice = response.choices[0]
         text = without_prefill(choice.message.content or "", call.prefill)
         usage = getattr(response, "usage", None)
@@ -87,7 +96,7 @@ class DspyProvider:
         )
 
     async def score(self, call: ScoreCall) -> TokenScores:
-        raise ProviderError(f"{self.uri} cannot score: chat APIs return no prompt log-probabilities")
+        raise ProviderRefused(f"{self.uri} cannot score: chat APIs return no prompt log-probabilities")
 
     async def aclose(self) -> None:
         return None

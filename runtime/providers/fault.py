@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
-from runtime.errors import ProviderConfigError, ProviderError
+from runtime.errors import ProviderConfigError, ProviderRefused, RateLimited, ServerFailed
 from runtime.providers.base import Description, Provider
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
@@ -83,11 +83,11 @@ class FaultProvider:
 
     async def _fail(self, outcome: str) -> None:
         if outcome == "error":
-            raise ProviderError("injected: 503 service unavailable", retryable=True)
+            raise ServerFailed("injected: 503 service unavailable")
         if outcome == "fatal":
-            raise ProviderError("injected: 400 bad request", retryable=False)
+            raise ProviderRefused("injected: 400 bad request")
         if outcome == "rate_limit":
-            raise ProviderError("injected: 429 too many requests", retryable=True, retry_after=self._retry_after)
+            raise RateLimited("injected: 429 too many requests", retry_after=self._retry_after)
         if outcome == "hang":
             await anyio.sleep_forever()
 

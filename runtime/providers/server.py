@@ -32,12 +32,31 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from runtime.errors import ProviderConfigError, ProviderError
+from runtime.errors import (
+    MalformedAnswer,
+    ProviderConfigError,
+    ProviderError,
+    ProviderRefused,
+    ProviderTimeout,
+    RateLimited,
+    ServerFailed,
+)
 from runtime.providers.base import Description, chat_messages, continue_with, render_chat, without_prefill
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 OPTIONS = ("tls", "key_env", "key_file")
 RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def http_failure(status: int) -> type[ProviderError]:
+    """The kind of failure an HTTP error status is (whether it is retried is `RETRYABLE`'s call)."""
+    if status == 429:
+        return RateLimited
+    if status == 408:
+        return ProviderTimeout
+    return ServerFailed if status >= 500 else ProviderRefused
+
+
 PROBE_CALL = GenerateCall(messages=[ChatMessage("user", "Say hello.")], prefill="Hello", max_tokens=1)
 PROBE_SENTENCE = "Thank you to everyone who voted today. Together we can build a better future for our children."
 PROBE_TEXT = f"{PROBE_SENTENCE} {PROBE_SENTENCE}"
@@ -142,12 +161,10 @@ class ServerProvider:
         try:
             response = await client.post(f"{base}{path}", json=body, headers=self._headers())
         except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"cannot reach {self.base_url}: {self._scrub(str(exc)) or type(exc).__name__}", retryable=True
-            ) from None
+            raise ServerFailed(f"cannot reach {self.base_url}: {self._scrub(str(exc)) or type(exc).__name__}") from None
         if response.status_code >= 400:
             retry_after = response.headers.get("retry-after")
-            raise ProviderError(
+            raise http_failure(response.status_code)(
                 f"{path} answered {response.status_code}: {self._scrub(response.text[:300])}",
                 retryable=response.status_code in RETRYABLE,
                 retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
@@ -155,7 +172,7 @@ class ServerProvider:
         try:
             data: dict[str, Any] = response.json()
         except ValueError:
-            raise ProviderError(f"{path} answered with something other than JSON", retryable=True) from None
+            raise MalformedAnswer(f"{path} answered with something other than JSON") from None
         return data
 
     def _http(self) -> httpx.AsyncClient:
@@ -268,9 +285,7 @@ class ServerProvider:
             rows = zip(logprobs["tokens"], logprobs["text_offset"], logprobs["token_logprobs"], strict=True)
             return [(str(t), int(o), None if v is None else float(v)) for t, o, v in rows if o < len(prompt)]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ProviderError(
-                f"/completions answered without prompt log-probabilities ({exc!r})", retryable=False
-            ) from None
+            raise ProviderRefused(f"/completions answered without prompt log-probabilities ({exc!r})") from None
 
     async def _generated_logprobs(self, client: httpx.AsyncClient, prompt: str) -> list[tuple[str, float]]:
         """The tokens the server generates greedily after `prompt`, with their log-probabilities
@@ -328,7 +343,7 @@ class ServerProvider:
         tokens = await self._echo(client, context + target)
         chosen = [v for t, o, v in tokens if len(context) < o + len(t)]
         if any(v is None for v in chosen):
-            raise ProviderError("/completions gave no log-probability for a scored token", retryable=True)
+            raise MalformedAnswer("/completions gave no log-probability for a scored token")
         return [float(v) for v in chosen if v is not None], len(tokens) - len(chosen)
 
     def _chat_body(self, call: GenerateCall, *, continues: bool) -> dict[str, Any]:
@@ -363,7 +378,7 @@ class ServerProvider:
             text = choice["message"]["content"] or ""
             usage = data.get("usage") or {}
         except (KeyError, IndexError, TypeError) as exc:
-            raise ProviderError(f"/chat/completions answered without a message ({exc!r})", retryable=True) from None
+            raise MalformedAnswer(f"/chat/completions answered without a message ({exc!r})") from None
         return Generation(
             text=without_prefill(text, call.prefill),  # some servers return the whole message
             input_tokens=_count(usage.get("prompt_tokens")),

@@ -14,7 +14,15 @@ from actors.limiter import Limiter, backoff_delay
 from actors.model_client import ModelClient
 from bus.bus import Bus
 from runtime.config import LimitSettings, Settings
-from runtime.errors import ProviderConfigError, ProviderError
+from runtime.errors import (
+    MalformedAnswer,
+    ProviderConfigError,
+    ProviderError,
+    ProviderRefused,
+    ProviderTimeout,
+    RateLimited,
+    ServerFailed,
+)
 from runtime.providers import Provider, open_provider
 from runtime.providers.base import Description
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
@@ -62,14 +70,14 @@ class Flaky:
         return None
 
 
-async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSettings) -> Generation | str:
-    """Send one generate call through a real bus and Limiter; the result or the error text."""
+async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSettings) -> Generation | ProviderError:
+    """Send one generate call through a real bus and Limiter; the result or the error raised."""
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     dead.open()
     bus = Bus()
     limiter = Limiter(bus, dead, {"generator": chain, "scorer": chain}, {"default": limits})
     client = ModelClient(bus, "test", dead)
-    outcome: Generation | str
+    outcome: Generation | ProviderError
     # a call left unanswered fails the test rather than hang it
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
@@ -78,7 +86,7 @@ async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSetti
             try:
                 outcome = await client.generate(CALL)
             except ProviderError as exc:
-                outcome = str(exc)
+                outcome = exc
             await bus.wait_idle()
             await bus.aclose()
     return outcome
@@ -108,8 +116,33 @@ async def test_after_the_retries_the_next_provider_of_the_chain_answers(
 async def test_errors_that_are_not_retryable_go_straight_to_the_fallback(tmp_path: Path) -> None:
     bad = Flaky("flaky://a", failures=99, error=ProviderError("401 bad key", retryable=False))
     result = await call_through(tmp_path, [bad], LimitSettings(max_retries=5))
-    assert result == "all providers failed: flaky://a: 401 bad key"
+    assert str(result) == "all providers failed: flaky://a: 401 bad key (error)"
     assert bad.calls == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProviderTimeout("no answer"),
+        RateLimited("429 slow down", retry_after=0),
+        ServerFailed("502 bad gateway"),
+        MalformedAnswer("not JSON"),
+        ProviderRefused("400 context too long"),
+    ],
+    ids=lambda e: e.kind,
+)
+async def test_a_failure_keeps_its_kind_for_the_caller_the_span_and_the_log(
+    error: ProviderError, tmp_path: Path, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = Flaky("flaky://a", failures=99, error=error)
+    result = await call_through(tmp_path, [failing], LimitSettings(max_retries=1))
+    assert type(result) is type(error) and isinstance(result, ProviderError)  # the caller catches its kind
+    assert result.retryable == error.retryable and f"flaky://a: {error} ({error.kind})" in str(result)
+    assert failing.calls == (2 if error.retryable else 1)  # retried only if its kind is
+    attempts = [s for s in spans.get_finished_spans() if s.name == "chat ngram-5"]
+    assert attempts and all(dict(s.attributes or {})["error.type"] == error.kind for s in attempts)
+    if error.retryable:
+        assert f"flaky://a: {error} ({error.kind}); retry 1 in" in caplog.text
 
 
 async def test_a_hung_call_times_out_and_is_retried(tmp_path: Path) -> None:
@@ -129,7 +162,7 @@ class Broken(Flaky):
 async def test_a_failure_inside_the_limiter_still_answers_the_caller(tmp_path: Path) -> None:
     broken = Broken("broken://a", failures=0)  # its read-only `address` is not a Provider's on purpose
     result = await call_through(tmp_path, [broken], LimitSettings())  # type: ignore[list-item]
-    assert result == "the limiter failed: RuntimeError: no address today"  # an answer, not a hang
+    assert str(result) == "the limiter failed: RuntimeError: no address today"  # an answer, not a hang
 
 
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:

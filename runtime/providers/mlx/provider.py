@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from runtime import metrics
-from runtime.errors import ProviderConfigError, ProviderError
+from runtime.errors import ProviderConfigError, ServerFailed
 from runtime.providers.base import Description, continue_with
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.mlx import blas
@@ -227,7 +227,7 @@ class MlxProvider:
         future: asyncio.Future[Any] = loop.create_future()
         with self._stopping:  # a job is queued only while the thread will take it
             if self._stopped or not self._thread.is_alive():
-                raise ProviderError(f"{self.uri}: the model thread has stopped")
+                raise ServerFailed(f"{self.uri}: the model thread has stopped", retryable=False)
             self._jobs.put(_Job(run=run, start=start, loop=loop, future=future))
         return await future
 
@@ -275,7 +275,7 @@ class MlxProvider:
 
     def _fail(self, waiting: dict[int, _Job], exc: Exception) -> None:
         """Fail the requests in flight, and those queued, with the error that stops the thread."""
-        error = ProviderError(f"{self.uri}: the model thread stopped: {type(exc).__name__}: {exc}")
+        error = ServerFailed(f"{self.uri}: the model thread stopped: {type(exc).__name__}: {exc}", retryable=False)
         with self._stopping:
             self._stopped = True
             jobs: list[_Job | None] = list(waiting.values())
@@ -296,7 +296,7 @@ class MlxProvider:
                 engine.add(request)
             waiting[id(request)] = job
         except Exception as exc:
-            _resolve(job, None, ProviderError(f"{self.uri}: {type(exc).__name__}: {exc}"))
+            _resolve(job, None, ServerFailed(f"{self.uri}: {type(exc).__name__}: {exc}", retryable=False))
 
     def _load(self) -> None:
         import mlx.core as mx
