@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from reer_runtime.testing import capture_spans
 from runtime.ledger import Stores
 from runtime.telemetry import process_telemetry
 
@@ -107,24 +107,17 @@ def run_daemon(tmp_path: Path) -> RunDaemon:
     return run
 
 
-# The process's telemetry, as the Python API installs it, with the finished spans kept in memory.
-_telemetry = process_telemetry()
-_exporter = InMemorySpanExporter()
-_telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(_exporter))
-
-
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    """The spans finished during the test, from the in-process SDK provider."""
-    _exporter.clear()
-    yield _exporter
-    _exporter.clear()
+    """The spans finished during the test (`reer_runtime.testing.capture_spans`)."""
+    with capture_spans() as exporter:
+        yield exporter
 
 
 @pytest.fixture
 def metric_reader() -> InMemoryMetricReader:
     """The in-process reader of every metric the runtime records (cumulative, shared by tests)."""
-    return _telemetry.stats_reader
+    return process_telemetry().stats_reader
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from typing import Any
 import jsonschema
 import msgspec
 
-from bus.transport import Subscription
 from runtime.records import Metrics, Platform, PostEvent
 from runtime.schemas import SCHEMA_DIR
 
@@ -60,12 +59,3 @@ def post_line(i: int, **fields: Any) -> str:
     }
     event.update(fields)
     return json.dumps(event)
-
-
-async def received(subscription: Subscription) -> list[Any]:
-    """The bodies a subscription still holds once its bus is closed, each acked."""
-    bodies = []
-    while (delivery := await subscription.next()) is not None:
-        bodies.append(delivery.envelope.body)
-        await delivery.ack()
-    return bodies

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from actors.ingestor import Ingestor
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED
+from reer_runtime.testing import TopicRecorder
 from runtime.inputs import LineSplitter, parse_line
 from runtime.records import Accepted, PostEvent, Rejected
 from runtime.store import JsonlStore
-from tests.helpers import post_line, received
+from tests.helpers import post_line
 
 LIMIT = 1000
 
@@ -55,7 +56,7 @@ def test_every_line_is_accepted_or_rejected_with_a_reason(raw_lines: list[bytes]
             ledger.open()
             rejected.open()
             bus = Bus(buffer_size=100)
-            observed = bus.subscribe(POSTS_OBSERVED, "test")
+            observed = TopicRecorder(bus, POSTS_OBSERVED)
             ingestor = Ingestor(
                 bus, ledger, rejected, min_engagement=0.5, min_author_posts=1, max_line_bytes=LIMIT, batch_max_lines=50
             )
@@ -63,7 +64,7 @@ def test_every_line_is_accepted_or_rejected_with_a_reason(raw_lines: list[bytes]
             batch = splitter.feed(b"\n".join(raw_lines) + b"\n") if raw_lines else []
             await ingestor.ingest("fuzz", batch)
             await bus.aclose()
-            announced = len(await received(observed))
+            announced = len(await observed.bodies())
             return list(ledger.read()), list(rejected.read()), announced
 
     accepted, refused, announced = anyio.run(run)

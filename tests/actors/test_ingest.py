@@ -10,10 +10,11 @@ import pytest
 from actors.ingestor import Ingestor
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, POSTS_OBSERVED
+from reer_runtime.testing import TopicRecorder
 from runtime.inputs import Line, LineSplitter, nesting_depth, parse_line
 from runtime.records import Accepted, PostEvent, Rejected, Rejection
 from runtime.store import JsonlStore
-from tests.helpers import post_line, received
+from tests.helpers import post_line
 
 pytestmark = pytest.mark.anyio
 
@@ -58,8 +59,8 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
     ledger.open()
     rejected.open()
     bus = Bus(buffer_size=100)
-    observed = bus.subscribe(POSTS_OBSERVED, "test")
-    requested = bus.subscribe(GENERATE_REQUESTED, "test")
+    observed = TopicRecorder(bus, POSTS_OBSERVED)
+    requested = TopicRecorder(bus, GENERATE_REQUESTED)
     ingestor = Ingestor(
         bus, ledger, rejected, min_engagement=0.5, min_author_posts=1, max_line_bytes=10_000, batch_max_lines=100
     )
@@ -76,8 +77,8 @@ async def test_batches_are_persisted_then_announced_and_duplicates_rejected(tmp_
     assert 8 not in reasons  # a request for drafts, passed to the Generator
     assert 6 not in reasons  # a blank line is not an event
     assert next(iter(rejected.read())).raw == "not json" and next(iter(rejected.read())).source == "file.jsonl"
-    assert [m.request.topic for m in await received(requested)] == ["launch"]
-    announced = await received(observed)
+    assert [m.request.topic for m in await requested.bodies()] == ["launch"]
+    announced = await observed.bodies()
     assert [m.post.id for m in announced] == ["0", "1", "2", "3"]
     by_engagement = sorted(announced, key=lambda m: m.engagement)
     assert [m.selected for m in by_engagement] == [False, False, True, True]

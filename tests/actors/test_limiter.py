@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from actors.limiter import Limiter, backoff_delay
 from actors.model_client import ModelClient
 from bus.bus import Bus
+from reer_runtime.testing import MockProvider
 from runtime.config import LimitSettings, Settings
 from runtime.errors import (
     MalformedAnswer,
@@ -24,8 +25,7 @@ from runtime.errors import (
     ServerFailed,
 )
 from runtime.providers import Provider, open_provider
-from runtime.providers.base import Description
-from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation
 from runtime.providers.dummy import DummyProvider
 from runtime.providers.gate import Gate
 from runtime.records import DeadLetter
@@ -36,38 +36,19 @@ pytestmark = pytest.mark.anyio
 CALL = GenerateCall(messages=[ChatMessage("user", "hello")], max_tokens=5, seed=1)
 
 
-class Flaky:
-    """Fails its first `failures` calls with `error`, then answers as `dummy://` would."""
+def flaky(uri: str, failures: int, error: ProviderError | None = None, *, hang: bool = False) -> MockProvider:
+    """A provider whose first `failures` calls fail with `error` (or hang), then answer as `dummy://`."""
+    dummy = DummyProvider(uri)
 
-    system = "flaky"
-    model = "ngram-5"
-    address: tuple[str, int] | None = None
-    capacity: int | None = None
-
-    def __init__(self, uri: str, failures: int, error: ProviderError | None = None, hang: bool = False) -> None:
-        self.uri, self.failures, self.calls, self.hang = uri, failures, 0, hang
-        self.error = error or ProviderError("503 service unavailable", retryable=True, retry_after=0)
-        self._inner = DummyProvider(uri)
-
-    async def check(self, role: Role) -> str:
-        return "a provider that fails on purpose"
-
-    def describe(self) -> Description:
-        return Description()
-
-    async def generate(self, call: GenerateCall) -> Generation:
-        self.calls += 1
-        if self.calls <= self.failures:
-            if self.hang:
+    async def generate(call: GenerateCall) -> Generation:
+        if len(provider.calls) <= failures:
+            if hang:
                 await anyio.sleep_forever()
-            raise self.error
-        return await self._inner.generate(call)
+            raise error or ServerFailed("503 service unavailable", retry_after=0)
+        return await dummy.generate(call)
 
-    async def score(self, call: ScoreCall) -> TokenScores:
-        return await self._inner.score(call)
-
-    async def aclose(self) -> None:
-        return None
+    provider = MockProvider(generate, uri=uri, model="ngram-5")
+    return provider
 
 
 async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSettings) -> Generation | ProviderError:
@@ -93,31 +74,31 @@ async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSetti
 
 
 async def test_retryable_errors_are_retried_on_the_same_provider(tmp_path: Path) -> None:
-    flaky = Flaky("flaky://a", failures=2)
-    result = await call_through(tmp_path, [flaky], LimitSettings(max_retries=3))
+    failing = flaky("flaky://a", failures=2)
+    result = await call_through(tmp_path, [failing], LimitSettings(max_retries=3))
     assert isinstance(result, Generation) and result.provider == "flaky://a"
-    assert flaky.calls == 3
+    assert len(failing.calls) == 3
 
 
 async def test_after_the_retries_the_next_provider_of_the_chain_answers(
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
-    first, second = Flaky("flaky://a", failures=99), Flaky("flaky://b", failures=0)
+    first, second = flaky("flaky://a", failures=99), flaky("flaky://b", failures=0)
     result = await call_through(tmp_path, [first, second], LimitSettings(max_retries=2))
     assert isinstance(result, Generation) and result.provider == "flaky://b"
-    assert first.calls == 3 and second.calls == 1
+    assert len(first.calls) == 3 and len(second.calls) == 1
     client_spans = [s for s in spans.get_finished_spans() if s.name == "chat ngram-5"]
     assert [s.status.is_ok for s in client_spans] == [False, False, False, True]
-    assert dict(client_spans[0].attributes or {})["gen_ai.provider.name"] == "flaky"
+    assert dict(client_spans[0].attributes or {})["gen_ai.provider.name"] == "mock"
     limiter_span = next(s for s in spans.get_finished_spans() if s.name == "process provider.requests")
     assert [e.name for e in limiter_span.events] == ["fallback"]
 
 
 async def test_errors_that_are_not_retryable_go_straight_to_the_fallback(tmp_path: Path) -> None:
-    bad = Flaky("flaky://a", failures=99, error=ProviderError("401 bad key", retryable=False))
+    bad = flaky("flaky://a", failures=99, error=ProviderError("401 bad key", retryable=False))
     result = await call_through(tmp_path, [bad], LimitSettings(max_retries=5))
     assert str(result) == "all providers failed: flaky://a: 401 bad key (error)"
-    assert bad.calls == 1
+    assert len(bad.calls) == 1
 
 
 @pytest.mark.parametrize(
@@ -134,11 +115,11 @@ async def test_errors_that_are_not_retryable_go_straight_to_the_fallback(tmp_pat
 async def test_a_failure_keeps_its_kind_for_the_caller_the_span_and_the_log(
     error: ProviderError, tmp_path: Path, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    failing = Flaky("flaky://a", failures=99, error=error)
+    failing = flaky("flaky://a", failures=99, error=error)
     result = await call_through(tmp_path, [failing], LimitSettings(max_retries=1))
     assert type(result) is type(error) and isinstance(result, ProviderError)  # the caller catches its kind
     assert result.retryable == error.retryable and f"flaky://a: {error} ({error.kind})" in str(result)
-    assert failing.calls == (2 if error.retryable else 1)  # retried only if its kind is
+    assert len(failing.calls) == (2 if error.retryable else 1)  # retried only if its kind is
     attempts = [s for s in spans.get_finished_spans() if s.name == "chat ngram-5"]
     assert attempts and all(dict(s.attributes or {})["error.type"] == error.kind for s in attempts)
     if error.retryable:
@@ -146,22 +127,19 @@ async def test_a_failure_keeps_its_kind_for_the_caller_the_span_and_the_log(
 
 
 async def test_a_hung_call_times_out_and_is_retried(tmp_path: Path) -> None:
-    hung = Flaky("flaky://a", failures=1, hang=True)
+    hung = flaky("flaky://a", failures=1, hang=True)
     result = await call_through(tmp_path, [hung], LimitSettings(timeout_s=0.05, max_retries=1))
-    assert isinstance(result, Generation) and hung.calls == 2
+    assert isinstance(result, Generation) and len(hung.calls) == 2
 
 
-class Broken(Flaky):
-    """A provider whose description fails: a bug inside the Limiter's own work."""
-
-    @property
-    def address(self) -> tuple[str, int] | None:  # type: ignore[override]
+async def test_a_failure_inside_the_limiter_still_answers_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: object) -> Generation:
         raise RuntimeError("no address today")
 
-
-async def test_a_failure_inside_the_limiter_still_answers_the_caller(tmp_path: Path) -> None:
-    broken = Broken("broken://a", failures=0)  # its read-only `address` is not a Provider's on purpose
-    result = await call_through(tmp_path, [broken], LimitSettings())  # type: ignore[list-item]
+    monkeypatch.setattr(Limiter, "_once", broken)  # a bug in the Limiter's own work, not a provider's
+    result = await call_through(tmp_path, [flaky("flaky://a", failures=0)], LimitSettings())
     assert str(result) == "the limiter failed: RuntimeError: no address today"  # an answer, not a hang
 
 
@@ -196,7 +174,7 @@ async def test_malformed_answers_are_retried_then_fall_back(tmp_path: Path) -> N
 
 
 async def test_an_open_circuit_skips_its_provider_until_it_resets(tmp_path: Path) -> None:
-    down = Flaky("flaky://down", failures=6, error=ProviderError("503", retryable=True, retry_after=0))
+    down = flaky("flaky://down", failures=3, error=ServerFailed("503", retry_after=0))
     limits = LimitSettings(max_retries=0, circuit_failures=2, circuit_reset_s=60)
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     dead.open()
@@ -205,14 +183,13 @@ async def test_an_open_circuit_skips_its_provider_until_it_resets(tmp_path: Path
     circuit = limiter.gates["flaky://down"].circuit
     answers = [(await limiter.call("generator", CALL)).provider for _ in range(4)]
     assert answers == ["dummy://b"] * 4
-    assert down.calls == 2 and circuit.state == "open"  # two failures opened it; later calls skipped it
+    assert len(down.calls) == 2 and circuit.state == "open"  # two failures opened it; later calls skipped it
     assert not circuit.allows() and 59 < circuit.retry_in() <= 60  # a minute is far from over
     circuit.opened_at -= 60  # the reset period passes (the circuit reads time.monotonic)
     assert (circuit.allows(), circuit.state) == (True, "half_open")
     await limiter.call("generator", CALL)
-    assert down.calls == 3 and circuit.state == "open"  # the trial failed: open again
-    down.failures = 0
-    circuit.opened_at -= 60
+    assert len(down.calls) == 3 and circuit.state == "open"  # the trial failed: open again
+    circuit.opened_at -= 60  # and the next trial is the first call it answers
     result = await limiter.call("generator", CALL)
     assert (result.provider, circuit.state) == ("flaky://down", "closed")
 
@@ -224,23 +201,22 @@ def test_fault_options_are_checked(tmp_path: Path) -> None:
         open_provider("fault://?error=0.7&hang=0.7", tmp_path)
 
 
-class Batching(Flaky):
-    """Holds every call until `expected` are in flight together, as a batching engine would like."""
+def batching(capacity: int | None, expected: int) -> tuple[MockProvider, list[int]]:
+    """A provider that holds every call until `expected` are in flight together, as a batching
+    engine would like; and the most calls it has seen in flight (a list of one, kept up to date)."""
+    dummy, full = DummyProvider(), anyio.Event()
+    in_flight, most = [0], [0]
 
-    def __init__(self, capacity: int | None, expected: int) -> None:
-        super().__init__("batching://", failures=0)
-        self.capacity, self.expected = capacity, expected
-        self.in_flight = self.most = 0
-        self.full = anyio.Event()
+    async def generate(call: GenerateCall) -> Generation:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        if in_flight[0] == expected:
+            full.set()
+        await full.wait()
+        in_flight[0] -= 1
+        return await dummy.generate(call)
 
-    async def generate(self, call: GenerateCall) -> Generation:
-        self.in_flight += 1
-        self.most = max(self.most, self.in_flight)
-        if self.in_flight == self.expected:
-            self.full.set()
-        await self.full.wait()
-        self.in_flight -= 1
-        return await super().generate(call)
+    return MockProvider(generate, uri="batching://", capacity=capacity), most
 
 
 @pytest.mark.parametrize(
@@ -251,7 +227,7 @@ class Batching(Flaky):
 async def test_calls_in_flight_default_to_what_the_provider_batches(
     tmp_path: Path, capacity: int | None, limits: LimitSettings, expected: int
 ) -> None:
-    provider = Batching(capacity, expected)
+    provider, most = batching(capacity, expected)
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     dead.open()
     bus = Bus()
@@ -266,7 +242,7 @@ async def test_calls_in_flight_default_to_what_the_provider_batches(
                     calls.start_soon(client.generate, CALL)
             await bus.wait_idle()
             await bus.aclose()
-    assert provider.most == expected and provider.calls == 10
+    assert most == [expected] and len(provider.calls) == 10
 
 
 def test_posts_mined_at_once_fill_the_generators_batch() -> None:

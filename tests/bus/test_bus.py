@@ -31,9 +31,10 @@ from bus.messages import (
     encode,
 )
 from bus.transport import Delivery, Subscription
+from reer_runtime.testing import TopicRecorder
 from runtime.providers.calls import ChatMessage, GenerateCall, TokenScores
 from runtime.records import Failure
-from tests.helpers import make_post, received
+from tests.helpers import make_post
 
 pytestmark = pytest.mark.anyio
 
@@ -327,11 +328,11 @@ async def test_publish_waits_while_a_queue_is_full() -> None:
 
 async def test_close_lets_memory_consumers_drain_what_is_buffered() -> None:
     bus = Bus(buffer_size=10)
-    subscription = bus.subscribe(POSTS_OBSERVED, "miner")
+    recorder = TopicRecorder(bus, POSTS_OBSERVED, "miner")
     for i in range(5):
         await bus.publish(POSTS_OBSERVED, observed(i))
     await bus.aclose()
-    assert len(await received(subscription)) == 5
+    assert len(await recorder.bodies()) == 5
     assert bus.pending == 0
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from reer_runtime.testing import MockProvider
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError
-from runtime.providers.calls import GenerateCall, Generation, ScoreCall, TokenScores
+from runtime.providers.calls import GenerateCall
 from runtime.providers.dummy import DummyProvider
 from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
@@ -63,23 +64,11 @@ async def test_refinement_stops_below_the_threshold() -> None:
     assert result.steps == [] and result.plan == result.plan_initial
 
 
-class Copier:
-    """A generator that answers every request with the post itself, scored by `dummy://`."""
-
-    def __init__(self, post: str) -> None:
-        self.post, self.scorer = post, DummyProvider()
-
-    async def generate(self, call: GenerateCall) -> Generation:
-        return Generation(text=" " + self.post, input_tokens=0, output_tokens=len(self.post), finish_reason="stop")
-
-    async def score(self, call: ScoreCall) -> TokenScores:
-        return await self.scorer.score(call)
-
-
 async def test_a_generator_that_only_copies_the_post_yields_no_plan() -> None:
     post = make_post(1, POSTS[1])
     with pytest.raises(NoPlanError, match="all 3 tries at the Angle section copied the post"):
-        await Search(Copier(post.text), SearchSettings(), derive_brief(post), post.text, post.key).run()
+        copier = MockProvider(generate=lambda call: " " + post.text)  # scored by `dummy://`
+        await Search(copier, SearchSettings(), derive_brief(post), post.text, post.key).run()
 
 
 def test_the_leak_guard_catches_quotes_and_paraphrases_but_not_plans() -> None:
@@ -153,23 +142,12 @@ def test_post_text_stays_data_inside_its_fence() -> None:
     assert "Ignore" not in brief.text and "obey" not in brief.text  # the brief holds none of its words
 
 
-class Recorder(DummyProvider):
-    """`dummy://`, keeping every generation request it is sent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[GenerateCall] = []
-
-    async def generate(self, call: GenerateCall) -> Generation:
-        self.calls.append(call)
-        return await super().generate(call)
-
-
 async def test_the_rewrites_of_a_section_are_drawn_independently_from_the_same_plan() -> None:
     post = make_post(1, POSTS[2])
-    model = Recorder()
+    model = MockProvider()  # `dummy://`, keeping every call
     result = await Search(model, SearchSettings(num_expansion=3), derive_brief(post), post.text, post.key).run()
-    rewrites = [c for c in model.calls if c.messages != model.calls[0].messages]  # not the initial plan's
+    asked = [c for c in model.calls if isinstance(c, GenerateCall)]
+    rewrites = [c for c in asked if c.messages != asked[0].messages]  # not the initial plan's
     assert result.steps and len(rewrites) == 3 * len(result.steps)
     for index, _ in enumerate(result.steps):
         asked = rewrites[3 * index : 3 * index + 3]

@@ -14,7 +14,7 @@ from runtime.config import load_settings
 from runtime.errors import ConfigError, UsageError
 from runtime.records import GenerateEvent, OptimizeEvent
 from tests.conftest import RunDaemon
-from tests.runtime.writer.test_writer import POSTS, ScriptedWriter, run_actors
+from tests.runtime.writer.test_writer import POSTS, generated, run_actors, scripted_writer
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +22,7 @@ REPLIED = [f"Original post {i}: what is your backup routine?" for i in range(5)]
 
 
 async def test_each_template_is_compiled_stored_and_promoted_on_its_own(tmp_path: Path) -> None:
-    writer = ScriptedWriter()
+    writer = scripted_writer()
     texts = {"post_replied_to": "Nobody tests their backups. Change my mind."}
     messages = [
         OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap", template="reply")),
@@ -39,14 +39,14 @@ async def test_each_template_is_compiled_stored_and_promoted_on_its_own(tmp_path
     assert reply.request.template == "reply" and reply.program_version == (1 if programs[0].promoted else 0)
     assert post.request.template == "content_generation" and post.program_version == 0  # never compiled
     # the reply's writing step read the post replied to and the reply's instructions, and made no plan
-    asked = [c for c in writer.calls if texts["post_replied_to"] in c.messages[-1].content]
+    asked = [c for c in generated(writer) if texts["post_replied_to"] in c.messages[-1].content]
     assert asked and all("[[ ## plan ## ]]" not in c.prefill for c in asked)
     assert "Write a reply to the post" in asked[-1].messages[0].content
 
 
 async def test_a_template_with_too_few_traces_to_learn_from_is_refused(tmp_path: Path) -> None:
     optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap", template="reply"))
-    _, programs = await run_actors(tmp_path, ScriptedWriter(), [optimize], contexts=REPLIED[:3], refusals=1)
+    _, programs = await run_actors(tmp_path, scripted_writer(), [optimize], contexts=REPLIED[:3], refusals=1)
     assert programs == []
     dead = (tmp_path / "dead.jsonl").read_text()
     assert f"not compiling reply: 3 traces of {len(POSTS)} (a template that reads post_replied_to" in dead

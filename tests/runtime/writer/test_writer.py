@@ -23,7 +23,9 @@ from actors.limiter import Limiter
 from actors.optimizer import OptimizerActor
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, OPTIMIZE_REQUESTED, GenerateRequested, OptimizeRequested
+from reer_runtime.testing import MockProvider
 from runtime.config import Settings
+from runtime.providers import Provider
 from runtime.providers.calls import GenerateCall, Generation, Role
 from runtime.providers.dummy import DummyProvider
 from runtime.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent, Platform, Program, Scores, Timings, Trace
@@ -45,25 +47,24 @@ PLAN = "Angle: I will show why restores matter.\nHook: I will open with a lost f
 POST = "Backups you never restored are only hopes. Test a restore this week. What did yours teach you?"
 
 
-class ScriptedWriter(DummyProvider):
-    """Answers DSPy's field-prefilled requests with a fixed plan or post; scores with the real `dummy://` model."""
+def scripted_writer(post: str = POST, posts: list[str] | None = None) -> MockProvider:
+    """A provider that answers DSPy's field-prefilled requests with `PLAN`, or with `posts` in turn
+    (the last one from then on); it scores with the real `dummy://` model."""
+    queue = list(posts or [post])
 
-    def __init__(self, post: str = POST, posts: list[str] | None = None) -> None:
-        super().__init__("dummy://scripted")
-        self.posts = posts or [post]
-        """The posts to write, in turn; the last one from then on."""
-        self.calls: list[GenerateCall] = []
-
-    async def generate(self, call: GenerateCall) -> Generation:
-        self.calls.append(call)
-        if "[[ ## plan ## ]]" in call.prefill:
-            text = PLAN
-        else:
-            text = self.posts.pop(0) if len(self.posts) > 1 else self.posts[0]
+    def generate(call: GenerateCall) -> Generation:
+        text = PLAN if "[[ ## plan ## ]]" in call.prefill else (queue.pop(0) if len(queue) > 1 else queue[0])
         return Generation(text=text, input_tokens=10, output_tokens=len(text), finish_reason="stop")
 
+    return MockProvider(generate, uri="dummy://scripted")
 
-def sync_generate(provider: DummyProvider) -> object:
+
+def generated(provider: MockProvider) -> list[GenerateCall]:
+    """The generate calls a provider was sent, in order."""
+    return [c for c in provider.calls if isinstance(c, GenerateCall)]
+
+
+def sync_generate(provider: MockProvider) -> object:
     return lambda call: anyio.from_thread.run(provider.generate, call)
 
 
@@ -128,7 +129,7 @@ def test_the_metric_refuses_broken_limits_and_rewards_plans_that_explain_the_pos
 
 
 async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief() -> None:
-    provider = ScriptedWriter()
+    provider = scripted_writer()
     lm = limiter_lm(sync_generate(provider), temperature=0.5, max_tokens=64)  # type: ignore[arg-type]
     request = GenerateEvent(topic="restore tests", audience="indie devs", thread_size=2, call_to_action="reply")
 
@@ -138,7 +139,7 @@ async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief()
 
     prediction = await anyio.to_thread.run_sync(run)
     assert prediction.plan == PLAN and prediction.post == POST
-    plan_call, write_call = provider.calls
+    plan_call, write_call = generated(provider)
     assert plan_call.prefill == "[[ ## plan ## ]]\n" and write_call.prefill == "[[ ## post ## ]]\n"
     assert "[[ ## completed ## ]]" in plan_call.stop and plan_call.temperature == 0.5 and plan_call.max_tokens == 64
     brief = plan_call.messages[-1].content
@@ -189,7 +190,7 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
     traces = [make_trace(i, text) for i, text in enumerate(POSTS)]
     trainset, valset = split([example(t) for t in traces], 0.25)
     assert len(valset) == 2 and {e.trace_id for e in trainset + valset} == {t.trace_id for t in traces}
-    provider = ScriptedWriter()
+    provider = scripted_writer()
     lm = limiter_lm(sync_generate(provider))  # type: ignore[arg-type]
     metric = WriterMetric(lambda call: anyio.from_thread.run(provider.score, call), -2.0)
 
@@ -216,7 +217,7 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
 
 async def run_actors(
     tmp_path: Path,
-    provider: DummyProvider,
+    provider: Provider,
     messages: Sequence[object],
     traces: int = len(POSTS),
     refusals: int = 0,
@@ -234,9 +235,9 @@ async def run_actors(
     given = [*contexts, *[""] * traces]
     await store.append_many([make_trace(i, text, context=given[i]) for i, text in enumerate(POSTS[:traces])])
     bus = Bus()
-    chains: dict[Role, list[DummyProvider]] = {"generator": [provider], "scorer": [provider]}
+    chains: dict[Role, list[Provider]] = {"generator": [provider], "scorer": [provider]}
     actors: list[Limiter | OptimizerActor | GeneratorActor] = [
-        Limiter(bus, dead, chains, {}),  # type: ignore[arg-type]
+        Limiter(bus, dead, chains, {}),
         OptimizerActor(bus, dead, store, programs, settings),
         GeneratorActor(bus, dead, drafts, store, programs, settings),
     ]
@@ -261,7 +262,7 @@ async def test_optimize_then_generate_uses_the_promoted_program_without_a_restar
     ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="restore tests", n=2))
     again = GenerateRequested(request_id="r2", request=GenerateEvent(topic="pricing", platform=Platform.BLUESKY, n=1))
     optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap"))
-    drafts, programs = await run_actors(tmp_path, ScriptedWriter(), [ask, optimize, again])
+    drafts, programs = await run_actors(tmp_path, scripted_writer(), [ask, optimize, again])
     (program,) = programs
     assert program.version == 1 and program.promoted == (program.score >= program.baseline)
     assert program.model_calls > 0 and set(program.demo_trace_ids) <= set(program.train_trace_ids)
@@ -272,7 +273,7 @@ async def test_optimize_then_generate_uses_the_promoted_program_without_a_restar
         assert draft.provider == ["dummy://scripted"] and draft.score is not None and 0 < draft.score <= 1
         assert set(draft.score_parts) == {"limits", "closeness", "reer"}
     # each score is the writer's metric against the mined post of highest engagement (POSTS[0])
-    model = ScriptedWriter()
+    model = scripted_writer()
     metric = WriterMetric(lambda call: anyio.from_thread.run(model.score, call), -2.0)
     for draft in drafts:
         request = draft.request
@@ -299,7 +300,7 @@ async def test_a_draft_over_the_limit_is_kept_with_the_reason_and_written_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="long", n=1))
-    writer = ScriptedWriter(post="word " * 80)
+    writer = scripted_writer(post="word " * 80)
     drafts, _ = await run_actors(tmp_path, writer, [ask])
     assert [d.draft_id for d in drafts] == ["r1-1", "r1-1.2", "r1-1.3"] and [d.attempt for d in drafts] == [1, 2, 3]
     assert all(d.rejected_reason == "over the x limit: 399 characters (at most 280)" for d in drafts)
@@ -307,12 +308,12 @@ async def test_a_draft_over_the_limit_is_kept_with_the_reason_and_written_again(
     assert "wrote 0 of the 1 drafts asked for within the x limits, in 3 tries" in caplog.text
     assert "r1-1.3: over the x limit: 399 characters" in caplog.text
     # each writing step was bounded by the platform's limit: 280 characters, about 3 a token
-    assert {c.max_tokens for c in writer.calls if "[[ ## post ## ]]" in c.prefill} == {280 // 3 + 16}
+    assert {c.max_tokens for c in generated(writer) if "[[ ## post ## ]]" in c.prefill} == {280 // 3 + 16}
 
 
 async def test_tries_stop_at_the_first_draft_within_the_limits(tmp_path: Path) -> None:
     ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="long", n=2))
-    writer = ScriptedWriter(posts=["word " * 80, POST, POST])  # the first try is too long
+    writer = scripted_writer(posts=["word " * 80, POST, POST])  # the first try is too long
     drafts, _ = await run_actors(tmp_path, writer, [ask])
     assert [(d.draft_id, d.rejected_reason is None) for d in drafts] == [
         ("r1-1", False),
@@ -323,7 +324,7 @@ async def test_tries_stop_at_the_first_draft_within_the_limits(tmp_path: Path) -
 
 async def test_a_score_that_cannot_be_measured_is_absent_with_the_reason(tmp_path: Path) -> None:
     ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="first post", n=1))
-    (draft,), _ = await run_actors(tmp_path, ScriptedWriter(), [ask], traces=0)
+    (draft,), _ = await run_actors(tmp_path, scripted_writer(), [ask], traces=0)
     assert draft.rejected_reason is None and draft.score is None
     assert draft.score_missing is not None and "no mined post to compare with" in draft.score_missing
 
@@ -350,13 +351,13 @@ async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> No
         )
     programs.index.close()
     ask = GenerateRequested(request_id="r", request=GenerateEvent(topic="x", n=1))
-    (draft,), _ = await run_actors(tmp_path, ScriptedWriter(), [ask])
+    (draft,), _ = await run_actors(tmp_path, scripted_writer(), [ask])
     assert draft.program_version == 1 and draft.trace_ids == ["t1"]
 
 
 async def test_too_few_traces_compile_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     optimize = OptimizeRequested(request=OptimizeEvent())
-    _, programs = await run_actors(tmp_path, ScriptedWriter(), [optimize], traces=3, refusals=1)
+    _, programs = await run_actors(tmp_path, scripted_writer(), [optimize], traces=3, refusals=1)
     assert (
         programs == [] and "not compiling content_generation: 3 traces in the store, at least 4 needed" in caplog.text
     )
@@ -371,7 +372,7 @@ def test_mine_optimize_generate_as_subprocesses_with_valid_records(tmp_path: Pat
     request = {"type": "generate", "topic": "restore tests", "platform": "bluesky", "n": 1}
     posts.write_text("".join(post_line(i) + "\n" for i in range(24)) + json.dumps(request) + "\n")
     data = tmp_path / "data"
-    with serving(FakeServer(generator=ScriptedWriter())) as server:
+    with serving(FakeServer(generator=scripted_writer())) as server:
         env = {"REER_GENERATOR": server.uri(), "REER_SCORER": "dummy://"}
         mined = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.5", env=env)
         assert mined.returncode == 0, mined.stderr
@@ -445,7 +446,7 @@ def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_o
     assert refused.returncode == 1 and "not done: not compiling content_generation: 0 traces" in refused.stderr
     posts = tmp_path / "in.jsonl"
     posts.write_text("".join(post_line(i) + "\n" for i in range(8)))
-    with serving(FakeServer(generator=ScriptedWriter())) as server:
+    with serving(FakeServer(generator=scripted_writer())) as server:
         env = {"REER_GENERATOR": server.uri(), "REER_SCORER": "dummy://"}
         mined = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0", env=env)
         assert mined.returncode == 0, mined.stderr
@@ -491,19 +492,16 @@ def test_generate_gives_the_drafts_asked_for_within_the_limits_on_a_small_model(
     assert all(isinstance(d["score"], float) for d in printed)  # measured against the best mined post
 
 
-class DemoSensitiveWriter(ScriptedWriter):
+def demo_sensitive_writer(with_demos: str, without: str) -> MockProvider:
     """Writes `with_demos` when DSPy's chat holds demonstrations (turns before the last user one),
     else `without`: a compiled program then writes differently from the uncompiled one."""
 
-    def __init__(self, with_demos: str, without: str) -> None:
-        super().__init__()
-        self.with_demos, self.without = with_demos, without
-
-    async def generate(self, call: GenerateCall) -> Generation:
+    def generate(call: GenerateCall) -> str:
         if "[[ ## plan ## ]]" in call.prefill:
-            return await super().generate(call)
-        text = self.with_demos if len(call.messages) > 2 else self.without
-        return Generation(text=text, input_tokens=10, output_tokens=len(text), finish_reason="stop")
+            return PLAN
+        return with_demos if len(call.messages) > 2 else without
+
+    return MockProvider(generate, uri="dummy://scripted")
 
 
 CLOSE = " ".join(POSTS)  # shares words and 3-grams with every mined post
@@ -515,7 +513,7 @@ async def test_a_compile_is_promoted_only_when_it_beats_the_current_program(
     tmp_path: Path, with_demos: str, without: str, promoted: bool
 ) -> None:
     optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap"))
-    writer = DemoSensitiveWriter(with_demos[:280], without)
+    writer = demo_sensitive_writer(with_demos[:280], without)
     _, (program,) = await run_actors(tmp_path, writer, [optimize])
     assert program.promoted is promoted
     assert (program.score > program.baseline) is promoted
