@@ -22,7 +22,7 @@ from bus.messages import (
 from runtime import metrics
 from runtime.admission import Admission
 from runtime.errors import InputError
-from runtime.inputs import Line, read_batches
+from runtime.inputs.lines import Line, read_batches
 from runtime.records import Accepted, GenerateEvent, OptimizeEvent, PostEvent, Rejected, Rejection, Requested
 from runtime.store import JsonlStore
 

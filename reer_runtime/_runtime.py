@@ -21,8 +21,8 @@ from reer_runtime.stats import snapshot
 from reer_runtime.tracelist import query
 from runtime.config import load_settings, resolve_data_dir
 from runtime.errors import ReerError, Refused, UsageError
-from runtime.imports.sources import check, expand
-from runtime.inputs import Line
+from runtime.inputs.lines import Line
+from runtime.inputs.sources import check, expand
 from runtime.lock import exclusive
 from runtime.logs import configure
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores

@@ -50,7 +50,7 @@ from runtime.errors import (
     StoreFullError,
     UsageError,
 )
-from runtime.imports.sources import batches, check
+from runtime.inputs.sources import batches, check
 from runtime.ledger import Ledger, Stores
 from runtime.providers import Provider, open_provider
 from runtime.providers.calls import Role

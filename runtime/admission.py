@@ -1,6 +1,6 @@
 """Which input lines are accepted, and which accepted posts are selected for mining.
 
-A line is read as a post or a request (`runtime.inputs.parse_line`); a post is refused when its
+A line is read as a post or a request (`runtime.inputs.lines.parse_line`); a post is refused when its
 platform and id were accepted before, or its text is over `max_text_chars`. An accepted post is
 ranked among its author's posts, and selected when its engagement reaches `min_engagement` and its
 author has at least `min_author_posts` posts. Reposts and replies are not the author's own writing:
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from runtime.engagement import AuthorRanks
-from runtime.inputs import Line, parse_line
+from runtime.inputs.lines import Line, parse_line
 from runtime.records import Accepted, GenerateEvent, OptimizeEvent, PostEvent, Rejection
 
 

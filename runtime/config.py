@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from runtime import config_file
 from runtime.errors import ConfigError, UsageError
-from runtime.records import Platform
+from runtime.records import InputFormat, Optimizer, Platform
 from runtime.writer.templates import Template, catalogue
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class CsvMapping(BaseModel):
 class WriterSettings(BaseModel):
     """The writer program: how it is compiled and how drafts are sampled."""
 
-    optimizer: Literal["bootstrap", "mipro", "gepa"] = Field("bootstrap", description="used when a request names none")
+    optimizer: Optimizer = Field("bootstrap", description="used when a request names none")
     optimize_after: int | None = Field(
         50, ge=1, description="compile after this many new traces (none: only on request)"
     )
@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    input_format: Literal["auto", "jsonl", "x-analytics", "x-archive", "csv"] = Field(
+    input_format: InputFormat = Field(
         "auto", description="the format of the input files; auto tells it from their content"
     )
     csv: CsvMapping = Field(default_factory=CsvMapping)

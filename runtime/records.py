@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -101,6 +101,10 @@ class GenerateEvent(msgspec.Struct, frozen=True, tag="generate", tag_field="type
 
 
 Optimizer = Literal["bootstrap", "mipro", "gepa"]
+OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
+InputFormat = Literal["auto", "jsonl", "x-analytics", "x-archive", "csv"]
+"""How an input source is read: told from its content (`auto`), or named."""
+INPUT_FORMATS: tuple[InputFormat, ...] = get_args(InputFormat)
 
 
 class OptimizeEvent(msgspec.Struct, frozen=True, tag="optimize", tag_field="type", kw_only=True):

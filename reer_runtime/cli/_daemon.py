@@ -37,7 +37,7 @@ def run_daemon(
 
     from reer_runtime.daemon import check_chains, make_data_dir, open_chains, serve
     from runtime.config import load_settings
-    from runtime.imports.sources import check
+    from runtime.inputs.sources import check
     from runtime.lock import exclusive
     from runtime.logs import configure
     from runtime.telemetry import setup_telemetry

@@ -114,7 +114,7 @@ def request(args: argparse.Namespace) -> GenerateEvent:
 
 def texts(flags: list[str]) -> dict[str, str]:
     """`--text NAME=TEXT` flags by name; `NAME=@FILE` reads the text from a regular file."""
-    from runtime.inputs import read_text_file
+    from runtime.inputs.lines import read_text_file
 
     found: dict[str, str] = {}
     for flag in flags:

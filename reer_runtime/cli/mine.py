@@ -40,7 +40,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.imports.sources import expand
+    from runtime.inputs.sources import expand
 
     limits = {"default": {"per_minute": args.rate_limit}} if args.rate_limit else None
     return run_daemon(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from runtime.records import OptimizeEvent
+from runtime.records import OPTIMIZERS, OptimizeEvent
 
 from . import _options
 from ._daemon import run_daemon
@@ -21,9 +21,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
             "promote it if it scores at least as well."
         ),
     )
-    parser.add_argument(
-        "--optimizer", choices=["bootstrap", "mipro", "gepa"], help="default: writer.optimizer (bootstrap)"
-    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="default: writer.optimizer (bootstrap)")
     parser.add_argument(
         "--template",
         default="content_generation",

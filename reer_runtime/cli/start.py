@@ -7,18 +7,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runtime.records import INPUT_FORMATS
+
 from . import _options
 from ._daemon import run_daemon
 from ._drafts import printer
-
-FORMATS = ["auto", "jsonl", "x-analytics", "x-archive", "csv"]
 
 
 def add_input_options(parser: argparse.ArgumentParser) -> None:
     """`--format`, `--csv` and `--min-engagement`: how input is read and which posts are mined."""
     parser.add_argument(
         "--format",
-        choices=FORMATS,
+        choices=INPUT_FORMATS,
         help="the input's format: JSON Lines (or one JSON array of posts), an X Analytics CSV, an X archive "
         "(tweets.js or the unpacked folder), or any CSV with --csv; default: told from the content",
     )
@@ -91,7 +91,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def run(args: argparse.Namespace) -> int:
     from runtime.errors import UsageError
-    from runtime.imports.sources import expand
+    from runtime.inputs.sources import expand
 
     if args.watch is not None and not args.watch.is_dir():
         raise UsageError(f"--watch {args.watch}: no such folder")

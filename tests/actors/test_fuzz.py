@@ -14,7 +14,7 @@ from actors.ingestor import Ingestor
 from bus.bus import Bus
 from bus.messages import POSTS_OBSERVED
 from reer_runtime.testing import TopicRecorder
-from runtime.inputs import LineSplitter, parse_line
+from runtime.inputs.lines import LineSplitter, parse_line
 from runtime.records import Accepted, PostEvent, Rejected
 from runtime.store import JsonlStore
 from tests.helpers import post_line

@@ -11,7 +11,7 @@ from actors.ingestor import Ingestor
 from bus.bus import Bus
 from bus.messages import GENERATE_REQUESTED, POSTS_OBSERVED
 from reer_runtime.testing import TopicRecorder
-from runtime.inputs import Line, LineSplitter, nesting_depth, parse_line
+from runtime.inputs.lines import Line, LineSplitter, nesting_depth, parse_line
 from runtime.records import Accepted, PostEvent, Rejected, Rejection
 from runtime.store import JsonlStore
 from tests.helpers import post_line

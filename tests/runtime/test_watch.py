@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import cli, validate_store
-from tests.runtime.imports.test_imports import ANALYTICS
+from tests.runtime.inputs.test_formats import ANALYTICS
 
 
 def lines(path: Path) -> int:

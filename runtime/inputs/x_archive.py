@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import InputError
-from runtime.imports.common import RowError, count, make_post
+from runtime.inputs.common import RowError, count, make_post
 from runtime.records import Platform, PostEvent, Rejection
 
 PREFIX = "window.YTD."

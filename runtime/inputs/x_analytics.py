@@ -9,7 +9,7 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from runtime.imports.common import RowError, count, make_post
+from runtime.inputs.common import RowError, count, make_post
 from runtime.records import Platform, PostEvent, Rejection
 
 LEGACY = ("Tweet id", "Tweet permalink", "Tweet text", "time", "impressions")

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from runtime.errors import InputError
-from runtime.inputs import Line, nesting_depth
+from runtime.inputs.lines import Line, nesting_depth
 from runtime.records import Rejection
 
 MAX_BYTES = 256 << 20

@@ -14,7 +14,7 @@ import pytest
 
 from runtime.config import CsvMapping
 from runtime.errors import InputError
-from runtime.imports.sources import check, convert, detect
+from runtime.inputs.sources import check, convert, detect
 from runtime.records import PostEvent
 from tests.conftest import RunDaemon
 from tests.helpers import FIXTURES, post_line

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from runtime.inputs import Line
+from runtime.inputs.lines import Line
 from runtime.records import Metrics, Platform, PostEvent, PostKind, Rejection
 
 

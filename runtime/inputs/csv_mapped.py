@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from runtime.config import CsvMapping
 from runtime.errors import InputError
-from runtime.imports.common import RowError, count, make_post
+from runtime.inputs.common import RowError, count, make_post
 from runtime.records import PostEvent, Rejection
 
 

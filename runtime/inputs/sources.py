@@ -5,20 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Literal
 
 import anyio
 
 from runtime.config import CsvMapping
 from runtime.errors import InputError
-from runtime.imports import csv_mapped, json_document, x_analytics, x_archive
-from runtime.imports.common import lines
-from runtime.inputs import Line, read_batches
+from runtime.inputs import csv_mapped, json_document, x_analytics, x_archive
+from runtime.inputs.common import lines
+from runtime.inputs.lines import Line, read_batches
+from runtime.records import InputFormat
 
 log = logging.getLogger(__name__)
-
-Format = Literal["auto", "jsonl", "x-analytics", "x-archive", "csv"]
-FORMATS: tuple[Format, ...] = ("auto", "jsonl", "x-analytics", "x-archive", "csv")
 
 
 def decode(path: Path, encoding: str | None) -> str:
@@ -33,7 +30,7 @@ def decode(path: Path, encoding: str | None) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def detect(path: Path, mapping: CsvMapping) -> Format:
+def detect(path: Path, mapping: CsvMapping) -> InputFormat:
     """The format of `path`, told from its content (an unpacked X archive is a folder).
 
     A CSV that is neither an X export nor matches the mapping cannot be read: `InputError`.
@@ -72,7 +69,7 @@ def expand(sources: list[str]) -> list[str]:
     return expanded
 
 
-def check(path: Path, fmt: Format, mapping: CsvMapping) -> Format:
+def check(path: Path, fmt: InputFormat, mapping: CsvMapping) -> InputFormat:
     """The format `path` will be read as, after checking that it can be; raises `InputError` saying why not."""
     kind = detect(path, mapping) if fmt == "auto" else fmt
     if kind == "x-archive" and path.is_dir():
@@ -92,7 +89,7 @@ def decode_head(path: Path) -> str:
         return file.read(4096).decode("utf-8", errors="replace")
 
 
-def convert(path: Path, fmt: Format, mapping: CsvMapping) -> list[Line]:
+def convert(path: Path, fmt: InputFormat, mapping: CsvMapping) -> list[Line]:
     """Every input line of a non-JSON-Lines source."""
     if fmt == "x-archive":
         if path.is_dir():
@@ -109,7 +106,7 @@ def convert(path: Path, fmt: Format, mapping: CsvMapping) -> list[Line]:
 
 
 async def batches(
-    source: str, fmt: Format, mapping: CsvMapping, max_line_bytes: int, max_lines: int, max_nesting: int = 32
+    source: str, fmt: InputFormat, mapping: CsvMapping, max_line_bytes: int, max_lines: int, max_nesting: int = 32
 ) -> AsyncIterator[list[Line]]:
     """Batches of input lines from `source` (a path, or `-` for JSON Lines on stdin). A JSON file that
     is one document of posts (an array, or an object with a `posts` array) gives a line per post."""
