@@ -49,7 +49,7 @@ class Ingestor:
     """Reads each source in turn; each batch of lines is made durable before it is announced.
 
     Each post of a batch is ranked among its author's posts, then the batch's accepted posts (with
-    the decision) go to the ledger `posts.jsonl` and its rejected lines to `rejected.jsonl`, both
+    the decision) go to `posts.jsonl` and its rejected lines to `rejected.jsonl`, both
     fsynced, and only then is each post published on `posts.observed`. A post whose platform and
     id were accepted before is a duplicate. `recover` re-announces what an earlier run accepted and
     selected but neither mined nor recorded as failed.
@@ -60,7 +60,7 @@ class Ingestor:
     def __init__(
         self,
         bus: Bus,
-        ledger: JsonlStore[Accepted],
+        accepted: JsonlStore[Accepted],
         rejected: JsonlStore[Rejected],
         *,
         min_engagement: float,
@@ -76,9 +76,9 @@ class Ingestor:
         self.bus = bus
         self._journal = journal
         self._read: Reader = read or (lambda source: read_batches(source, max_line_bytes, batch_max_lines))
-        self._ledger = ledger
+        self._accepted = accepted
         self._rejected = rejected
-        earlier = list(ledger.read())
+        earlier = list(accepted.read())
         self._selected_before = [a for a in earlier if a.selected]
         self._admission = Admission(
             earlier,
@@ -150,7 +150,7 @@ class Ingestor:
             self._admission.rank(post)
         accepted = [self._admission.decide(source, line.number, post, now, select_all) for line, post in posts]
         await self._rejected.append_many(rejected)
-        await self._ledger.append_many(accepted)
+        await self._accepted.append_many(accepted)
         self.counts.rejected += len(rejected)
         self.counts.accepted += len(accepted)
         self.counts.selected += sum(a.selected for a in accepted)

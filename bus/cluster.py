@@ -81,7 +81,7 @@ class Lease:
     revision: int = 0
 
     @classmethod
-    async def take(cls, js: JetStreamContext, namespace: str, value: dict[str, Any]) -> Lease:
+    async def acquire(cls, js: JetStreamContext, namespace: str, value: dict[str, Any]) -> Lease:
         """The coordinator's lease of `namespace`; raises `CoordinatorRunningError` while another holds it."""
         kv = await _leases(js, namespace)
         lease = cls(kv, "coordinator", value)

@@ -242,7 +242,7 @@ class Pipeline:
         spacing: SpacingFactory = local_spacing
         if transport is not None:
             namespace = settings.bus.namespace
-            lease = await Lease.take(transport.js, namespace, holder() | {"data_dir": str(settings.data_dir)})
+            lease = await Lease.acquire(transport.js, namespace, holder() | {"data_dir": str(settings.data_dir)})
             stack.push_async_callback(lease.release)
             spacing = partial(SharedSpacing, transport.js, namespace)
             await transport.declare(POSTS_OBSERVED.name, Miner.name)  # kept for workers, even before one joins

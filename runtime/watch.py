@@ -53,7 +53,7 @@ class Watcher:
             waiting = await anyio.to_thread.run_sync(self._files)
             for path, size in waiting:
                 if self._sizes.get(path) == size:
-                    await self._take(path, size)
+                    await self._ingest_file(path, size)
                     del self._sizes[path]
                 else:
                     self._sizes[path] = size
@@ -65,7 +65,7 @@ class Watcher:
         files = sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
         return [(p, p.stat().st_size) for p in files]
 
-    async def _take(self, path: Path, size: int) -> None:
+    async def _ingest_file(self, path: Path, size: int) -> None:
         digest = await anyio.to_thread.run_sync(file_sha256, path)
         if digest in self._seen:
             log.info("%s was read before (same content); moving it aside", path.name)

@@ -22,7 +22,7 @@ async def main(folder: str) -> None:
     scores = await provider.score(call)
     await provider.aclose()
     blas = provider.blas
-    report = {"blas": blas.name, "detail": blas.detail, "passed_over": blas.passed_over, "engine": provider.engine}
+    report = {"blas": blas.name, "detail": blas.detail, "passed_over": blas.passed_over, "engine": provider.engine_name}
     print(json.dumps({**report, "logprobs": scores.logprobs}))
 
 

@@ -11,7 +11,7 @@ from runtime.providers.base import Provider
 
 PROVIDERS: dict[str, str] = {
     "mlx": "runtime.providers.mlx.provider:MlxProvider",
-    "openai": "runtime.providers.server:ServerProvider",
+    "openai": "runtime.providers.openai_compatible:OpenAIProvider",
     "dspy": "runtime.providers.dspy_lm:DspyProvider",
     "dummy": "runtime.providers.dummy:DummyProvider",
     "fault": "runtime.providers.fault:FaultProvider",

@@ -28,9 +28,9 @@ pytestmark = pytest.mark.anyio
 async def test_one_coordinator_per_namespace_and_a_dead_ones_lease_is_taken_over(nats_url: str, namespace: str) -> None:
     transport = await JetStreamTransport.connect(nats_url, namespace)
     try:
-        first = await Lease.take(transport.js, namespace, holder() | {"data_dir": "/srv/a"})
+        first = await Lease.acquire(transport.js, namespace, holder() | {"data_dir": "/srv/a"})
         with pytest.raises(CoordinatorRunningError, match=r"another coordinator runs on namespace .*data dir /srv/a"):
-            await Lease.take(transport.js, namespace, holder())
+            await Lease.acquire(transport.js, namespace, holder())
         assert (await coordinator_present(transport.js, namespace) or {})["data_dir"] == "/srv/a"
         await first.release()
         assert await coordinator_present(transport.js, namespace) is None
@@ -39,7 +39,7 @@ async def test_one_coordinator_per_namespace_and_a_dead_ones_lease_is_taken_over
         dead = holder() | {"pid": int(gone.stdout)}  # a process of this host that has exited
         kv = await bucket(transport.js, f"reer_{namespace}_leases")
         await kv.put("coordinator", json.dumps(dead).encode())
-        second = await Lease.take(transport.js, namespace, holder())  # taken over at once
+        second = await Lease.acquire(transport.js, namespace, holder())  # taken over at once
         stale = Lease(kv, "coordinator", {}, revision=second.revision - 1)
         with pytest.raises(CoordinatorRunningError, match="took over"):
             await stale.keep(every_s=0)  # the previous holder, back, finds it gone

@@ -32,7 +32,7 @@ class Decoding:
     text: str = ""
     finish_reason: str | None = None
 
-    def take(self, token: int, end: str | None, tokenizer: Any) -> bool:
+    def accept_token(self, token: int, end: str | None, tokenizer: Any) -> bool:
         """Add a decoded token; whether the request is finished. `end` is "stop" for an
         end-of-sequence token (not part of the text) and "length" for the last token allowed; a
         stop string in the text also finishes it, the text cut before it."""

@@ -126,7 +126,7 @@ class MlxEngine:
             request = self._active.get(response.uid)
             if request is None:
                 continue
-            if request.take(response.token, response.finish_reason, self._tokenizer):
+            if request.accept_token(response.token, response.finish_reason, self._tokenizer):
                 finished.append(self._active.pop(response.uid))
                 if response.finish_reason is None:  # a stop string: still decoding in the batch
                     stopped.append(response.uid)

@@ -285,7 +285,7 @@ class NumpyEngine:
                 stored = row.kv if isinstance(row.request, Scoring) else row.kv.copy(len(row.to_cache))
                 self._prefixes.store(row.to_cache, stored)
                 row.to_cache = None
-            if positions.size and self._take(row, logits[start : start + positions.size]):
+            if positions.size and self._sample_next(row, logits[start : start + positions.size]):
                 finished.append(row.request)
             else:
                 self._rows.append(row)
@@ -314,7 +314,7 @@ class NumpyEngine:
             counts.computed += len(feed)
             self._rows.append(_Row(request, kv, feed, outputs, computed))
 
-    def _take(self, row: _Row, logits: Array) -> bool:
+    def _sample_next(self, row: _Row, logits: Array) -> bool:
         """Hand a row the logits of its wanted positions in this step; whether its request is finished."""
         request = row.request
         row.outputs -= len(logits)
@@ -330,4 +330,4 @@ class NumpyEngine:
         token = row.sampler.pick(scores - scores.max())
         end = "stop" if token in self._stop else "length" if len(request.tokens) + 1 >= request.max_tokens else None
         row.pending, row.outputs = [token], 1
-        return request.take(token, end, self._tokenizer)
+        return request.accept_token(token, end, self._tokenizer)

@@ -140,7 +140,7 @@ class MlxProvider:
         if not self.blas.fast:
             log.warning("%s runs on MLX's slow %s: %s", uri, self.blas.name, self.blas.detail)
         self.device = ""
-        self.engine = ""
+        self.engine_name = ""
         self._thread.start()
         self._ready.wait()
         if self._load_error is not None:
@@ -164,7 +164,7 @@ class MlxProvider:
     # -- the async API, from any event loop ------------------------------------------------------
 
     async def check(self, role: Role) -> str:
-        return f"{self.model} on {self.device or 'the default device'}, BLAS {self.blas.name}, {self.engine}"
+        return f"{self.model} on {self.device or 'the default device'}, BLAS {self.blas.name}, {self.engine_name}"
 
     def describe(self) -> Description:
         line = (
@@ -207,7 +207,7 @@ class MlxProvider:
     async def run_with_model(self, work: Callable[[Any, Any], T]) -> T:
         """Run `work(model, tokenizer)` on the model thread (MLX streams belong to one thread): for
         benchmarks (`benchmarks/mlx_speed.py`) that time the engine's parts on the loaded model."""
-        result: T = await self._submit(lambda: work(self._model, self._tokenizer), None)
+        result: T = await self._submit(lambda: work(self._module, self._tokenizer), None)
         return result
 
     async def aclose(self) -> None:
@@ -261,7 +261,7 @@ class MlxProvider:
             else:
                 if job is None:
                     return
-                self._take(job, engine, waiting)
+                self._start_job(job, engine, waiting)
                 continue  # drain the queue before the next step, so requests batch
             try:
                 with _timed("step"):
@@ -285,7 +285,7 @@ class MlxProvider:
             if job is not None:
                 _resolve(job, None, error)
 
-    def _take(self, job: _Job, engine: NumpyEngine | MlxEngine, waiting: dict[int, _Job]) -> None:
+    def _start_job(self, job: _Job, engine: NumpyEngine | MlxEngine, waiting: dict[int, _Job]) -> None:
         try:
             if job.run is not None:
                 _resolve(job, job.run(), None)
@@ -308,9 +308,9 @@ class MlxProvider:
         if mx.default_device() == mx.cpu:
             model = dequantize_model(model)
             model.set_dtype(mx.float32)
-        self._model, self._tokenizer = model, tokenizer
+        self._module, self._tokenizer = model, tokenizer
         self._engine = open_engine(model, tokenizer, self._prefix_cache_mb << 20, self.capacity or 1)
-        self.engine = f"engine {self._engine.name}"
+        self.engine_name = f"engine {self._engine.name}"
 
     def _chat(self, messages: list[ChatMessage]) -> str:
         turns = [{"role": m.role, "content": m.content} for m in messages]

@@ -19,7 +19,7 @@ from runtime.providers import open_provider
 from runtime.providers.base import continue_with, render_chat
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall
 from runtime.providers.dummy import DummyModel, DummyProvider
-from runtime.providers.server import ServerProvider
+from runtime.providers.openai_compatible import OpenAIProvider
 from runtime.records import DeadLetter
 from runtime.store import JsonlStore
 from tests.conftest import RunDaemon
@@ -32,9 +32,9 @@ CHAT = [ChatMessage("system", "You write plans."), ChatMessage("user", "Plan a p
 KEY = "sk-reer-test-5f1c9a7e2b8d4c6f0a3e9b1d7c5a2f8e"
 
 
-def provider(uri: str) -> ServerProvider:
+def provider(uri: str) -> OpenAIProvider:
     opened = open_provider(uri, Path("/nonexistent"))
-    assert isinstance(opened, ServerProvider)
+    assert isinstance(opened, OpenAIProvider)
     return opened
 
 
@@ -283,8 +283,8 @@ def test_a_template_that_opens_a_think_block_does_not_get_a_second_one() -> None
 
 def mock(
     answer: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]], seen: list[tuple[str, dict[str, Any]]]
-) -> ServerProvider:
-    """A `ServerProvider` whose HTTP goes to `answer(path, body)` in process (`httpx.MockTransport`)."""
+) -> OpenAIProvider:
+    """A `OpenAIProvider` whose HTTP goes to `answer(path, body)` in process (`httpx.MockTransport`)."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content or b"{}")
@@ -292,7 +292,7 @@ def mock(
         status, payload = answer(request.url.path, body)
         return httpx.Response(status, json=payload)
 
-    return ServerProvider("openai://mock/m", "http://mock/v1", "m", None, transport=httpx.MockTransport(handle))
+    return OpenAIProvider("openai://mock/m", "http://mock/v1", "m", None, transport=httpx.MockTransport(handle))
 
 
 async def test_a_refusal_to_continue_an_answer_is_learnt_from_the_first_prefilled_request() -> None:

@@ -91,7 +91,7 @@ def read_key(uri: str, key_env: str | None, key_file: str | None) -> str | None:
     return os.environ.get("OPENAI_API_KEY")
 
 
-class ServerProvider:
+class OpenAIProvider:
     """The provider behind `openai://`."""
 
     system = "openai"
@@ -119,7 +119,7 @@ class ServerProvider:
         self._rendered: dict[tuple[tuple[str, str], ...], str] = {}
 
     @classmethod
-    def open(cls, uri: str, data_dir: Path) -> ServerProvider:
+    def open(cls, uri: str, data_dir: Path) -> OpenAIProvider:
         parts = urlsplit(uri)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if "key" in query or "api_key" in query or parts.password or parts.username:
