@@ -19,7 +19,7 @@ from runtime.store import JsonlStore
 from runtime.writer.drafting import Drafting, write_drafts
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric
-from runtime.writer.program import Writer
+from runtime.writer.program import WriterProgram
 from runtime.writer.programs import Programs
 from runtime.writer.templates import Template, checked
 
@@ -55,13 +55,13 @@ class GeneratorActor(Consumer[GenerateRequested]):
         self._programs = programs
         self._settings = settings
         self._show = show
-        self._loaded: dict[str, tuple[int, Writer]] = {}
+        self._loaded: dict[str, tuple[int, WriterProgram]] = {}
         self.model = ModelClient(bus, self.name, dead_letters)
 
     async def run(self) -> None:
         await run_beside(self.model, super().run)
 
-    def _program(self, template: Template) -> tuple[Program | None, Writer]:
+    def _program(self, template: Template) -> tuple[Program | None, WriterProgram]:
         record = self._programs.current(template.name)
         version = record.version if record else 0
         loaded = self._loaded.get(template.name)

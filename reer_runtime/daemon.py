@@ -110,7 +110,7 @@ class Actors:
     """The actors of one run, built over the data dir's stores and the ledger."""
 
     ingestor: Ingestor
-    writer: TraceWriter
+    trace_writer: TraceWriter
     consumers: list[Consumer[Any]]
     """Every actor that consumes from the bus: the Limiter, the Miner, the TraceWriter and the writing actors."""
     watcher: Watcher | None
@@ -265,7 +265,7 @@ class Pipeline:
             background.start_soon(transport.watch_dead_ends, partial(_dead_end, bus))
         reader = self._stats_reader
         batch = partial(decode_batch, reader) if reader is not None else lambda: None
-        progress = Progress(self.actors.ingestor, self.actors.writer, settings.progress_interval_s, decode_batch=batch)
+        progress = Progress(self.actors.ingestor, self.actors.trace_writer, settings.progress_interval_s, decode_batch=batch)
         background.start_soon(progress.run)
         # The consumers run in a task of their own, so that stopping them cancels none of the caller's code.
         self._consumers_scope = anyio.CancelScope()

@@ -30,7 +30,7 @@ from runtime.errors import ProviderError, UsageError
 from runtime.providers.calls import GenerateCall, Generation
 from runtime.records import GenerateEvent, Trace
 from runtime.writer.lm import limiter_lm
-from runtime.writer.program import Writer, render_brief
+from runtime.writer.program import WriterProgram, render_brief
 from runtime.writer.templates import Template, catalogue
 
 from ._models import Models
@@ -273,7 +273,7 @@ class DSPyPipeline:
 
         lm = limiter_lm(call, models=",".join(self._chain), temperature=self._temperature, max_tokens=self._max_tokens)
         with dspy.context(lm=lm):
-            return Writer(template)(brief=brief, **extra)
+            return WriterProgram(template)(brief=brief, **extra)
 
     async def _generate(self, request: GenerateCall) -> Generation:
         limiter = self.models.limiter("generator", self._chain)

@@ -25,13 +25,13 @@ class Progress:
     def __init__(
         self,
         ingestor: Ingestor,
-        writer: TraceWriter,
+        trace_writer: TraceWriter,
         interval_s: float,
         terminal: bool | None = None,
         decode_batch: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._ingestor = ingestor
-        self._writer = writer
+        self._trace_writer = trace_writer
         self._decode_batch = decode_batch
         self._interval_s = interval_s
         self._terminal = sys.stderr.isatty() if terminal is None else terminal
@@ -39,7 +39,7 @@ class Progress:
 
     def line(self) -> str:
         c = self._ingestor.counts
-        done, total = self._writer.mined + self._writer.failed, c.selected + c.resumed
+        done, total = self._trace_writer.mined + self._trace_writer.failed, c.selected + c.resumed
         rate = done / max(1e-9, time.monotonic() - self._started)
         if total <= done:
             left = "nothing queued"
@@ -47,7 +47,7 @@ class Progress:
             left = f"about {(total - done) / rate:.0f}s left" if rate else "time left not known yet"
         return (
             f"progress: {c.lines} lines read, {c.accepted} accepted, {c.rejected} rejected; "
-            f"{self._writer.mined} of {total} mined ({self._writer.failed} failed), {rate * 60:.1f} posts/min, "
+            f"{self._trace_writer.mined} of {total} mined ({self._trace_writer.failed} failed), {rate * 60:.1f} posts/min, "
             f"{left}{self._batch()}"
         )
 
@@ -67,9 +67,9 @@ class Progress:
         def update() -> None:
             c = self._ingestor.counts
             bar.total = c.selected + c.resumed
-            bar.n = self._writer.mined + self._writer.failed
+            bar.n = self._trace_writer.mined + self._trace_writer.failed
             bar.set_postfix_str(
-                f"{c.lines} read, {c.rejected} rejected, {self._writer.failed} failed{self._batch()}", refresh=False
+                f"{c.lines} read, {c.rejected} rejected, {self._trace_writer.failed} failed{self._batch()}", refresh=False
             )
             bar.refresh()
 

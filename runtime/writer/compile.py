@@ -17,7 +17,7 @@ from runtime.config import WriterSettings
 from runtime.errors import Refused
 from runtime.records import Optimizer, Trace
 from runtime.writer.metric import WriterMetric
-from runtime.writer.program import Writer, example
+from runtime.writer.program import WriterProgram, example
 from runtime.writer.spans import ModuleSpans
 from runtime.writer.templates import Template
 
@@ -52,7 +52,7 @@ def split(
     return shuffled[cut:], shuffled[:cut]
 
 
-def evaluate(program: Writer, valset: list[dspy.Example], metric: WriterMetric, lm: dspy.LM) -> float:
+def evaluate(program: WriterProgram, valset: list[dspy.Example], metric: WriterMetric, lm: dspy.LM) -> float:
     """The mean metric over `valset`; an example the program fails on (an unparsable answer) scores 0."""
     scores = []
     with dspy.context(lm=lm):
@@ -68,15 +68,15 @@ def evaluate(program: Writer, valset: list[dspy.Example], metric: WriterMetric, 
 
 
 def compile_writer(
-    student: Writer,
+    student: WriterProgram,
     optimizer: Optimizer,
     trainset: list[dspy.Example],
     valset: list[dspy.Example],
     metric: WriterMetric,
     lm: dspy.LM,
     settings: WriterSettings,
-) -> Writer:
-    """`student`, a new `Writer`, compiled on `trainset` (MIPROv2 and GEPA also search on `valset`)."""
+) -> WriterProgram:
+    """`student`, a new `WriterProgram`, compiled on `trainset` (MIPROv2 and GEPA also search on `valset`)."""
     with dspy.context(lm=lm):
         if optimizer == "bootstrap":
             bootstrap = dspy.BootstrapFewShot(
@@ -109,7 +109,7 @@ def compile_writer(
 class Compiled:
     """A new program and how it and the current one did on the validation set."""
 
-    program: Writer
+    program: WriterProgram
     score: float
     baseline: float
     trainset: list[dspy.Example]
@@ -121,7 +121,7 @@ class Compiled:
         return self.score >= self.baseline
 
 
-def demo_trace_ids(program: Writer, trainset: list[dspy.Example]) -> list[str]:
+def demo_trace_ids(program: WriterProgram, trainset: list[dspy.Example]) -> list[str]:
     """The traces behind the program's demonstrations: a labelled demo carries its trace id; a
     bootstrapped one (the program's own answer to a training brief) maps to the traces of that brief."""
     by_brief: dict[str, set[str]] = {}
@@ -138,7 +138,7 @@ def compile_and_measure(
     template: Template,
     optimizer: Optimizer,
     examples: list[dspy.Example],
-    current: Writer,
+    current: WriterProgram,
     metric: WriterMetric,
     lm: dspy.LM,
     settings: WriterSettings,
@@ -148,5 +148,5 @@ def compile_and_measure(
     trainset, valset = split(examples, settings.val_fraction)
     with dspy.context(callbacks=[ModuleSpans()]):
         baseline = evaluate(current, valset, metric, lm)
-        program = compile_writer(Writer(template), optimizer, trainset, valset, metric, lm, settings)
+        program = compile_writer(WriterProgram(template), optimizer, trainset, valset, metric, lm, settings)
         return Compiled(program, evaluate(program, valset, metric, lm), baseline, trainset, valset)

@@ -18,7 +18,7 @@ from runtime.records import Draft, GenerateEvent, Program, Trace
 from runtime.writer.limits import features, fit
 from runtime.writer.lm import providers_used
 from runtime.writer.metric import WriterMetric
-from runtime.writer.program import Writer, render_brief
+from runtime.writer.program import WriterProgram, render_brief
 from runtime.writer.spans import ModuleSpans
 
 NO_REFERENCE = "no mined post to compare with yet (mine your posts with `reer-runtime start` first)"
@@ -30,7 +30,7 @@ class Drafting:
 
     request_id: str
     request: GenerateEvent
-    program: Writer
+    program: WriterProgram
     record: Program | None
     """The program's record; None for the uncompiled program (version 0)."""
     lm: dspy.LM

@@ -32,7 +32,7 @@ def write_signature(template: Template) -> type[dspy.Signature]:
     return signature
 
 
-class Writer(dspy.Module):
+class WriterProgram(dspy.Module):
     """Brief (and the template's texts) → plan → post, for one template (`content_generation` by
     default). Its demonstrations and instructions are what the optimizers tune."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runtime.records import Program
 from runtime.store import JsonlStore
-from runtime.writer.program import Writer
+from runtime.writer.program import WriterProgram
 from runtime.writer.templates import Template
 
 
@@ -31,15 +31,15 @@ class Programs:
     def path(self, version: int) -> Path:
         return self.folder / f"v{version}.json"
 
-    def load(self, record: Program | None, template: Template) -> Writer:
-        """The program of `record`, read with plain DSPy (`Writer(template).load`); None gives the
+    def load(self, record: Program | None, template: Template) -> WriterProgram:
+        """The program of `record`, read with plain DSPy (`WriterProgram(template).load`); None gives the
         uncompiled one."""
-        program = Writer(template)
+        program = WriterProgram(template)
         if record is not None:
             program.load(str(self.path(record.version)))
         return program
 
-    def save(self, program: Writer, version: int) -> None:
+    def save(self, program: WriterProgram, version: int) -> None:
         """Write the program's file durably (written aside, fsynced, then renamed into place)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = self.path(version)

@@ -1,4 +1,4 @@
-"""Writing templates: the kinds of writing people ask for, each run as a `Writer` program of its own.
+"""Writing templates: the kinds of writing people ask for, each run as a `WriterProgram` program of its own.
 
 A template is data: the writing step's instructions, the texts it reads beyond the brief, whether a
 plan comes first, whether it writes a thread. The four below ship; users add theirs in `config.toml`

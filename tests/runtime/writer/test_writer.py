@@ -35,7 +35,7 @@ from runtime.writer.compile import demo_trace_ids, split
 from runtime.writer.limits import Fitted, features, fit
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric, closeness
-from runtime.writer.program import Writer, example, render_brief
+from runtime.writer.program import WriterProgram, example, render_brief
 from runtime.writer.programs import Programs
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import make_post, post_line, validate_store
@@ -135,7 +135,7 @@ async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief()
 
     def run() -> dspy.Prediction:
         with dspy.context(lm=lm):
-            return Writer()(brief=render_brief(request))
+            return WriterProgram()(brief=render_brief(request))
 
     prediction = await anyio.to_thread.run_sync(run)
     assert prediction.plan == PLAN and prediction.post == POST
@@ -151,7 +151,7 @@ async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief()
 def test_the_program_runs_on_dspys_dummy_lm() -> None:
     lm = DummyLM([{"plan": PLAN}, {"post": POST}])
     with dspy.context(lm=lm):
-        prediction = Writer()(brief="Write a short post for x.")
+        prediction = WriterProgram()(brief="Write a short post for x.")
     assert (prediction.plan, prediction.post) == (PLAN, POST)
 
 
@@ -194,10 +194,12 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
     lm = limiter_lm(sync_generate(provider))  # type: ignore[arg-type]
     metric = WriterMetric(lambda call: anyio.from_thread.run(provider.score, call), -2.0)
 
-    def compile_it() -> Writer:
+    def compile_it() -> WriterProgram:
         from runtime.writer.compile import compile_writer
 
-        return compile_writer(Writer(), "bootstrap", trainset, valset, metric, lm, Settings(data_dir=tmp_path).writer)
+        return compile_writer(
+            WriterProgram(), "bootstrap", trainset, valset, metric, lm, Settings(data_dir=tmp_path).writer
+        )
 
     program = await anyio.to_thread.run_sync(compile_it)
     demos = program.plan.demos
@@ -206,7 +208,7 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
     assert demos_from and set(demos_from) <= {e.trace_id for e in trainset}
     programs = Programs(tmp_path / "programs")
     programs.save(program, 1)
-    loaded = Writer()
+    loaded = WriterProgram()
     loaded.load(str(tmp_path / "programs" / "v1.json"))  # plain DSPy, no custom state
     assert [(d["brief"], d["plan"]) for d in loaded.plan.demos] == [(d.brief, d.plan) for d in demos]
     assert not list((tmp_path / "programs").glob(".*partial*"))
@@ -291,7 +293,7 @@ async def test_optimize_then_generate_uses_the_promoted_program_without_a_restar
         s for s in finished if s.name == "process generate.requested" and dict(s.attributes or {})["reer.drafts"] == 1
     ]
     in_trace = [s for s in finished if s.context.trace_id == process.context.trace_id]
-    assert {"dspy Writer", "dspy Predict(plan)", "dspy Predict(post)"} <= {s.name for s in in_trace}
+    assert {"dspy WriterProgram", "dspy Predict(plan)", "dspy Predict(post)"} <= {s.name for s in in_trace}
     assert sum(s.name.startswith("chat ") for s in in_trace) == 2  # plan and write, through the Limiter
     assert any(s.name.startswith("text_completion ") for s in in_trace)  # the metric's scorer call
 
@@ -333,7 +335,7 @@ async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> No
     programs = Programs(tmp_path / "programs")
     programs.index.open()
     for version, promoted in ((1, True), (2, False)):
-        programs.save(Writer(), version)
+        programs.save(WriterProgram(), version)
         await programs.index.append(
             Program(
                 version=version,
@@ -396,7 +398,7 @@ def test_mine_optimize_generate_as_subprocesses_with_valid_records(tmp_path: Pat
     assert [d["program_version"] for d in drafts[1:]] == [expected, expected]
     assert [d["parts"] for d in drafts] == [[POST], halves, halves]
     assert all(d["rejected_reason"] is None for d in drafts)
-    loaded = Writer()
+    loaded = WriterProgram()
     loaded.load(str(data / "programs" / "v1.json"))  # plain DSPy reads what the Optimizer saved
     assert len(loaded.plan.demos) == len(json.loads((data / "programs" / "v1.json").read_text())["plan"]["demos"])
 
