@@ -265,7 +265,8 @@ class Pipeline:
             background.start_soon(transport.watch_dead_ends, partial(_dead_end, bus))
         reader = self._stats_reader
         batch = partial(decode_batch, reader) if reader is not None else lambda: None
-        progress = Progress(self.actors.ingestor, self.actors.trace_writer, settings.progress_interval_s, decode_batch=batch)
+        actors = self.actors
+        progress = Progress(actors.ingestor, actors.trace_writer, settings.progress_interval_s, decode_batch=batch)
         background.start_soon(progress.run)
         # The consumers run in a task of their own, so that stopping them cancels none of the caller's code.
         self._consumers_scope = anyio.CancelScope()

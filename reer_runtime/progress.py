@@ -47,7 +47,8 @@ class Progress:
             left = f"about {(total - done) / rate:.0f}s left" if rate else "time left not known yet"
         return (
             f"progress: {c.lines} lines read, {c.accepted} accepted, {c.rejected} rejected; "
-            f"{self._trace_writer.mined} of {total} mined ({self._trace_writer.failed} failed), {rate * 60:.1f} posts/min, "
+            f"{self._trace_writer.mined} of {total} mined ({self._trace_writer.failed} failed), "
+            f"{rate * 60:.1f} posts/min, "
             f"{left}{self._batch()}"
         )
 
@@ -68,9 +69,8 @@ class Progress:
             c = self._ingestor.counts
             bar.total = c.selected + c.resumed
             bar.n = self._trace_writer.mined + self._trace_writer.failed
-            bar.set_postfix_str(
-                f"{c.lines} read, {c.rejected} rejected, {self._trace_writer.failed} failed{self._batch()}", refresh=False
-            )
+            failed = self._trace_writer.failed
+            bar.set_postfix_str(f"{c.lines} read, {c.rejected} rejected, {failed} failed{self._batch()}", refresh=False)
             bar.refresh()
 
         with logging_redirect_tqdm(), bar:  # log lines print above the bar
