@@ -369,7 +369,7 @@ async def _run(
     ingestor, watcher = pipeline.ingestor, pipeline.actors.watcher
     submitted: list[str] = []
     async with anyio.create_task_group() as signals:
-        signals.start_soon(watch_signals, stopping, "no more input; finishing the work in flight", ingest_scope.cancel)
+        signals.start_soon(handle_signals, stopping, "no more input; finishing the work in flight", ingest_scope.cancel)
         with ingest_scope:
             await pipeline.resume()
             await ingestor.run(sources)
@@ -430,7 +430,7 @@ async def _write_stats(reader: InMemoryMetricReader, settings: Settings) -> None
         await anyio.to_thread.run_sync(write_snapshot, reader, settings.data_dir)
 
 
-async def watch_signals(stopping: anyio.Event, saying: str, then: Callable[[], object] = lambda: None) -> None:
+async def handle_signals(stopping: anyio.Event, saying: str, then: Callable[[], object] = lambda: None) -> None:
     """On the first SIGINT or SIGTERM log `saying`, set `stopping` and call `then`; on a second, exit at once."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:

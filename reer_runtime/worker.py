@@ -20,7 +20,7 @@ from actors.miner import Miner
 from bus.bus import Bus
 from bus.cluster import SharedSpacing, announce, coordinator_present, holder
 from bus.jetstream import JetStreamTransport
-from reer_runtime.daemon import connect_bus, first_error, watch_signals
+from reer_runtime.daemon import connect_bus, first_error, handle_signals
 from runtime.config import Settings
 from runtime.errors import CrashLoopError, ExitCode, ReerError
 from runtime.providers import Provider
@@ -61,7 +61,7 @@ async def run_worker(
                 tg.start_soon(announce, transport.js, namespace, about)
                 tg.start_soon(limiter.run)
                 stop = anyio.Event()
-                tg.start_soon(watch_signals, stop, "taking no more posts; finishing those in hand")
+                tg.start_soon(handle_signals, stop, "taking no more posts; finishing those in hand")
                 if exit_when_idle:
                     tg.start_soon(_watch_coordinator, transport, stop)
                 await _mine(miner, transport, stop, settings.shutdown_grace_s)
