@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from reer_runtime.testing import capture_spans
 from runtime.ledger import Stores
 from runtime.telemetry import process_telemetry
+from tests.helpers import daemon_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def run_daemon(tmp_path: Path) -> RunDaemon:
         emulator: tuple[str, ...] = (),
         cwd: Path = ROOT,
     ) -> subprocess.CompletedProcess[str]:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        full_env = daemon_env()
         full_env.update({"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"})  # fast unless asked
         full_env.update(env or {})
         return subprocess.run(

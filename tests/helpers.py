@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,12 @@ from runtime.records import Metrics, Platform, PostEvent
 from runtime.schemas import SCHEMA_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def daemon_env() -> dict[str, str]:
+    """This process's environment without OTEL_* and REER_* variables: a daemon started with it
+    reads only the settings its test gives."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
 
 
 def cli(data: Path | str, *args: str) -> list[str]:

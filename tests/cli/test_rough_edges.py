@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import cli, post_line
+from tests.helpers import cli, daemon_env, post_line
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env = daemon_env()
     return env | {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
 
 

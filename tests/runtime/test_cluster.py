@@ -4,7 +4,6 @@ nothing written twice, one trace per post."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.helpers import cli, post_line
+from tests.helpers import cli, daemon_env, post_line
 from tests.otlp_receiver import ReceivedSpan, http_receiver
 
 POSTS = 30
@@ -43,7 +42,7 @@ def test_workers_and_a_coordinator_killed_mid_work_lose_nothing_and_repeat_nothi
     source.write_text("\n".join(post_line(i, author="k") for i in range(POSTS)) + "\n")
     data, traces = tmp_path / "coordinator", tmp_path / "coordinator" / "traces.jsonl"
     with http_receiver() as receiver:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        env = daemon_env()
         env |= {
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",  # a killed process loses at most its last 0.1 s of spans
@@ -153,7 +152,7 @@ def test_a_worker_stopped_by_sigterm_finishes_its_post_and_takes_no_more(
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(post_line(i, author="d") for i in range(10)) + "\n")
     data = tmp_path / "coordinator"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env = daemon_env()
     env |= {"OTEL_SDK_DISABLED": "true", "REER_BUS__NAMESPACE": namespace}
     bus = ["--bus", nats_url]
 
@@ -203,7 +202,7 @@ def test_a_post_no_worker_survives_becomes_a_failure_that_retry_failed_mines(
     source = tmp_path / "in.jsonl"
     source.write_text(post_line(1, author="p") + "\n")
     data = tmp_path / "coordinator"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env = daemon_env()
     env |= {
         "OTEL_SDK_DISABLED": "true",
         "REER_BUS__URL": nats_url,

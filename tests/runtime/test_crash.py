@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import cli, post_line
+from tests.helpers import cli, daemon_env, post_line
 from tests.otlp_receiver import http_receiver
 
 POSTS = 30
@@ -159,7 +159,7 @@ def call_times_under_demand(tmp_path: Path, limit_env: dict[str, str], posts: in
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(post_line(i, author="r") for i in range(posts)) + "\n")
     with http_receiver() as receiver:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        env = daemon_env()
         env |= {
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "REER_SHUTDOWN_GRACE_S": "0",

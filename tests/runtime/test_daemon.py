@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from runtime.records import Trace
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import cli, post_line, validate_store
+from tests.helpers import cli, daemon_env, post_line, validate_store
 from tests.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
 
 BAD_LINES = ["this is not json", '{"type": "post", "id": "x"}', post_line(999, platform="myspace")]
@@ -158,7 +157,7 @@ def test_bad_usage_exits_two_with_a_clear_message(tmp_path: Path, run_daemon: Ru
 
 def hung_daemon(tmp_path: Path, grace: str) -> subprocess.Popen[str]:
     """A daemon whose model never answers, with one selected post in flight."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env = daemon_env()
     env |= {"REER_SHUTDOWN_GRACE_S": grace, "REER_LIMITS__DEFAULT__TIMEOUT_S": "600"}
     source = tmp_path / "one.jsonl"
     source.write_text(post_line(1) + "\n")

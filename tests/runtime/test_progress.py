@@ -17,7 +17,7 @@ from actors.ingestor import IngestCounts, Ingestor
 from actors.trace_writer import TraceWriter
 from reer_runtime.progress import Progress
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import cli, post_line
+from tests.helpers import cli, daemon_env, post_line
 
 LINE = re.compile(
     r"progress: (\d+) lines read, (\d+) accepted, (\d+) rejected; (\d+) of (\d+) mined \((\d+) failed\), "
@@ -46,7 +46,7 @@ def test_progress_is_logged_as_plain_lines_off_a_terminal(tmp_path: Path, run_da
 def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     posts = tmp_path / "in.jsonl"
     write_posts(posts)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env = daemon_env()
     env |= {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://", "COLUMNS": "120"}
     leader, follower = pty.openpty()
     daemon = subprocess.Popen(

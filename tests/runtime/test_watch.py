@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import cli, validate_store
+from tests.helpers import cli, daemon_env, validate_store
 from tests.runtime.inputs.test_formats import ANALYTICS
 
 
@@ -48,7 +47,7 @@ def test_files_are_read_once_moved_aside_and_not_redone_after_a_restart(tmp_path
 def test_a_running_daemon_takes_a_file_dropped_later(tmp_path: Path) -> None:
     inbox, data = tmp_path / "inbox", tmp_path / "data"
     inbox.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env = daemon_env()
     env |= {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
     daemon = subprocess.Popen(
         cli(str(data), "start", "--watch", str(inbox), "--min-engagement", "0"),

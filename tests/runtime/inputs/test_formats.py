@@ -17,7 +17,7 @@ from runtime.errors import InputError
 from runtime.inputs.sources import check, convert, detect
 from runtime.records import PostEvent
 from tests.conftest import RunDaemon
-from tests.helpers import FIXTURES, post_line
+from tests.helpers import FIXTURES, daemon_env, post_line
 
 ANALYTICS = sorted(FIXTURES.glob("tweet_activity_metrics_*.csv"))
 CONTENT = FIXTURES / "account_analytics_content_2026-07-01_2026-07-31.csv"
@@ -175,7 +175,7 @@ def test_the_tutorial_commands_work_as_a_user_types_them(tmp_path: Path) -> None
         (downloads / export.name).write_bytes(export.read_bytes())
     bin_dir = Path(sys.executable).parent
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))},
+        **daemon_env(),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "REER_HOME": str(tmp_path / "reer"),
         "REER_GENERATOR": "dummy://",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ from runtime.writer.metric import WriterMetric, closeness
 from runtime.writer.program import WriterProgram, example, render_brief
 from runtime.writer.programs import Programs
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import make_post, post_line, validate_store
+from tests.helpers import daemon_env, make_post, post_line, validate_store
 from tests.openai_server import FakeServer, serving
 
 pytestmark = pytest.mark.anyio
@@ -412,7 +411,7 @@ def test_a_request_for_drafts_cut_short_by_a_kill_is_handled_at_the_next_start(
     tmp_path: Path, run_daemon: RunDaemon
 ) -> None:
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+    env = daemon_env()
     env |= {"REER_GENERATOR": "fault://?base=dummy://&hang=1", "REER_SCORER": "dummy://"}  # every call hangs
     daemon = subprocess.Popen(
         [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), "generate", "--topic", "backups", "--n", "2"],
@@ -452,7 +451,7 @@ def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_o
         env = {"REER_GENERATOR": server.uri(), "REER_SCORER": "dummy://"}
         mined = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0", env=env)
         assert mined.returncode == 0, mined.stderr
-        hung = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "REER_"))}
+        hung = daemon_env()
         hung |= {"REER_GENERATOR": "fault://?base=dummy://&hang=1", "REER_SCORER": "dummy://"}  # every call hangs
         daemon = subprocess.Popen(
             [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), "optimize", "--optimizer", "bootstrap"],
