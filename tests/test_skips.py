@@ -10,7 +10,10 @@ pytest_plugins = ["pytester"]
 TESTS = Path(__file__).parent
 
 
-def test_an_unlisted_skip_fails_the_run_and_a_listed_one_does_not(pytester: pytest.Pytester) -> None:
+def test_an_unlisted_skip_fails_the_run_and_a_listed_one_does_not(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(TESTS.parent))  # the copied conftest imports `tests.helpers`
     pytester.makeconftest((TESTS / "conftest.py").read_text())
     (pytester.path / "allowed-skips.txt").write_text("test_listed.py::test_*  # a reason\n")
     pytester.makepyfile(
