@@ -49,10 +49,12 @@ def test_the_threads_a_library_was_built_for_are_read_from_its_config() -> None:
     assert blas.threads_cap("OpenBLAS 0.3.21 DYNAMIC_ARCH Zen") > 1024
 
 
-def choose(candidates: str, features: str) -> dict[str, object]:
-    """`blas.prepare()` in a fresh process, with its candidates and CPU features replaced."""
+def choose(candidates: str, features: str, cores: int | None = None) -> dict[str, object]:
+    """`blas.prepare()` in a fresh process, with its candidates, CPU features and core count replaced."""
     code = f"""
-import importlib.util, json, sys
+import importlib.util, json, os, sys
+if {cores!r} is not None:
+    os.cpu_count = lambda: {cores!r}
 from pathlib import Path
 spec = importlib.util.spec_from_file_location("blas", "runtime/providers/mlx/blas.py")  # not the package,
 blas = sys.modules["blas"] = importlib.util.module_from_spec(spec)  # whose import chooses a BLAS already
@@ -86,17 +88,18 @@ def test_with_no_library_this_cpu_runs_the_model_takes_the_slow_path_and_says_wh
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="MLX uses Accelerate or Metal off Linux: no BLAS is chosen")
-def test_a_library_capped_below_the_core_count_comes_after_one_that_is_not() -> None:
+@pytest.mark.parametrize(("cores", "chosen"), [(2, "cmeel-openblas"), (64, "system")])
+def test_a_real_library_capped_below_the_core_count_comes_after_one_that_is_not(cores: int, chosen: str) -> None:
+    """The two real libraries, both usable: cmeel's is capped at 4 threads, the system's is not."""
     found = dict(blas.candidates())
-    if "system" not in found:
-        pytest.fail("no system OpenBLAS: scripts/setup.sh installs Debian's libopenblas0-pthread")
-    every_cpu = repr(sorted(SKYLAKE_X | {"ASIMD"}))
+    assert "system" in found, "no system OpenBLAS: scripts/setup.sh installs Debian's libopenblas0-pthread"
+    if (failure := blas.probe(found["cmeel-openblas"])[1]) is not None:
+        pytest.skip(f"this CPU cannot run cmeel-openblas's build ({failure}): only one library is usable")
+    assert blas.threads_cap(blas.probe(found["cmeel-openblas"])[0]) == 4
     both = repr([("cmeel-openblas", str(found["cmeel-openblas"])), ("system", str(found["system"]))])
-    result = choose(both, every_cpu)
-    chosen = "OpenBLAS (system)" if (os.cpu_count() or 1) > 4 else "OpenBLAS (cmeel-openblas)"
-    if blas.probe(found["cmeel-openblas"])[1] is not None:  # this CPU cannot run cmeel's, whatever it is told
-        chosen = "OpenBLAS (system)"
-    assert result["name"] == chosen and result["fast"] is True and result["product"] == 64.0
+    result = choose(both, repr(sorted(SKYLAKE_X | {"ASIMD"})), cores)
+    assert result["name"] == f"OpenBLAS ({chosen})" and result["fast"] is True and result["product"] == 64.0
+    assert f"on {cores} core(s)" in str(result["detail"])
 
 
 @pytest.mark.parametrize(("cores", "chosen"), [(2, "capped"), (4, "capped"), (8, "uncapped"), (64, "uncapped")])
@@ -129,7 +132,10 @@ def test_the_model_scores_the_same_on_a_cpu_without_avx512_as_on_this_one(tiny: 
     qemu = shutil.which("qemu-x86_64")
     assert qemu, "QEMU's user-mode emulator is missing: scripts/setup.sh test installs Debian's qemu-user"
     cmeel = next(path for source, path in blas.candidates() if source == "cmeel-openblas")
-    # The hazard is real under the emulator: cmeel's SKYLAKEX build dies of SIGILL on its first product.
+    # The premise, from the lock: cmeel-openblas's wheel is built for SKYLAKEX alone (no DYNAMIC_ARCH).
+    config = blas.probe(cmeel)[0]
+    assert "SKYLAKEX" in config and "DYNAMIC_ARCH" not in config, f"the locked cmeel-openblas changed: {config}"
+    # So the hazard is real under the emulator: that build dies of SIGILL on its first product.
     crashed = subprocess.run(
         [qemu, "-cpu", "Haswell", sys.executable, "-I", "-S", "-c", blas.PROBE, str(cmeel)],
         capture_output=True,

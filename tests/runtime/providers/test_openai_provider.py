@@ -98,7 +98,7 @@ async def test_the_start_check_says_what_the_server_can_do() -> None:
             await provider(server.uri().replace("fake-model", "other")).check("generator")
     with serving(FakeServer(echo=False)) as server:
         chat_only = provider(server.uri())
-        assert await chat_only.check("generator")
+        assert "fake-model at " in (said := await chat_only.check("generator")) and "chat completions" in said
         with pytest.raises(ProviderConfigError, match=r"cannot be a scorer.*use it as --generator"):
             await chat_only.check("scorer")
     with pytest.raises(ProviderConfigError, match=r"cannot reach .* is the server running"):
@@ -324,7 +324,7 @@ async def test_a_chat_is_rendered_by_the_servers_template_once_and_scored_as_ren
         logprobs = {
             "tokens": list(prompt),
             "text_offset": list(range(len(prompt))),
-            "token_logprobs": [None] + [-1.0] * (len(prompt) - 1),
+            "token_logprobs": [None] + [-i / 1000 for i in range(1, len(prompt))],  # each position its own
         }
         return 200, {"choices": [{"logprobs": logprobs}]}
 
@@ -332,7 +332,8 @@ async def test_a_chat_is_rendered_by_the_servers_template_once_and_scored_as_ren
     model = mock(answer, seen)
     for target in ("Test your backups.", "Restore one file today."):
         scored = await model.score(ScoreCall(messages=CHAT, prefix="<think>\n</think>\n", target=target))
-        assert scored.logprobs == [-1.0] * len(target)
+        start = len(rendered + "<think>\n</think>\n")  # the target's characters, and no other
+        assert scored.logprobs == [-i / 1000 for i in range(start, start + len(target))]
     await model.aclose()
     assert [path for path, _ in seen] == ["/tokenize", "/detokenize", "/v1/completions", "/v1/completions"]
     assert seen[0][1]["messages"][0] == {"role": "system", "content": "You write plans."}

@@ -490,7 +490,7 @@ def test_generate_gives_the_drafts_asked_for_within_the_limits_on_a_small_model(
     printed = [json.loads(line) for line in drafted.stdout.splitlines()]
     assert len(printed) == 3 and all(d["rejected_reason"] is None for d in printed)
     assert all(0 < len(part) <= 280 for d in printed for part in d["parts"])
-    assert all(isinstance(d["score"], float) for d in printed)  # measured against the best mined post
+    assert all(isinstance(d["score"], float) for d in printed)  # its value: test_optimize_then_generate_…
 
 
 def demo_sensitive_writer(with_demos: str, without: str) -> MockProvider:
