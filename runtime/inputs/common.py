@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -18,6 +20,13 @@ class RowError(ValueError):
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")
         self.rejection = Rejection(kind, detail)
+
+
+def csv_rows(text: str) -> csv.DictReader[str]:
+    """The rows of a whole CSV `text`. A cell may be as long as the text: a huge cell is a post's
+    text, for admission to refuse with its reason, not an error that stops the file."""
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    return csv.DictReader(io.StringIO(text))
 
 
 def kind_of(text: str, in_reply_to: bool = False) -> PostKind:

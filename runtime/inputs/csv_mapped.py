@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from runtime.config import CsvMapping
 from runtime.errors import InputError
-from runtime.inputs.common import RowError, count, make_post
+from runtime.inputs.common import RowError, count, csv_rows, make_post
 from runtime.records import PostEvent, Rejection
 
 
@@ -37,7 +37,7 @@ def missing_columns(columns: list[str], mapping: CsvMapping) -> str | None:
 def rows(text: str, mapping: CsvMapping) -> Iterator[tuple[int, str, PostEvent | Rejection]]:
     """(row number, raw row, post or rejection) for each row."""
     raw_lines = text.splitlines()
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv_rows(text)
     if problem := missing_columns(list(reader.fieldnames or []), mapping):
         raise InputError(f"the CSV has {problem}")
     for row in reader:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -31,11 +30,11 @@ def looks_like(head: str) -> bool:
     return isinstance(value, dict) and isinstance(value.get("posts"), list) and "type" not in value
 
 
-def lines(path: Path, max_nesting: int) -> list[Line]:
-    """Each element of the document as an input line; a post object without `"type"` is a post.
-    A document that cannot be read at all is an `InputError`; a bad element is a rejected line."""
-    with open(path, "rb") as file:
-        data = file.read(MAX_BYTES + 1)
+def lines(data: bytes, name: str, max_nesting: int) -> list[Line]:
+    """Each element of the document `data` (read from `name`) as an input line; a post object
+    without `"type"` is a post. A document that cannot be read at all is an `InputError`; a bad
+    element is a rejected line."""
+    path = name
     if len(data) > MAX_BYTES:
         raise InputError(f"{path}: a JSON document over {MAX_BYTES >> 20} MB; give JSON Lines instead")
     if (depth := nesting_depth(data)) > max_nesting + 1:  # + 1: the array the posts are in

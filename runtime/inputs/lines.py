@@ -77,21 +77,70 @@ class LineSplitter:
         return line
 
 
+class Source:
+    """An input opened once, as a file descriptor: a path (a file, a FIFO, `<(...)`) or `-` for stdin.
+
+    A pipe can be read only once, so its format is told from the head it starts with, and the
+    lines are read on from there (`head`, then the rest)."""
+
+    def __init__(self, fd: int, name: str, *, owned: bool) -> None:
+        self.fd, self.name, self._owned = fd, name, owned
+        self.stream = not stat.S_ISREG(os.fstat(fd).st_mode)
+
+    @classmethod
+    async def open(cls, source: str) -> Source:
+        """`source` opened for reading; a FIFO waits here for its writer, in a worker thread."""
+        if source == "-":
+            return cls(sys.stdin.fileno(), "stdin", owned=False)
+        return cls(await anyio.to_thread.run_sync(os.open, source, os.O_RDONLY), source, owned=True)
+
+    async def head(self, size: int = 4096) -> bytes:
+        """The bytes up to the end of the first line (at most `size`), or fewer at the end of input."""
+
+        def read() -> bytes:
+            data = b""
+            while b"\n" not in data and len(data) < size and (chunk := os.read(self.fd, size - len(data))):
+                data += chunk
+            return data
+
+        return await anyio.to_thread.run_sync(read)
+
+    async def rest(self, limit: int) -> bytes:
+        """All that is left to read, up to `limit` bytes (`limit + 1` read, so the caller sees more)."""
+
+        def read() -> bytes:
+            parts: list[bytes] = []
+            total = 0
+            while total <= limit and (chunk := os.read(self.fd, min(CHUNK, limit + 1 - total))):
+                parts.append(chunk)
+                total += len(chunk)
+            return b"".join(parts)
+
+        return await anyio.to_thread.run_sync(read)
+
+    def close(self) -> None:
+        if self._owned:
+            os.close(self.fd)
+
+
 async def read_batches(source: str, max_line_bytes: int, max_lines: int) -> AsyncIterator[list[Line]]:
     """Batches of lines from `source`, a path or `-` for stdin."""
-    splitter = LineSplitter(max_line_bytes)
-    batch: list[Line] = []
-    if source == "-":
-        fd = sys.stdin.fileno()
-        close = False
-    else:
-        fd = await anyio.to_thread.run_sync(os.open, source, os.O_RDONLY)
-        close = True
-    pollable = False
+    opened = await Source.open(source)
     try:
-        pollable = not stat.S_ISREG(os.fstat(fd).st_mode)
-        if pollable:
-            os.set_blocking(fd, False)
+        async for batch in line_batches(opened, b"", max_line_bytes, max_lines):
+            yield batch
+    finally:
+        opened.close()
+
+
+async def line_batches(source: Source, head: bytes, max_line_bytes: int, max_lines: int) -> AsyncIterator[list[Line]]:
+    """Batches of lines from an open `source` whose first bytes, `head`, were read already."""
+    splitter = LineSplitter(max_line_bytes)
+    batch: list[Line] = splitter.feed(head)
+    fd, pollable = source.fd, source.stream
+    if pollable:
+        os.set_blocking(fd, False)
+    try:
         while True:
             try:
                 chunk = os.read(fd, CHUNK) if pollable else await anyio.to_thread.run_sync(os.read, fd, CHUNK)
@@ -112,9 +161,7 @@ async def read_batches(source: str, max_line_bytes: int, max_lines: int) -> Asyn
         if batch:
             yield batch
     finally:
-        if close:
-            os.close(fd)
-        elif pollable:
+        if pollable:
             os.set_blocking(fd, True)  # stdin's file description is shared with the parent
 
 

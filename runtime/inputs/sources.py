@@ -12,33 +12,36 @@ from runtime.config import CsvMapping
 from runtime.errors import InputError
 from runtime.inputs import csv_mapped, json_document, x_analytics, x_archive
 from runtime.inputs.common import lines
-from runtime.inputs.lines import Line, read_batches
+from runtime.inputs.lines import Line, Source, line_batches, read_batches
 from runtime.records import InputFormat
 
 log = logging.getLogger(__name__)
 
 
-def decode(path: Path, encoding: str | None) -> str:
-    """A text file's content: in `encoding` if given, else UTF-8, else (with a warning) cp1252."""
-    data = path.read_bytes()
+def decode(data: bytes, name: str, encoding: str | None) -> str:
+    """A text source's content: in `encoding` if given, else UTF-8, else (with a warning) cp1252."""
     if encoding:
         return data.decode(encoding, errors="replace")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        log.warning("%s is not UTF-8; reading it as cp1252 (set the encoding in the CSV mapping if wrong)", path)
+        log.warning("%s is not UTF-8; reading it as cp1252 (set the encoding in the CSV mapping if wrong)", name)
         return data.decode("cp1252", errors="replace")
 
 
 def detect(path: Path, mapping: CsvMapping) -> InputFormat:
-    """The format of `path`, told from its content (an unpacked X archive is a folder).
+    """The format of `path`, told from its content (an unpacked X archive is a folder); see `detect_head`."""
+    if path.is_dir():
+        return "x-archive"
+    return detect_head(decode_head(path), str(path), mapping)
+
+
+def detect_head(head: str, name: str, mapping: CsvMapping) -> InputFormat:
+    """The format of the source `name` that starts with `head` (its first line at least).
 
     A CSV that is neither an X export nor matches the mapping cannot be read: `InputError`.
     Anything else that is not recognised (binary data, a text file) is read as JSON Lines.
     """
-    if path.is_dir():
-        return "x-archive"
-    head = decode_head(path)
     if x_archive.looks_like(head):
         return "x-archive"
     if head.lstrip().startswith(("{", "[")) or not head.strip():
@@ -51,9 +54,17 @@ def detect(path: Path, mapping: CsvMapping) -> InputFormat:
     if "," not in first or not first.isprintable():
         return "jsonl"  # not a CSV: read line by line, so each bad line is kept with its reason
     raise InputError(
-        f"{path}: cannot tell its format (first line: {first!r}); give --format, and for a CSV the column "
+        f"{name}: cannot tell its format (first line: {first!r}); give --format, and for a CSV the column "
         "mapping (--csv text=COLUMN,time=COLUMN,...)"
     )
+
+
+def is_stream(path: Path) -> bool:
+    """Whether `path` is a pipe, FIFO or device: readable once, so not to be looked into beforehand."""
+    try:
+        return not (path.is_file() or path.is_dir()) and path.exists()
+    except OSError:
+        return False
 
 
 def expand(sources: list[str]) -> list[str]:
@@ -70,7 +81,10 @@ def expand(sources: list[str]) -> list[str]:
 
 
 def check(path: Path, fmt: InputFormat, mapping: CsvMapping) -> InputFormat:
-    """The format `path` will be read as, after checking that it can be; raises `InputError` saying why not."""
+    """The format `path` will be read as, after checking that it can be; raises `InputError` saying
+    why not. A stream (a pipe, `<(...)`) is left unread: its format is told as it is read."""
+    if is_stream(path):
+        return fmt
     kind = detect(path, mapping) if fmt == "auto" else fmt
     if kind == "x-archive" and path.is_dir():
         x_archive.archive_files(path)
@@ -90,7 +104,7 @@ def decode_head(path: Path) -> str:
 
 
 def convert(path: Path, fmt: InputFormat, mapping: CsvMapping) -> list[Line]:
-    """Every input line of a non-JSON-Lines source."""
+    """Every input line of a non-JSON-Lines file or unpacked X archive."""
     if fmt == "x-archive":
         if path.is_dir():
             files, author = x_archive.archive_files(path)
@@ -99,28 +113,75 @@ def convert(path: Path, fmt: InputFormat, mapping: CsvMapping) -> list[Line]:
             sibling = path.parent / "account.js"
             if sibling.is_file():
                 author = x_archive.archive_files(path.parent)[1]
-        return [line for file in files for line in lines(x_archive.rows(decode(file, "utf-8"), author))]
+        return [line for file in files for line in lines(x_archive.rows(file.read_text("utf-8", "replace"), author))]
+    return convert_text(path.read_bytes(), str(path), fmt, mapping)
+
+
+def convert_text(data: bytes, name: str, fmt: InputFormat, mapping: CsvMapping) -> list[Line]:
+    """Every input line of the CSV, X Analytics export or X archive file `data`, read from `name`."""
+    if fmt == "x-archive":
+        return list(lines(x_archive.rows(data.decode("utf-8", "replace"), "me")))
     if fmt == "x-analytics":
-        return list(lines(x_analytics.rows(decode(path, None))))
-    return list(lines(csv_mapped.rows(decode(path, mapping.encoding), mapping)))
+        return list(lines(x_analytics.rows(decode(data, name, None))))
+    return list(lines(csv_mapped.rows(decode(data, name, mapping.encoding), mapping)))
 
 
 async def batches(
     source: str, fmt: InputFormat, mapping: CsvMapping, max_line_bytes: int, max_lines: int, max_nesting: int = 32
 ) -> AsyncIterator[list[Line]]:
-    """Batches of input lines from `source` (a path, or `-` for JSON Lines on stdin). A JSON file that
-    is one document of posts (an array, or an object with a `posts` array) gives a line per post."""
+    """Batches of input lines from `source` (a path, or `-` for stdin). A JSON file that is one
+    document of posts (an array, or an object with a `posts` array) gives a line per post.
+
+    A pipe (stdin, a FIFO, `<(...)`) is read once: its format is told from its first line, and
+    the reading goes on from there."""
     path = Path(source)
-    kind = "jsonl" if source == "-" else detect(path, mapping) if fmt == "auto" else fmt
-    document = kind == "jsonl" and source != "-" and await anyio.to_thread.run_sync(_is_document, path)
+    if source == "-" or is_stream(path):
+        opened = await Source.open(source)
+        try:
+            async for batch in _stream_batches(opened, fmt, mapping, max_line_bytes, max_lines, max_nesting):
+                yield batch
+        finally:
+            opened.close()
+        return
+    kind = detect(path, mapping) if fmt == "auto" else fmt
+    document = kind == "jsonl" and await anyio.to_thread.run_sync(_is_document, path)
     if kind == "jsonl" and not document:
         async for batch in read_batches(source, max_line_bytes, max_lines):
             yield batch
         return
     log.info("reading %s as %s", source, "a JSON document" if document else kind)
     if document:
-        converted = await anyio.to_thread.run_sync(json_document.lines, path, max_nesting)
+        data = await anyio.to_thread.run_sync(_read_document, path)
+        converted = await anyio.to_thread.run_sync(json_document.lines, data, source, max_nesting)
     else:
         converted = await anyio.to_thread.run_sync(convert, path, kind, mapping)
     for start in range(0, len(converted), max_lines):
         yield converted[start : start + max_lines]
+
+
+async def _stream_batches(
+    source: Source, fmt: InputFormat, mapping: CsvMapping, max_line_bytes: int, max_lines: int, max_nesting: int
+) -> AsyncIterator[list[Line]]:
+    head = await source.head()
+    text = head.decode("utf-8", errors="replace")
+    kind = detect_head(text, source.name, mapping) if fmt == "auto" else fmt
+    document = kind == "jsonl" and json_document.looks_like(text)
+    if kind == "jsonl" and not document:
+        async for batch in line_batches(source, head, max_line_bytes, max_lines):
+            yield batch
+        return
+    log.info("reading %s as %s", source.name, "a JSON document" if document else kind)
+    data = head + await source.rest(json_document.MAX_BYTES)
+    if document:
+        converted = await anyio.to_thread.run_sync(json_document.lines, data, source.name, max_nesting)
+    elif len(data) > json_document.MAX_BYTES:
+        raise InputError(f"{source.name}: over {json_document.MAX_BYTES >> 20} MB from a pipe; give a file instead")
+    else:
+        converted = await anyio.to_thread.run_sync(convert_text, data, source.name, kind, mapping)
+    for start in range(0, len(converted), max_lines):
+        yield converted[start : start + max_lines]
+
+
+def _read_document(path: Path) -> bytes:
+    with open(path, "rb") as file:
+        return file.read(json_document.MAX_BYTES + 1)

@@ -4,12 +4,10 @@ one row per post, dates to the day only)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from runtime.inputs.common import RowError, count, make_post
+from runtime.inputs.common import RowError, count, csv_rows, make_post
 from runtime.records import Platform, PostEvent, Rejection
 
 LEGACY = ("Tweet id", "Tweet permalink", "Tweet text", "time", "impressions")
@@ -29,7 +27,7 @@ def rows(text: str) -> Iterator[tuple[int, str, PostEvent | Rejection]]:
     """(row number, raw row, post or rejection) for each row; the author comes from the post's link."""
     post = _content_post if _has(text[:4096], CONTENT) else _legacy_post
     raw_lines = text.splitlines()
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv_rows(text)
     for row in reader:
         number = reader.line_num
         raw = raw_lines[number - 1] if number - 1 < len(raw_lines) else ""

@@ -1,0 +1,84 @@
+"""Hostile and awkward sources: huge CSV cells, and input that can be read only once (pipes, FIFOs, `<(...)`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+from tests.conftest import ROOT, RunDaemon
+from tests.helpers import cli, daemon_env, post_line
+
+CSV_MAP = "text=body,time=date,likes=hearts"
+
+
+def stored(data: Path, name: str) -> list[dict[str, object]]:
+    path = data / name
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_csv_cell_over_the_csv_modules_limit_is_one_rejected_row(tmp_path: Path, run_daemon: RunDaemon) -> None:
+    """Python's csv refuses fields over 131,072 characters by default: one such cell must not stop the file."""
+    huge = tmp_path / "export.csv"
+    huge.write_text(f'date,body,hearts\n2020-01-01,"{"word " * 40_000}",3\n2020-01-02,a short one,4\n')
+    done = run_daemon("start", "--input", str(huge), "--exit-when-idle", "--csv", CSV_MAP)
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "data"
+    assert [a["post"]["text"] for a in stored(data, "posts.jsonl")] == ["a short one"]  # type: ignore[index]
+    (rejected,) = stored(data, "rejected.jsonl")
+    assert str(rejected["reason"]).startswith("too long: the text has 199999 characters"), rejected
+
+
+def start_reading(data: Path, source: str, *args: str, shell: bool = False) -> subprocess.CompletedProcess[str]:
+    """`reer-runtime start --input SOURCE --exit-when-idle ARGS`; with `shell`, SOURCE is bash syntax."""
+    env = daemon_env() | {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
+    command = cli(data, "start", "--input", source, "--exit-when-idle", "--min-engagement", "0", *args)
+    if shell:
+        command = ["bash", "-c", " ".join(f"'{c}'" if "<(" not in c else c for c in command)]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_process_substitution_is_read_once_whatever_its_format(tmp_path: Path) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(post_line(i) + "\n" for i in range(40)))  # more than one 4 KiB head
+    csv = tmp_path / "export.csv"
+    csv.write_text("date,body,hearts\n2020-01-01,first post,3\n2020-01-02,second post,4\n")
+    for source, args, expected in ((posts, (), 40), (csv, ("--csv", CSV_MAP), 2)):
+        data = tmp_path / f"data-{source.suffix[1:]}"
+        done = start_reading(data, f"<(cat {source})", *args, shell=True)
+        assert done.returncode == 0, done.stderr
+        assert len(stored(data, "posts.jsonl")) == expected, done.stderr
+
+
+def test_a_named_fifo_and_stdin_are_read_with_their_format_told_from_the_first_line(tmp_path: Path) -> None:
+    csv_text = "date,body,hearts\n2020-01-01,first post,3\n2020-01-02,second post,4\n"
+    fifo = tmp_path / "inbox.fifo"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "w") as pipe:  # opens once the daemon opens the other end
+            pipe.write(csv_text)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    data = tmp_path / "fifo"
+    done = start_reading(data, str(fifo), "--csv", CSV_MAP)
+    writer.join(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(a["post"]["text"] for a in stored(data, "posts.jsonl")) == ["first post", "second post"]  # type: ignore[index]
+
+    env = daemon_env() | {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
+    piped = subprocess.run(
+        cli(tmp_path / "stdin", "start", "--input", "-", "--exit-when-idle", "--csv", CSV_MAP),
+        input=csv_text,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert len(stored(tmp_path / "stdin", "posts.jsonl")) == 2, piped.stderr
