@@ -25,6 +25,7 @@ from runtime.errors import (
 )
 from runtime.providers.base import Description, chat_messages, without_prefill
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
+from runtime.providers.redact import environment_secrets, scrub
 
 
 class DspyProvider:
@@ -83,7 +84,8 @@ class DspyProvider:
             response = await self._lm.aforward(messages=messages, **options)
         except Exception as exc:  # DSPy's LMError family, and whatever litellm raised under it
             kind = next((ours for theirs, ours in kinds if isinstance(exc, theirs)), ProviderRefused)
-            raise kind(f"{type(exc).__name__}: {exc}", retry_after=getattr(exc, "retry_after", None)) from None
+            said = scrub(f"{type(exc).__name__}: {exc}", environment_secrets())  # litellm's keys come from there
+            raise kind(said, retry_after=getattr(exc, "retry_after", None)) from None
         choice = response.choices[0]
         text = without_prefill(choice.message.content or "", call.prefill)
         usage = getattr(response, "usage", None)

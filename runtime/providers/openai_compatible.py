@@ -43,6 +43,7 @@ from runtime.errors import (
 )
 from runtime.providers.base import Description, chat_messages, continue_with, render_chat, without_prefill
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
+from runtime.providers.redact import scrub
 
 OPTIONS = ("tls", "key_env", "key_file")
 RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -146,12 +147,7 @@ class OpenAIProvider:
 
     def _scrub(self, text: str) -> str:
         """`text` without the key or any long piece of it (servers quote keys in their errors)."""
-        if self._key:
-            for size in range(len(self._key), 5, -1):
-                for start in range(len(self._key) - size + 1):
-                    if (piece := self._key[start : start + size]) in text:
-                        text = text.replace(piece, "***")
-        return text
+        return scrub(text, [self._key] if self._key else [])
 
     async def _post(
         self, client: httpx.AsyncClient, path: str, body: dict[str, Any], *, root: bool = False

@@ -71,3 +71,14 @@ def test_the_daemon_mines_with_a_dspy_generator_and_a_local_scorer(tmp_path: Pat
     traces = [json.loads(t) for t in (tmp_path / "data" / "traces.jsonl").read_text().splitlines()]
     assert traces and all(t["generators"] == [uri] and t["scorers"] == ["dummy://"] for t in traces)
     assert refused.returncode == 2 and "cannot be a scorer" in refused.stderr
+
+
+async def test_a_key_the_server_quotes_back_is_not_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """litellm takes the key from the environment; a 401 that quotes it must not carry it further."""
+    wrong = "sk-wrong-7c1e9a3f5b2d8e6a0c4f"
+    monkeypatch.setenv("OPENAI_API_KEY", wrong)
+    with serving(FakeServer(key=KEY)) as server, pytest.raises(ProviderError) as refused:
+        await provider(server).generate(CALL)
+    said = str(refused.value)
+    assert "Incorrect API key provided: ***" in said  # the server did quote it
+    assert not any(wrong[i : i + 6] in said for i in range(len(wrong) - 5)), said
