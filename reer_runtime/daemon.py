@@ -50,6 +50,7 @@ from runtime.errors import (
     StoreFullError,
     UsageError,
 )
+from runtime.files import warn_if_shared
 from runtime.inputs.sources import batches, check
 from runtime.ledger import Ledger, Stores
 from runtime.providers import Provider, open_provider
@@ -62,8 +63,9 @@ log = logging.getLogger(__name__)
 
 
 def make_data_dir(path: Path) -> None:
-    """Create the data dir readable by its owner only."""
+    """Create the data dir readable by its owner only; warn when one made before is not."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    warn_if_shared(path)
 
 
 def open_chains(settings: Settings) -> dict[Role, list[Provider]]:
@@ -171,7 +173,9 @@ def build_actors(
     watcher = None
     if watch is not None:
         fits = partial(check, fmt=settings.input_format, mapping=settings.csv)
-        watcher = Watcher(watch, stores.watched, fits, lambda source: ingestor.run([source]))
+        watcher = Watcher(
+            watch, stores.watched, fits, lambda source: ingestor.run([source]), settle_s=settings.watch_settle_s
+        )
     return Actors(ingestor, writer, consumers, watcher)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 
 from runtime.errors import ReerError
+from runtime.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,9 @@ def write_snapshot(reader: InMemoryMetricReader, data_dir: Path) -> None:
     """Replace `stats.json` atomically; a snapshot that cannot be written (a full disk) is skipped
     with a warning, keeping the last one."""
     path = data_dir / STATS_FILE
-    partial = path.with_suffix(".json.partial")
     try:
-        partial.write_text(json.dumps(snapshot(reader), indent=2) + "\n")
-        os.replace(partial, path)
+        write_private(path, (json.dumps(snapshot(reader), indent=2) + "\n").encode())
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         log.warning("cannot write %s: %s; keeping the last snapshot", path, exc.strerror)
 
 

@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     max_nesting: int = Field(32, ge=2, le=900, description="lines whose JSON nests deeper are rejected")
     batch_max_lines: int = Field(10_000, ge=1)
     shutdown_grace_s: float = Field(30.0, ge=0)
+    watch_settle_s: float = Field(
+        5.0, ge=0, description="--watch takes a file once its size and time have held this long (seconds)"
+    )
     stats_interval_s: float = Field(10.0, gt=0, description="how often stats.json is rewritten")
     progress_interval_s: float = Field(
         10.0, gt=0, description="how often a progress line is logged (not on a terminal)"

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runtime.errors import DataDirLockedError
+from runtime.files import open_private
 
 
 @contextmanager
@@ -17,7 +18,7 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 
     Readers (`traces`, `stats`, `validate`) do not take it. A killed daemon's lock goes with it.
     """
-    fd = os.open(data_dir / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_private(data_dir / "daemon.lock", os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,6 +21,7 @@ import anyio
 import msgspec
 
 from runtime.errors import CorruptRecordError, StoreFullError
+from runtime.files import make_private_dir, open_private
 
 T = TypeVar("T")
 
@@ -40,9 +41,10 @@ class JsonlStore(Generic[T]):
 
     def open(self) -> None:
         """Open for appending, repairing a torn last line first."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         self.repaired_bytes = repair_torn_tail(self.path)
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held for the store's lifetime
+        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self._file = os.fdopen(fd, "ab", buffering=0)  # held for the store's lifetime
 
     def close(self) -> None:
         if self._file is not None:
@@ -107,7 +109,7 @@ def read_lines(path: Path) -> Iterator[bytes]:
     """The complete lines of a file, without the torn tail a crash may have left."""
     if not path.exists():
         return
-    with open(path, "rb") as f:
+    with os.fdopen(open_private(path, os.O_RDONLY), "rb") as f:
         for line in f:
             if line.endswith(b"\n"):
                 yield line[:-1]
@@ -117,7 +119,7 @@ def repair_torn_tail(path: Path) -> int:
     """Cut a last line that has no newline; returns how many bytes were moved to `<name>.torn`."""
     if not path.exists():
         return 0
-    with open(path, "r+b") as f:
+    with os.fdopen(open_private(path, os.O_RDWR), "r+b") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
             return 0
@@ -127,7 +129,8 @@ def repair_torn_tail(path: Path) -> int:
         f.seek(0)
         data = f.read()
         keep = data.rfind(b"\n") + 1
-        with open(path.with_name(path.name + ".torn"), "ab") as torn:
+        torn_fd = open_private(path.with_name(path.name + ".torn"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(torn_fd, "ab") as torn:
             torn.write(data[keep:] + b"\n")
             torn.flush()
             os.fsync(torn.fileno())
@@ -142,7 +145,7 @@ def repair_torn_tail(path: Path) -> int:
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's content, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with os.fdopen(open_private(path, os.O_RDONLY), "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import stat
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +25,13 @@ DONE, FAILED = "done", "failed"
 class Watcher:
     """Polls `folder` every `poll_s` seconds for files (not hidden, not in `done/` or `failed/`).
 
-    A file is taken once its size has held still for one poll (so a file still being copied is
-    left alone). Its content hash is checked against `watched.jsonl`: a file read before (a restart
+    A file is taken once its size and modification time have held still for `settle_s` seconds
+    (so a file still being written, even by a writer that pauses, is left alone), and at the next
+    poll when it was last modified longer ago than that. A writer that cannot pause for so little
+    writes under a hidden name and renames the file when done (the usual convention for drop
+    folders: hidden names are never read). Only regular files are read:
+    a link, a FIFO or a device is moved to `failed/` unread. Its content hash is checked against
+    `watched.jsonl`: a file read before (a restart
     after a crash between reading and moving, or the same export dropped again) is only moved
     aside. Otherwise `check` (may raise `ValueError`: the file goes to `failed/`) and `ingest` run,
     the file is recorded, then moved to `done/`.
@@ -35,14 +44,16 @@ class Watcher:
         check: Callable[[Path], object],
         ingest: Callable[[str], Awaitable[None]],
         poll_s: float = 1.0,
+        settle_s: float = 5.0,
     ) -> None:
         self.folder = folder
         self._ledger = ledger
         self._check = check
         self._ingest = ingest
         self._poll_s = poll_s
+        self._settle_s = settle_s
         self._seen = {w.sha256 for w in ledger.read()}
-        self._sizes: dict[Path, int] = {}
+        self._changes: dict[Path, tuple[tuple[int, int], float]] = {}  # (size, mtime), and since when
 
     async def run(self, until_idle: bool) -> None:
         """Take files as they come; with `until_idle`, return once the folder holds none."""
@@ -50,20 +61,46 @@ class Watcher:
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         log.info("watching %s for new files", self.folder)
         while True:
-            waiting = await anyio.to_thread.run_sync(self._files)
-            for path, size in waiting:
-                if self._sizes.get(path) == size:
+            waiting, unsafe = await anyio.to_thread.run_sync(self._files)
+            for path, kind in unsafe:
+                await self._refuse(path, kind)
+            now = time.time()
+            for path, (size, mtime) in waiting.items():
+                seen, since = self._changes.get(path, (None, now))
+                if seen == (size, mtime) and now - min(since, mtime / 1e9) >= self._settle_s:
                     await self._ingest_file(path, size)
-                    del self._sizes[path]
-                else:
-                    self._sizes[path] = size
-            if until_idle and not waiting:
+                    del self._changes[path]
+                elif seen != (size, mtime):
+                    self._changes[path] = ((size, mtime), now)
+            if until_idle and not waiting and not unsafe:
                 return
             await anyio.sleep(self._poll_s)
 
-    def _files(self) -> list[tuple[Path, int]]:
-        files = sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        return [(p, p.stat().st_size) for p in files]
+    def _files(self) -> tuple[dict[Path, tuple[int, int]], list[tuple[Path, str]]]:
+        """The regular files waiting, with (size, mtime); any other entry (a link, a FIFO), with what it is."""
+        files: dict[Path, tuple[int, int]] = {}
+        unsafe: list[tuple[Path, str]] = []
+        for path in sorted(self.folder.iterdir()):
+            if path.name.startswith(".") or path.name in (DONE, FAILED):
+                continue
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode):
+                files[path] = (info.st_size, info.st_mtime_ns)
+            elif not stat.S_ISDIR(info.st_mode):
+                unsafe.append((path, "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"))
+        return files, unsafe
+
+    async def _refuse(self, path: Path, kind: str) -> None:
+        """Move a link, FIFO or device aside unread, with the reason recorded."""
+        error = f"{kind}: only regular files dropped into the folder are read"
+        log.error("not reading %s: %s; moving it to %s/", path.name, error, FAILED)
+        digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()
+        moved = self._move(path, FAILED)
+        await self._ledger.append(
+            Watched(
+                name=path.name, sha256=digest, bytes=0, moved_to=str(moved), error=error, processed_at=datetime.now(UTC)
+            )
+        )
 
     async def _ingest_file(self, path: Path, size: int) -> None:
         digest = await anyio.to_thread.run_sync(file_sha256, path)
@@ -87,10 +124,11 @@ class Watcher:
         self._seen.add(digest)
         self._move(path, FAILED if error else DONE)
 
-    def _move(self, path: Path, sub: str) -> None:
+    def _move(self, path: Path, sub: str) -> Path:
         target = self.folder / sub / path.name
         stem, number = target, 1
-        while target.exists():  # keep both when a name comes twice
+        while os.path.lexists(target):  # keep both when a name comes twice
             number += 1
             target = stem.with_name(f"{stem.stem}.{number}{stem.suffix}")
         path.replace(target)
+        return target

@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runtime.errors import ReerError, UsageError
+from runtime.files import write_private
 
 from . import _options
 
@@ -56,6 +57,5 @@ def write(data_dir: Path, out: Path, tz_name: str | None, traces: Path) -> Path:
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(f"--tz {tz_name}: not a time zone name like Europe/Paris or UTC") from None
     page = build(data_dir, tz or UTC, traces)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.html").write_text(page, encoding="utf-8")
+    write_private(out / "report.html", page.encode())
     return out / "report.html"

@@ -45,6 +45,7 @@ class Programs:
         final = self.path(version)
         partial = self.folder / f".v{version}.partial.json"
         program.save(str(partial))
+        partial.chmod(0o600)  # DSPy writes it as the umask allows
         with open(partial, "rb") as written:
             os.fsync(written.fileno())
         partial.replace(final)
