@@ -43,6 +43,8 @@ class IngestCounts:
     selected: int = 0
     resumed: int = 0
     """Selected posts of earlier runs announced again by `recover`."""
+    unreadable: int = 0
+    """Sources that could not be read as a whole (a truncated archive, a pipe in no known format)."""
 
 
 class Ingestor:
@@ -113,6 +115,7 @@ class Ingestor:
                     await self.ingest(name, batch)
             except (OSError, ValueError, InputError) as exc:  # a whole source unreadable: say so, go on
                 log.error("cannot read %s: %s", name, exc)
+                self.counts.unreadable += 1
                 continue
             log.info(
                 "read %s: %d lines, %d posts accepted (%d selected), %d rejected",

@@ -22,7 +22,7 @@ from reer_runtime.tracelist import query
 from runtime.config import load_settings, resolve_data_dir
 from runtime.errors import ReerError, Refused, UsageError
 from runtime.inputs.lines import Line
-from runtime.inputs.sources import check, expand
+from runtime.inputs.sources import check, expand, missing
 from runtime.lock import exclusive
 from runtime.logs import configure
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
@@ -321,8 +321,8 @@ def _checked_sources(pipeline: Pipeline, path: str) -> list[str]:
     """The files of `path`, each checked readable as the configured input format (as `start --input` does)."""
     sources = expand([path])
     for source in sources:
-        if not Path(source).exists():
-            raise UsageError(f"no such input file: {source}")
+        if problem := missing(source):
+            raise UsageError(problem)
         check(Path(source), pipeline.settings.input_format, pipeline.settings.csv)
     return sources
 

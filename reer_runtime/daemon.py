@@ -360,6 +360,9 @@ async def serve(
         for reason in refusals:
             log.error("not done: %s", reason)
         return ExitCode.FAILURE
+    if counts.unreadable:
+        log.error("%d input source(s) could not be read at all (said above); the others were", counts.unreadable)
+        return ExitCode.FAILURE
     return ExitCode.OK
 
 

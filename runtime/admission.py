@@ -1,7 +1,8 @@
 """Which input lines are accepted, and which accepted posts are selected for mining.
 
 A line is read as a post or a request (`runtime.inputs.lines.parse_line`); a post is refused when its
-platform and id were accepted before, or its text is over `max_text_chars`. An accepted post is
+platform and id were accepted before, its date is before 1990 or in the future (a day's grace for
+clocks), or its text is over `max_text_chars`. An accepted post is
 ranked among its author's posts, and selected when its engagement reaches `min_engagement` and its
 author has at least `min_author_posts` posts. Reposts and replies are not the author's own writing:
 neither ranked nor selected unless `mine_all_kinds`.
@@ -10,11 +11,14 @@ neither ranked nor selected unless `mine_all_kinds`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from runtime.engagement import AuthorRanks
 from runtime.inputs.lines import Line, parse_line
 from runtime.records import Accepted, GenerateEvent, OptimizeEvent, PostEvent, Rejection
+
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+"""No post is older: a date before it is a mistake (and 0001-01-01 breaks local-time arithmetic)."""
 
 
 class Admission:
@@ -55,6 +59,10 @@ class Admission:
             return event
         if event.key in self._seen:
             return Rejection("duplicate", f"post {event.key} was already accepted")
+        if not EARLIEST <= event.created_at <= datetime.now(UTC) + timedelta(days=1):
+            return Rejection(
+                "invalid time", f"{event.created_at.isoformat()} is before {EARLIEST.year} or in the future"
+            )
         if len(event.text) > self._max_text_chars:
             chars = len(event.text)
             return Rejection(

@@ -37,13 +37,13 @@ def run_daemon(
 
     from reer_runtime.daemon import check_chains, make_data_dir, open_chains, serve
     from runtime.config import load_settings
-    from runtime.inputs.sources import check
+    from runtime.inputs.sources import check, missing
     from runtime.lock import exclusive
     from runtime.logs import configure
     from runtime.telemetry import setup_telemetry
 
-    if missing := [s for s in sources if s != "-" and not Path(s).exists()]:
-        raise UsageError(f"no such input file: {', '.join(missing)}")
+    if problems := [p for p in map(missing, sources) if p]:
+        raise UsageError("; ".join(problems))
     with ExitStack() as stack:
         try:
             config = load_settings(data_dir(args), **log_flags(args), **model_flags(args), **settings)

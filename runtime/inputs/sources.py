@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -57,6 +58,19 @@ def detect_head(head: str, name: str, mapping: CsvMapping) -> InputFormat:
         f"{name}: cannot tell its format (first line: {first!r}); give --format, and for a CSV the column "
         "mapping (--csv text=COLUMN,time=COLUMN,...)"
     )
+
+
+def missing(source: str) -> str | None:
+    """Why `source` (a path, or `-` for stdin) cannot be opened at all, or None."""
+    if source == "-":
+        return None
+    try:
+        os.stat(source)
+    except FileNotFoundError:
+        return f"no such input file: {source}"
+    except OSError as exc:  # a loop of links (ELOOP), a folder that may not be entered
+        return f"cannot open {source}: {exc.strerror}"
+    return None
 
 
 def is_stream(path: Path) -> bool:

@@ -116,8 +116,14 @@ def _log_bins(values: list[float], fmt: str, per_decade: int = 4) -> tuple[list[
 
 
 def _local(post: PostEvent, tz: tzinfo) -> datetime:
-    """When the post was published, in `tz`; a post known only to the day keeps its day."""
-    return post.created_at if post.day_only else post.created_at.astimezone(tz)
+    """When the post was published, in `tz`; a post known only to the day keeps its day, and so does
+    one whose local time would fall outside the calendar (stored before such dates were refused)."""
+    if post.day_only:
+        return post.created_at
+    try:
+        return post.created_at.astimezone(tz)
+    except OverflowError:
+        return post.created_at
 
 
 def _zone(tz: tzinfo) -> str:

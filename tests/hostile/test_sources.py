@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import cli, daemon_env, post_line
@@ -82,3 +83,46 @@ def test_a_named_fifo_and_stdin_are_read_with_their_format_told_from_the_first_l
     )
     assert piped.returncode == 0, piped.stderr
     assert len(stored(tmp_path / "stdin", "posts.jsonl")) == 2, piped.stderr
+
+
+def test_a_source_unreadable_as_a_whole_fails_the_run_and_a_link_loop_is_named(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    truncated = tmp_path / "tweets.js"
+    truncated.write_text('window.YTD.tweets.part0 = [ { "tweet" : { "id_str" : "1", "full_text" : "cut here')
+    good = tmp_path / "posts.jsonl"
+    good.write_text(post_line(1) + "\n")
+    done = run_daemon("start", "--input", str(truncated), "--input", str(good), "--exit-when-idle")
+    assert done.returncode == 1, done.stderr
+    assert f"cannot read {truncated}" in done.stderr and "1 input source(s) could not be read" in done.stderr
+    assert len(stored(tmp_path / "data", "posts.jsonl")) == 1  # the readable one was read all the same
+
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    refused = run_daemon("start", "--input", str(loop), "--exit-when-idle")
+    assert refused.returncode == 2 and "Too many levels of symbolic links" in refused.stderr, refused.stderr
+
+
+def test_dates_at_the_ends_of_the_calendar_are_refused_and_the_report_still_draws(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    odd = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1969-07-20T20:17:00Z"]
+    posts = tmp_path / "in.jsonl"
+    posts.write_text("".join(post_line(i, created_at=when) + "\n" for i, when in enumerate(odd)) + post_line(9) + "\n")
+    done = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0")
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "data"
+    assert [str(r["reason"]).split(":")[0] for r in stored(data, "rejected.jsonl")] == ["invalid time"] * 3
+    assert len(stored(data, "posts.jsonl")) == 1
+
+    from datetime import datetime
+
+    import msgspec
+
+    from runtime.report.page import _local  # a post stored before such dates were refused
+    from tests.helpers import make_post
+
+    early = msgspec.structs.replace(make_post(1), created_at=datetime.fromisoformat(odd[0]))
+    assert _local(early, ZoneInfo("America/Los_Angeles")).year == 1
+    report = run_daemon("report", "--tz", "Pacific/Kiritimati")
+    assert report.returncode == 0, report.stderr
