@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 
 from runtime.errors import ReerError
+from runtime.logs import printable
 from runtime.records import Trace
 from runtime.store import JsonlStore
 
@@ -55,9 +56,9 @@ def print_traces(store: Path, *, min_score: float, limit: int | None, as_json: b
     out.write(f"{'':<24} {'':>6} {'NLL per token, lower is better':^22}\n")
     out.write(f"{'post':<24} {'engage':>6} {'no plan':>7} {'z0':>6} {'z*':>6} {'overlap':>7}  found plan z*\n")
     for t in traces:
-        first = t.plan.splitlines()[0] if t.plan else ""
+        first = printable(t.plan.splitlines()[0] if t.plan else "")
         out.write(
-            f"{t.post.key[:24]:<24} {t.engagement:6.2f} {t.scores.no_plan:7.3f} {t.scores.initial:6.3f} "
+            f"{printable(t.post.key)[:24]:<24} {t.engagement:6.2f} {t.scores.no_plan:7.3f} {t.scores.initial:6.3f} "
             f"{t.scores.final:6.3f} {t.overlap:7.0%}  {first[:60]}\n"
         )
     return 0
@@ -70,7 +71,9 @@ def show_trace(store: Path, wanted: str) -> int:
     traces = JsonlStore(store, Trace).read()
     found = [t for t in traces if wanted in (t.trace_id, t.post.key, t.post.id)]
     if not found:
-        raise ReerError(f"no trace in {store} has the id, post key or post id {wanted!r} (see `reer-runtime traces`)")
+        raise ReerError(
+            f"no trace in {store} has the id, post key or post id {printable(wanted)!r} (see `reer-runtime traces`)"
+        )
     t = found[-1]
     post, s, m = t.post, t.scores, t.post.metrics
     sections = [f"{name}: {text}" for name, text in t.sections.items()] or [t.plan]
@@ -98,7 +101,7 @@ def show_trace(store: Path, wanted: str) -> int:
         f"took {g.total_s:.1f} s: {g.generate_calls} generations ({g.generate_s:.1f} s) by "
         f"{', '.join(t.generators)}; {g.score_calls} scores ({g.score_s:.1f} s) by {', '.join(t.scorers)}"
     )
-    print("\n".join(out))
+    print(printable("\n".join(out), newlines=True))
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import IO
 
 import msgspec
 
+from runtime.logs import printable
 from runtime.records import Draft
 
 
@@ -24,8 +25,8 @@ def printer(out: IO[str], *, as_json: bool) -> Callable[[Draft], None]:
                 else f"no score: {draft.score_missing}"
             )
             verdict = f"REJECTED: {draft.rejected_reason}" if draft.rejected_reason else score
-            out.write(f"=== draft {draft.draft_id} (program v{draft.program_version}, {verdict})\n")
-            out.write(("\n---\n".join(draft.parts) if draft.parts else "(empty)") + "\n")
+            out.write(printable(f"=== draft {draft.draft_id} (program v{draft.program_version}, {verdict})") + "\n")
+            out.write(printable("\n---\n".join(draft.parts) if draft.parts else "(empty)", newlines=True) + "\n")
         out.flush()
 
     return show

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from runtime.logs import setup_logging
 from tests.conftest import RunDaemon
@@ -46,7 +47,9 @@ def test_a_level_per_component_over_the_global_one(tmp_path: Path) -> None:
     assert "the miner's detail" in text and "the generator's news" not in text and "a request" not in text
 
 
-def test_json_keeps_extra_fields_and_lines_outside_spans_carry_no_empty_ids(tmp_path: Path) -> None:
+def test_json_keeps_extra_fields_and_lines_outside_spans_carry_no_empty_ids(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:  # `spans`: a tracer provider whose spans have ids, whatever ran before
     log_file = tmp_path / "reer.log"
     setup_logging("json", "INFO", file=log_file)
     logging.getLogger("reer.test").info("outside", extra={"post": "x:1", "calls": 3})
