@@ -16,11 +16,11 @@ import anyio
 import dspy
 import msgspec
 
-from reer_runtime.daemon import Pipeline, check_chains, first_error, make_data_dir, open_chains
+from reer_runtime.daemon import Pipeline, check_chains, make_data_dir, open_chains
 from reer_runtime.stats import snapshot
 from reer_runtime.tracelist import query
 from runtime.config import load_settings, resolve_data_dir
-from runtime.errors import ReerError, Refused, UsageError
+from runtime.errors import ReerError, Refused, UsageError, first_error
 from runtime.inputs.lines import Line
 from runtime.inputs.sources import check, expand, missing
 from runtime.lock import exclusive

@@ -49,6 +49,7 @@ from runtime.errors import (
     ReerError,
     StoreFullError,
     UsageError,
+    first_error,
 )
 from runtime.files import warn_if_shared
 from runtime.inputs.sources import batches, check
@@ -421,14 +422,6 @@ async def _dead_end(bus: Bus, group: str, envelope: Envelope[AnyMessage], reason
         post = envelope.body.post
         failure = Failure(post=post, reason=reason, failed_at=letter.failed_at)
         await bus.publish(RESULTS, MiningFailed(failure=failure), key=f"failed:{post.key}")
-
-
-def first_error(group: BaseExceptionGroup[ReerError]) -> ReerError:
-    """The first error of a (possibly nested) exception group: the one to report."""
-    error: ReerError | BaseExceptionGroup[ReerError] = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 async def _write_stats(reader: InMemoryMetricReader, settings: Settings) -> None:

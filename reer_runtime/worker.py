@@ -20,9 +20,9 @@ from actors.miner import Miner
 from bus.bus import Bus
 from bus.cluster import SharedSpacing, announce, coordinator_present, holder
 from bus.jetstream import JetStreamTransport
-from reer_runtime.daemon import connect_bus, first_error, handle_signals
+from reer_runtime.daemon import connect_bus, handle_signals
 from runtime.config import Settings
-from runtime.errors import CrashLoopError, ExitCode, ReerError
+from runtime.errors import CrashLoopError, ExitCode, ReerError, first_error
 from runtime.providers import Provider
 from runtime.providers.calls import Role
 

@@ -174,3 +174,11 @@ class CrashLoopError(ReerError):
     """An actor's handler failed too many times in a row: the daemon stops rather than spin."""
 
     exit_code = ExitCode.CRASH_LOOP
+
+
+def first_error(group: BaseExceptionGroup[ReerError]) -> ReerError:
+    """The first error of a (possibly nested) exception group: the one to report."""
+    error: ReerError | BaseExceptionGroup[ReerError] = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

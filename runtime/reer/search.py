@@ -10,7 +10,7 @@ from typing import Protocol
 import anyio
 
 from runtime.config import SearchSettings
-from runtime.errors import NoPlanError
+from runtime.errors import NoPlanError, ProviderError, first_error
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from runtime.records import Brief, Candidate, Mining, Scores, Step, Timings
 from runtime.reer import prompts
@@ -163,13 +163,16 @@ class Search:
         first, so the texts are the ones asking one after the other would give."""
         calls = [self._section_call(messages, "", name) for _ in range(n)]
         texts = [""] * n
-        async with anyio.create_task_group() as tg:
-            for i, call in enumerate(calls):
+        try:
+            async with anyio.create_task_group() as tg:
+                for i, call in enumerate(calls):
 
-                async def draw(i: int = i, call: GenerateCall = call) -> None:
-                    texts[i] = await self._draw(call)
+                    async def draw(i: int = i, call: GenerateCall = call) -> None:
+                        texts[i] = await self._draw(call)
 
-                tg.start_soon(draw)
+                    tg.start_soon(draw)
+        except* ProviderError as group:  # one failed call fails the post as a single call would
+            raise first_error(group) from None
         return texts
 
     def _section_call(self, messages: list[ChatMessage], done: str, name: str) -> GenerateCall:

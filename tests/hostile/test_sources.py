@@ -126,3 +126,18 @@ def test_dates_at_the_ends_of_the_calendar_are_refused_and_the_report_still_draw
     assert _local(early, ZoneInfo("America/Los_Angeles")).year == 1
     report = run_daemon("report", "--tz", "Pacific/Kiritimati")
     assert report.returncode == 0, report.stderr
+
+
+def test_a_provider_failure_in_the_parallel_rewrites_fails_the_post_and_is_not_a_dead_letter(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    posts = tmp_path / "in.jsonl"
+    posts.write_text("".join(post_line(i) + "\n" for i in range(12)))
+    faulty = {"REER_GENERATOR": "fault://?base=dummy://&fatal=0.15&seed=3"}
+    done = run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0", env=faulty)
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "data"
+    assert stored(data, "dead-letters.jsonl") == []
+    mined = {f"{t['post']['platform']}:{t['post']['id']}" for t in stored(data, "traces.jsonl")}  # type: ignore[index]
+    failed = {f"{f['post']['platform']}:{f['post']['id']}" for f in stored(data, "failed.jsonl")}  # type: ignore[index]
+    assert failed and mined | failed == {f"x:{i}" for i in range(12)} and not mined & failed
