@@ -86,7 +86,7 @@ class Miner(Consumer[PostObserved]):
         metrics.posts.add(1, {"reer.outcome": "mined"})
         metrics.mining_duration.record(result.timings.total_s)
         metrics.mining_steps.record(len(result.steps))
-        metrics.score_improvement.record(result.scores.no_plan - result.scores.final)
+        metrics.record_improvement(result.scores.no_plan, result.scores.final)
         span.set_attribute("reer.score.final", result.scores.final)
         record = Trace(
             **msgspec.structs.asdict(result),

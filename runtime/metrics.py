@@ -28,8 +28,17 @@ posts = meter.create_counter(
 mining_duration = meter.create_histogram("reer.mining.duration", "s", "Wall time of one post's REER search")
 mining_steps = meter.create_histogram("reer.mining.steps", "{step}", "Refinement steps of one post's search")
 score_improvement = meter.create_histogram(
-    "reer.mining.score_improvement", "nat", "Clipped mean NLL with no plan minus with the found plan"
+    "reer.mining.score_improvement",
+    "nat",
+    "Size of the change in clipped mean NLL from no plan to the found plan; attribute reer.score.direction: "
+    "better (the plan lowered it) or worse (a histogram takes no negative values)",
 )
+
+
+def record_improvement(no_plan: float, final: float) -> None:
+    """Record how much the found plan lowered (or raised) the clipped mean NLL, keeping the sign."""
+    change = no_plan - final
+    score_improvement.record(abs(change), {"reer.score.direction": "better" if change >= 0 else "worse"})
 
 # -- providers --------------------------------------------------------------------------------
 operation_duration = meter.create_histogram(

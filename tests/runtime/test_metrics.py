@@ -116,3 +116,25 @@ def test_prometheus_endpoint_on_loopback(tmp_path: Path) -> None:
     assert daemon.returncode == 0
     assert "reer_events_accepted_total{" in body or "reer_events_accepted_total " in body
     assert "gen_ai_client_operation_duration_seconds_bucket" in body
+
+
+def test_a_plan_that_makes_the_post_less_likely_is_recorded_with_its_sign(metric_reader: InMemoryMetricReader) -> None:
+    from runtime import metrics
+
+    def sums() -> dict[str, float]:
+        data = metric_reader.get_metrics_data()
+        found: dict[str, float] = {"better": 0.0, "worse": 0.0}
+        for r in data.resource_metrics if data else []:
+            for s in r.scope_metrics:
+                for m in s.metrics:
+                    if m.name == "reer.mining.score_improvement":
+                        for point in getattr(m.data, "data_points", []):
+                            found[str((point.attributes or {})["reer.score.direction"])] += point.sum
+        return found
+
+    before = sums()
+    metrics.record_improvement(2.0, 1.25)  # the plan lowered the NLL by 0.75
+    metrics.record_improvement(1.0, 1.5)  # and here raised it by 0.5: a histogram would drop -0.5
+    after = sums()
+    assert after["better"] - before["better"] == pytest.approx(0.75)
+    assert after["worse"] - before["worse"] == pytest.approx(0.5)
