@@ -179,13 +179,15 @@ class OpenAIProvider:
     async def _continuing(self, client: httpx.AsyncClient) -> bool:
         """Whether the server continues a final assistant message: known from the first prefilled
         generation, or one trial. A server that refuses the request (OpenAI's API) is asked instead
-        to begin with the prefill."""
+        to begin with the prefill, and that trial must succeed: a refused key fails here, not on
+        every post later."""
         if self.continues is None:
             try:
                 await self._post(client, "/chat/completions", self._chat_body(PROBE_CALL, continues=True))
             except ProviderError as exc:
                 if exc.retryable:
                     raise
+                await self._post(client, "/chat/completions", self._chat_body(PROBE_CALL, continues=False))
                 self.continues = False
             else:
                 self.continues = True

@@ -170,6 +170,18 @@ async def test_a_refused_key_is_not_quoted_back_in_the_error(tmp_path: Path, mon
     assert KEY not in str(caught.value) and KEY[3:20] not in str(caught.value)
 
 
+async def test_the_start_check_makes_a_real_chat_call_so_a_key_refused_only_there_fails_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that lists its models to anyone, but answers 401 to chat calls with this key."""
+    monkeypatch.setenv("WRONG_KEY", KEY)
+    with serving(FakeServer(key="sk-the-right-one", public_models=True)) as server:
+        model = provider(server.uri(key_env="WRONG_KEY"))
+        with pytest.raises(ProviderConfigError, match="a trial chat completion failed: .*answered 401"):
+            await model.check("generator")
+        await model.aclose()
+
+
 def test_the_daemon_mines_with_a_server_generator_and_scorer(tmp_path: Path, run_daemon: RunDaemon) -> None:
     key_file = tmp_path / "key"
     key_file.write_text(KEY)
