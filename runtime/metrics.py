@@ -40,6 +40,7 @@ def record_improvement(no_plan: float, final: float) -> None:
     change = no_plan - final
     score_improvement.record(abs(change), {"reer.score.direction": "better" if change >= 0 else "worse"})
 
+
 # -- providers --------------------------------------------------------------------------------
 operation_duration = meter.create_histogram(
     "gen_ai.client.operation.duration",

@@ -21,7 +21,7 @@ import anyio
 import msgspec
 
 from runtime.errors import CorruptRecordError, StoreFullError
-from runtime.files import make_private_dir, open_private
+from runtime.files import make_private_dir, open_private, write_private
 
 T = TypeVar("T")
 
@@ -103,6 +103,28 @@ class JsonlStore(Generic[T]):
                 raise CorruptRecordError(f"{self.path}:{number}: {exc}") from exc
             except msgspec.DecodeError as exc:
                 raise CorruptRecordError(f"{self.path}:{number}: not valid JSON ({exc})") from exc
+
+    def set_aside_corrupt(self) -> int:
+        """Move every complete line that is not a valid record to `<name>.corrupt` (fsynced first),
+        and rewrite the store with the rest, in order, at once. How many lines were moved. The
+        store must not be open for appending (no daemon on the data dir)."""
+        good: list[bytes] = []
+        bad: list[bytes] = []
+        for line in read_lines(self.path):
+            try:
+                self._decoder.decode(line)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                bad.append(line)
+            else:
+                good.append(line)
+        if bad:
+            corrupt = self.path.with_name(self.path.name + ".corrupt")
+            with os.fdopen(open_private(corrupt, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as kept:
+                kept.write(b"".join(line + b"\n" for line in bad))
+                kept.flush()
+                os.fsync(kept.fileno())
+            write_private(self.path, b"".join(line + b"\n" for line in good))
+        return len(bad)
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

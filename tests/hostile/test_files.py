@@ -128,3 +128,22 @@ def test_stores_are_private_whatever_the_umask_and_a_shared_data_dir_is_warned_o
         warned = "readable by others (mode 755)" in done.stderr
         assert warned == (data == shared), done.stderr
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+
+
+def test_repair_sets_a_corrupt_middle_line_aside_and_the_store_reads_again(
+    tmp_path: Path, run_daemon: RunDaemon
+) -> None:
+    posts = tmp_path / "in.jsonl"
+    posts.write_text("".join(post_line(i) + "\n" for i in range(4)))
+    assert run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0").returncode == 0
+    traces = tmp_path / "data" / "traces.jsonl"
+    lines = traces.read_bytes().splitlines(keepends=True)
+    traces.write_bytes(lines[0] + b'{"not": "a trace"}\n' + b"".join(lines[1:]))
+    broken = run_daemon("traces")
+    assert broken.returncode != 0 and "traces.jsonl:2" in broken.stderr, broken.stderr
+    repaired = run_daemon("repair")
+    assert repaired.returncode == 0 and "1 corrupt line(s) moved to traces.jsonl.corrupt" in repaired.stderr
+    assert traces.read_bytes() == b"".join(lines)  # every record kept, in order
+    assert (traces.parent / "traces.jsonl.corrupt").read_bytes() == b'{"not": "a trace"}\n'
+    shown = run_daemon("traces")
+    assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 2 + len(lines)

@@ -177,7 +177,7 @@ async def test_the_start_check_makes_a_real_chat_call_so_a_key_refused_only_ther
     monkeypatch.setenv("WRONG_KEY", KEY)
     with serving(FakeServer(key="sk-the-right-one", public_models=True)) as server:
         model = provider(server.uri(key_env="WRONG_KEY"))
-        with pytest.raises(ProviderConfigError, match="a trial chat completion failed: .*answered 401"):
+        with pytest.raises(ProviderConfigError, match=r"a trial chat completion failed: .*answered 401"):
             await model.check("generator")
         await model.aclose()
 
