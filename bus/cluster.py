@@ -28,6 +28,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from bus.outage import through_outage
 from runtime.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,29 @@ class Lease:
 
     async def keep(self, every_s: float = RENEW_EVERY_S) -> None:
         """Renew the lease until cancelled. Raises `CoordinatorRunningError` if another took it."""
+        data = json.dumps(self.value).encode()
         while True:
             await anyio.sleep(every_s)
             try:
-                self.revision = await self.kv.update(self.key, json.dumps(self.value).encode(), last=self.revision)
+                self.revision = await through_outage(
+                    "lease", lambda: self.kv.update(self.key, data, last=self.revision)
+                )
             except nats.js.errors.KeyWrongLastSequenceError:
+                await self._take_back(data)
+
+    async def _take_back(self, data: bytes) -> None:
+        """The lease moved on without us: after an outage longer than its time to live it expired
+        (take it again), or an update held through the outage landed late (adopt it). Raises
+        `CoordinatorRunningError` if another coordinator has it."""
+        try:
+            self.revision = await through_outage("lease", lambda: self.kv.create(self.key, data))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            entry = await through_outage("lease", lambda: self.kv.get(self.key))
+            if json.loads(entry.value or b"{}") != self.value:
                 raise CoordinatorRunningError("another coordinator took over this namespace's lease") from None
+            self.revision = entry.revision or 0  # an update sent before the outage landed after it
+            return
+        log.warning("the coordinator lease expired while the broker was away; taken back")
 
     async def release(self) -> None:
         """Give the lease up (workers started with --exit-when-idle then stop)."""
@@ -121,9 +139,9 @@ class Lease:
 
 async def coordinator_present(js: JetStreamContext, namespace: str) -> dict[str, Any] | None:
     """The coordinator's lease entry, or None while no coordinator holds the namespace."""
-    kv = await _leases(js, namespace)
+    kv = await through_outage("lease", lambda: _leases(js, namespace))
     try:
-        entry = await kv.get("coordinator")
+        entry = await through_outage("lease", lambda: kv.get("coordinator"))
     except nats.js.errors.KeyNotFoundError:
         return None
     value: dict[str, Any] = json.loads(entry.value or b"{}")
@@ -146,7 +164,7 @@ async def announce(
         task_status.started()
         while True:
             await anyio.sleep(RENEW_EVERY_S)
-            await kv.put(key, json.dumps(value).encode())
+            await through_outage("presence", lambda: kv.put(key, json.dumps(value).encode()))
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):
             await kv.delete(key)

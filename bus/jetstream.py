@@ -16,6 +16,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bus.messages import AnyMessage, Envelope, decode, encode
+from bus.outage import AWAY, through_outage
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +128,16 @@ class JetStreamSubscription:
         while not t.closed:
             async with self._lock:
                 if self._pull is None:
-                    await t.declare(self._topic, self._group)
+                    await through_outage("declare", lambda: t.declare(self._topic, self._group))
                     self._pull = await t.js.pull_subscribe_bind(
                         durable=durable_name(self._topic, self._group), stream=t.stream
                     )
                 try:
                     msgs = await self._pull.fetch(1, timeout=t.options.poll_s)
                 except nats.errors.TimeoutError:
+                    continue  # nothing to take, or the broker away (nats-py reconnects meanwhile)
+                except AWAY:
+                    await anyio.sleep(t.options.poll_s)
                     continue
                 except nats.errors.Error:
                     if t.closed:
@@ -240,13 +245,14 @@ class JetStreamTransport:
         headers = {k: v for k, v in envelope.headers.items() if k in TRACE_HEADERS}
         if key is not None:
             headers["Nats-Msg-Id"] = key
-        await self.js.publish(self.subject(envelope.topic), encode(envelope), headers=headers)
+        subject, data = self.subject(envelope.topic), encode(envelope)
+        await through_outage("publish", lambda: self.js.publish(subject, data, headers=headers))
 
     async def groups(self) -> list[GroupState]:
         """Every consumer group of the namespace, as the server sees it now."""
         prefix = len(f"reer.{self.namespace}.")
         states = []
-        for info in await self.js.consumers_info(self.stream):
+        for info in await through_outage("consumer info", lambda: self.js.consumers_info(self.stream)):
             topic = (info.config.filter_subject or "")[prefix:]
             group = (info.config.durable_name or info.name).split("--")[0]
             states.append(
@@ -267,7 +273,7 @@ class JetStreamTransport:
         previous: tuple[int, ...] | None = None
         while True:
             groups = await self.groups()
-            last_seq = (await self.js.stream_info(self.stream)).state.last_seq
+            last_seq = (await through_outage("stream info", lambda: self.js.stream_info(self.stream))).state.last_seq
             self._depths = {}
             for g in groups:
                 self._depths[g.topic] = self._depths.get(g.topic, 0) + g.pending
@@ -292,7 +298,7 @@ class JetStreamTransport:
                 event = json.loads(advisory.data)
                 seq, deliveries = event["stream_seq"], event["deliveries"]
                 try:
-                    raw = await self.js.get_msg(self.stream, seq)
+                    raw = await through_outage("get message", partial(self.js.get_msg, self.stream, seq))
                 except nats.js.errors.NotFoundError:
                     continue  # another coordinator's, or already removed
                 group = str(event["consumer"]).split("--")[0]
@@ -306,7 +312,7 @@ class JetStreamTransport:
                     log.error("dropping message %d of %s, which is not a reer envelope: %s", seq, self.stream, exc)
                 else:
                     await dead_letter(group, envelope, reason)
-                await self.js.delete_msg(self.stream, seq)
+                await through_outage("delete message", partial(self.js.delete_msg, self.stream, seq))
         finally:
             await subscription.unsubscribe()
 
