@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,25 @@ def daemon_env() -> dict[str, str]:
 def cli(data: Path | str, *args: str) -> list[str]:
     """The command line that runs `reer-runtime --data-dir DATA ARGS` from this checkout."""
     return [sys.executable, "-m", "reer_runtime", "--data-dir", str(data), *args]
+
+
+def run_cli(
+    data: Path | str, *args: str, stdin: str | None = None, umask: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`reer-runtime --data-dir DATA ARGS` from this checkout on `dummy://` models, to its end; with
+    `umask`, the child process starts under it."""
+    env = daemon_env() | {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
+    return subprocess.run(
+        cli(data, *args),
+        input=stdin,
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=None if umask is None else partial(os.umask, umask),
+    )
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import cli, daemon_env, post_line
+from tests.helpers import cli, daemon_env, post_line, run_cli
 
 PRECIOUS = b"a file outside the data dir, with no newline at its end"
 
@@ -106,21 +106,11 @@ def test_a_file_whose_writer_pauses_is_taken_only_once_it_has_settled(tmp_path: 
 def test_stores_are_private_whatever_the_umask_and_a_shared_data_dir_is_warned_of(tmp_path: Path) -> None:
     posts = tmp_path / "in.jsonl"
     posts.write_text("not json\n" + post_line(1) + "\n")
-    env = daemon_env() | {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
     fresh, shared = tmp_path / "fresh", tmp_path / "shared"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
     for data in (fresh, shared):
-        done = subprocess.run(
-            cli(data, "start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0"),
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            preexec_fn=lambda: os.umask(0),  # the loosest umask there is
-        )
+        done = run_cli(data, "start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0", umask=0)
         assert done.returncode == 0, done.stderr
         stores = [p for p in data.iterdir() if p.is_file()]
         assert {"posts.jsonl", "rejected.jsonl", "traces.jsonl"} <= {p.name for p in stores}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from tests.conftest import ROOT, RunDaemon
-from tests.helpers import cli, daemon_env, post_line
+from tests.helpers import cli, daemon_env, post_line, run_cli
 
 CSV_MAP = "text=body,time=date,likes=hearts"
 
@@ -32,13 +33,12 @@ def test_a_csv_cell_over_the_csv_modules_limit_is_one_rejected_row(tmp_path: Pat
     assert str(rejected["reason"]).startswith("too long: the text has 199999 characters"), rejected
 
 
-def start_reading(data: Path, source: str, *args: str, shell: bool = False) -> subprocess.CompletedProcess[str]:
-    """`reer-runtime start --input SOURCE --exit-when-idle ARGS`; with `shell`, SOURCE is bash syntax."""
+def start_reading(data: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`reer-runtime start --input SOURCE --exit-when-idle ARGS` in bash, where SOURCE may be `<(...)`."""
     env = daemon_env() | {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
     command = cli(data, "start", "--input", source, "--exit-when-idle", "--min-engagement", "0", *args)
-    if shell:
-        command = ["bash", "-c", " ".join(f"'{c}'" if "<(" not in c else c for c in command)]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    shell = ["bash", "-c", " ".join(c if c == source else shlex.quote(c) for c in command)]
+    return subprocess.run(shell, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_a_process_substitution_is_read_once_whatever_its_format(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_a_process_substitution_is_read_once_whatever_its_format(tmp_path: Path)
     csv.write_text("date,body,hearts\n2020-01-01,first post,3\n2020-01-02,second post,4\n")
     for source, args, expected in ((posts, (), 40), (csv, ("--csv", CSV_MAP), 2)):
         data = tmp_path / f"data-{source.suffix[1:]}"
-        done = start_reading(data, f"<(cat {source})", *args, shell=True)
+        done = start_reading(data, f"<(cat {source})", *args)
         assert done.returncode == 0, done.stderr
         assert len(stored(data, "posts.jsonl")) == expected, done.stderr
 
@@ -70,17 +70,7 @@ def test_a_named_fifo_and_stdin_are_read_with_their_format_told_from_the_first_l
     assert done.returncode == 0, done.stderr
     assert sorted(a["post"]["text"] for a in stored(data, "posts.jsonl")) == ["first post", "second post"]  # type: ignore[index]
 
-    env = daemon_env() | {"REER_GENERATOR": "dummy://", "REER_SCORER": "dummy://"}
-    piped = subprocess.run(
-        cli(tmp_path / "stdin", "start", "--input", "-", "--exit-when-idle", "--csv", CSV_MAP),
-        input=csv_text,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    piped = run_cli(tmp_path / "stdin", "start", "--input", "-", "--exit-when-idle", "--csv", CSV_MAP, stdin=csv_text)
     assert piped.returncode == 0, piped.stderr
     assert len(stored(tmp_path / "stdin", "posts.jsonl")) == 2, piped.stderr
 
