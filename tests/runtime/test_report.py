@@ -149,12 +149,14 @@ def inside(inner: list[float], outer: list[float], slack: float = 0.5) -> bool:
 def test_the_charts_fit_a_phone_and_a_wide_screen(tmp_path: Path, run_daemon: RunDaemon) -> None:
     """Rendered in Chromium at 390 and 1280 px: no page wider than the screen, no text of a chart
     over another or out of its chart, no legend over the plot. Crowded on purpose: 24 hours with
-    three-digit counts, 40 months, long labels, all three NLL series."""
+    three-digit counts, 40 months, long labels, all three NLL series, a 9,000-character word."""
     lines = [
         post_line(i, created_at=f"{2023 + (i % 40) // 12}-{1 + (i % 40) % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z")
         for i in range(2600)
     ]
     lines += [post_line(5000 + i, metrics={"impressions": 0, "likes": i, "reposts": 0, "replies": 0}) for i in range(9)]
+    loud = {"impressions": 0, "likes": 10_000, "reposts": 0, "replies": 0}
+    lines.append(post_line(9000, text="Unbroken: " + "w" * 9000, metrics=loud))  # one word wider than any screen
     posts = tmp_path / "in.jsonl"
     posts.write_text("\n".join(lines) + "\n")
     assert run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.98").returncode == 0
