@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,6 +68,10 @@ class JetStreamOptions:
     duplicate_window_s: float = 3600.0
     poll_s: float = 1.0
     """How long an idle fetch waits, which is also how late a subscription notices a close."""
+    tls_ca: Path | None = None
+    """CA certificates to trust for a `tls://` broker (else the system's)."""
+    creds: Path | None = None
+    """A NATS credentials file (JWT and NKey seed) for an account."""
 
 
 @dataclass(frozen=True)
@@ -187,15 +193,21 @@ class JetStreamTransport:
         """
         if not re.fullmatch(r"[A-Za-z0-9_-]+", namespace):
             raise ValueError(f"a bus namespace is letters, digits, '_' and '-'; got {namespace!r}")
+        options = options or JetStreamOptions()
+        secure: dict[str, Any] = {}
+        if url.startswith("tls://") or options.tls_ca:
+            secure["tls"] = ssl.create_default_context(cafile=options.tls_ca)
+        if options.creds:
+            secure["user_credentials"] = str(options.creds)
         try:
             with anyio.fail_after(CONNECT_TIMEOUT_S):  # reconnects are unbounded later on, not at first
                 client = await nats.connect(
-                    url, name=name, connect_timeout=2, max_reconnect_attempts=-1, error_cb=_log_error
+                    url, name=name, connect_timeout=2, max_reconnect_attempts=-1, error_cb=_log_error, **secure
                 )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             said = f": {exc}" if str(exc) else f" within {CONNECT_TIMEOUT_S:g}s"
             raise OSError(f"no NATS server answers at {redacted(url)}{said}") from exc
-        transport = cls(client, namespace, options or JetStreamOptions())
+        transport = cls(client, namespace, options)
         await transport._ensure_stream()
         return transport
 

@@ -399,6 +399,8 @@ async def connect_bus(settings: Settings, stack: AsyncExitStack, role: str = "co
         ack_wait_s=settings.bus.ack_wait_s,
         max_deliver=settings.bus.max_deliver,
         duplicate_window_s=settings.bus.duplicate_window_s,
+        tls_ca=settings.bus.tls_ca,
+        creds=settings.bus.creds,
     )
     name = f"reer-runtime {role} {socket.gethostname()} {os.getpid()}"
     try:

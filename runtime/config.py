@@ -131,8 +131,14 @@ class BusSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(
-        "memory://", pattern=r"^(memory://|nats://\S+)$", description="memory:// or nats://HOST:PORT (JetStream)"
+        "memory://",
+        pattern=r"^(memory://|(nats|tls)://\S+)$",
+        description="memory://, or nats://HOST:PORT (JetStream; tls://HOST:PORT over TLS; USER:PASSWORD@ before HOST)",
     )
+    tls_ca: Path | None = Field(
+        None, description="the CA certificate(s) to trust for the broker's TLS, when no system CA signs it"
+    )
+    creds: Path | None = Field(None, description="a NATS credentials file (an account's JWT and NKey seed)")
     namespace: str = Field(
         "reer", pattern=r"^[A-Za-z0-9_-]+$", description="keeps one deployment's streams apart from another's"
     )

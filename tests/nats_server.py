@@ -28,12 +28,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def nats_server(store: Path, port: int | None = None) -> Iterator[str]:
-    """Start `nats-server -js` storing in `store` (on `port`, else a free one); yields its URL;
-    stops it by its pid. Started again on the same port and store, it is the same broker."""
+def nats_server(store: Path, port: int | None = None, config: Path | None = None) -> Iterator[str]:
+    """Start `nats-server -js` storing in `store` (on `port`, else a free one), with the settings
+    of the file `config` if given (TLS, users); yields its URL; stops it by its pid. Started again
+    on the same port and store, it is the same broker."""
     port = port or free_port()
     process = subprocess.Popen(
-        [binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
+        [
+            binary(),
+            *(["-c", str(config)] if config else []),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-sd",
+            str(store),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

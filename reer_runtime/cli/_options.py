@@ -90,7 +90,8 @@ def bus() -> argparse.ArgumentParser:
         "--bus",
         metavar="URL",
         help="memory:// (everything in this process, the default) or nats://HOST:4222 (NATS JetStream: "
-        "miners in other processes and machines, see `reer-runtime worker`)",
+        "miners in other processes and machines, see `reer-runtime worker`); tls://USER:PASSWORD@HOST:4222 "
+        "over TLS with a user (bus.tls_ca and bus.creds in the config)",
     )
     parent.add_argument(
         "--namespace", metavar="NAME", help="keeps one deployment's streams apart on a shared NATS (default: reer)"
