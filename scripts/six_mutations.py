@@ -88,7 +88,8 @@ def scratch_copy(into: Path) -> None:
 
 
 def run(mutation: Mutation) -> tuple[bool, str]:
-    """Whether a named test failed with `mutation` applied, and pytest's summary line."""
+    """Whether a named test failed (not errored) with `mutation` applied, and pytest's summary line
+    with the first line of the failure."""
     with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
         copy = Path(scratch)
         scratch_copy(copy)
@@ -104,8 +105,9 @@ def run(mutation: Mutation) -> tuple[bool, str]:
             text=True,
             check=False,
         )
-        summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
-        return done.returncode == 1, summary
+        said = done.stdout.strip().splitlines() or ["(no output)"]
+        why = next((line.strip() for line in said if line.startswith("E ")), "")  # the first failed assertion
+        return done.returncode == 1 and " error" not in said[-1], f"{said[-1]}; {why[:160]}"
 
 
 def main() -> int:
