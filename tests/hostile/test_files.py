@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import cli, daemon_env, post_line, run_cli
 
@@ -137,3 +139,30 @@ def test_repair_sets_a_corrupt_middle_line_aside_and_the_store_reads_again(
     assert (traces.parent / "traces.jsonl.corrupt").read_bytes() == b'{"not": "a trace"}\n'
     shown = run_daemon("traces")
     assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 2 + len(lines)
+
+
+def test_the_model_folder_is_never_written_through_a_link(tmp_path: Path) -> None:
+    import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+    from runtime.errors import StoreError
+    from runtime.providers.mlx.convert import ensure_converted
+    from tests.tiny_model import write_tiny_gguf
+
+    gguf = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "models").symlink_to(elsewhere)  # the models folder is a link
+    with pytest.raises(StoreError, match="models is a symbolic link"):
+        ensure_converted(gguf, data / "models" / "tiny")
+    (data / "models").unlink()
+    (data / "models").mkdir()
+    (data / "models" / "tiny").symlink_to(elsewhere)  # the model's own folder is a link
+    with pytest.raises(StoreError, match="tiny is a symbolic link"):
+        ensure_converted(gguf, data / "models" / "tiny")
+    assert list(elsewhere.iterdir()) == []
+    (data / "models" / "tiny").unlink()
+    (data / "models").rmdir()
+    converted = ensure_converted(gguf, data / "models" / "model")  # and a plain folder converts, made 0700
+    assert (converted / "config.json").is_file() and stat.S_IMODE((data / "models").stat().st_mode) == 0o700

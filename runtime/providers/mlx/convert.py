@@ -28,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor, quants
 
+from runtime.errors import StoreError
+from runtime.files import make_private_dir
 from runtime.store import file_sha256
 
 GROUP_SIZE = 32
@@ -282,7 +284,11 @@ def convert(gguf: Path, out: Path) -> None:
 
 
 def ensure_converted(gguf: Path, out: Path) -> Path:
-    """The mlx-lm folder for `gguf`, converting it unless `out` holds a conversion of the same file."""
+    """The mlx-lm folder for `gguf`, converting it unless `out` holds a conversion of the same file.
+    `out` lives in the data dir: a link there (or at its parent) is refused, never written through."""
+    make_private_dir(out.parent)
+    if out.is_symlink():
+        raise StoreError(f"{out} is a symbolic link: refusing to write through it; remove it")
     marker = out / SOURCE_HASH_FILE
     if not (marker.exists() and marker.read_text().strip() == file_sha256(gguf)):
         convert(gguf, out)
