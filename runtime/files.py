@@ -21,13 +21,18 @@ log = logging.getLogger(__name__)
 PRIVATE = 0o600
 
 
+def link_refused(path: Path) -> StoreError:
+    """The error for a symbolic link found where the data dir writes."""
+    return StoreError(f"{path} is a symbolic link: refusing to write through it; remove it")
+
+
 def open_private(path: Path, flags: int) -> int:
     """`os.open(path, flags)` that refuses a symbolic link at `path`, creating it 0600."""
     try:
         return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise StoreError(f"{path} is a symbolic link: refusing to write through it; remove it") from None
+            raise link_refused(path) from None
         raise
 
 
@@ -50,7 +55,7 @@ def make_private_dir(path: Path) -> None:
     """Create the folder `path` 0700 (and its parents) if missing; refuse one that is a link."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.is_symlink():
-        raise StoreError(f"{path} is a symbolic link: refusing to write through it; remove it")
+        raise link_refused(path)
 
 
 def warn_if_shared(data_dir: Path) -> None:

@@ -28,8 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor, quants
 
-from runtime.errors import StoreError
-from runtime.files import make_private_dir
+from runtime.files import link_refused, make_private_dir
 from runtime.store import file_sha256
 
 GROUP_SIZE = 32
@@ -288,7 +287,7 @@ def ensure_converted(gguf: Path, out: Path) -> Path:
     `out` lives in the data dir: a link there (or at its parent) is refused, never written through."""
     make_private_dir(out.parent)
     if out.is_symlink():
-        raise StoreError(f"{out} is a symbolic link: refusing to write through it; remove it")
+        raise link_refused(out)
     marker = out / SOURCE_HASH_FILE
     if not (marker.exists() and marker.read_text().strip() == file_sha256(gguf)):
         convert(gguf, out)
