@@ -11,9 +11,9 @@ from pathlib import Path
 import msgspec
 
 from runtime.errors import ReerError
-from runtime.logs import printable
 from runtime.records import Trace
 from runtime.store import JsonlStore
+from runtime.terminal import printable
 
 
 def query(

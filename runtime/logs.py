@@ -10,30 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import trace as otel_trace
 
+from runtime.terminal import printable
+
 if TYPE_CHECKING:
     from runtime.config import Settings
 
 PERFORMANCE = "reer.performance"
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-_UNPRINTABLE_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-
-
-def printable(text: str, *, newlines: bool = False) -> str:
-    """`text` with control characters written as escapes (`\\n`, `\\x1b`, `\\u202e`), so that what
-    comes from outside (a post id, a text, a file name) cannot forge a log line or drive a terminal
-    with ANSI or OSC sequences; with `newlines`, line breaks are kept."""
-    pattern = _UNPRINTABLE_BUT_NEWLINE if newlines else _UNPRINTABLE
-    return pattern.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class TextFormatter(logging.Formatter):

@@ -7,8 +7,8 @@ from typing import IO
 
 import msgspec
 
-from runtime.logs import printable
 from runtime.records import Draft
+from runtime.terminal import printable
 
 
 def printer(out: IO[str], *, as_json: bool) -> Callable[[Draft], None]:

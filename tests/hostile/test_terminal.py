@@ -7,7 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from runtime.logs import logging_config, printable
+from runtime.logs import logging_config
+from runtime.terminal import printable
 from tests.conftest import RunDaemon
 from tests.helpers import post_line
 
