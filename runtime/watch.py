@@ -96,11 +96,7 @@ class Watcher:
         log.error("not reading %s: %s; moving it to %s/", path.name, error, FAILED)
         digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()
         moved = self._move(path, FAILED)
-        await self._ledger.append(
-            Watched(
-                name=path.name, sha256=digest, bytes=0, moved_to=str(moved), error=error, processed_at=datetime.now(UTC)
-            )
-        )
+        await self._record(path, digest, 0, moved, error)
 
     async def _ingest_file(self, path: Path, size: int) -> None:
         digest = await anyio.to_thread.run_sync(file_sha256, path)
@@ -116,13 +112,16 @@ class Watcher:
             log.error("cannot read %s: %s; moving it to %s/", path.name, error, FAILED)
         else:
             await self._ingest(str(path))
-        moved = self.folder / (FAILED if error else DONE) / path.name
+        await self._record(path, digest, size, self.folder / (FAILED if error else DONE) / path.name, error)
+        self._seen.add(digest)
+        self._move(path, FAILED if error else DONE)
+
+    async def _record(self, path: Path, digest: str, size: int, moved: Path, error: str | None) -> None:
+        """Say in `watched.jsonl` what became of the file `path`."""
         record = Watched(
             name=path.name, sha256=digest, bytes=size, moved_to=str(moved), error=error, processed_at=datetime.now(UTC)
         )
         await self._ledger.append(record)
-        self._seen.add(digest)
-        self._move(path, FAILED if error else DONE)
 
     def _move(self, path: Path, sub: str) -> Path:
         target = self.folder / sub / path.name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -107,9 +107,9 @@ def check(path: Path, fmt: InputFormat, mapping: CsvMapping) -> InputFormat:
     return kind
 
 
-def _is_document(path: Path) -> bool:
-    """Whether `path` is a file holding one JSON document of posts."""
-    return path.is_file() and json_document.looks_like(decode_head(path))
+def _head_of(path: Path) -> str | None:
+    """The start of the file `path`; None for a folder (an unpacked X archive)."""
+    return None if path.is_dir() else decode_head(path)
 
 
 def decode_head(path: Path) -> str:
@@ -157,8 +157,9 @@ async def batches(
         finally:
             opened.close()
         return
-    kind = detect(path, mapping) if fmt == "auto" else fmt
-    document = kind == "jsonl" and await anyio.to_thread.run_sync(_is_document, path)
+    head = await anyio.to_thread.run_sync(_head_of, path)  # read once: the format, and whether one document
+    kind = (detect_head(head, source, mapping) if head is not None else "x-archive") if fmt == "auto" else fmt
+    document = kind == "jsonl" and head is not None and json_document.looks_like(head)
     if kind == "jsonl" and not document:
         async for batch in read_batches(source, max_line_bytes, max_lines):
             yield batch
@@ -169,8 +170,8 @@ async def batches(
         converted = await anyio.to_thread.run_sync(json_document.lines, data, source, max_nesting)
     else:
         converted = await anyio.to_thread.run_sync(convert, path, kind, mapping)
-    for start in range(0, len(converted), max_lines):
-        yield converted[start : start + max_lines]
+    for batch in _chunks(converted, max_lines):
+        yield batch
 
 
 async def _stream_batches(
@@ -192,6 +193,12 @@ async def _stream_batches(
         raise InputError(f"{source.name}: over {json_document.MAX_BYTES >> 20} MB from a pipe; give a file instead")
     else:
         converted = await anyio.to_thread.run_sync(convert_text, data, source.name, kind, mapping)
+    for batch in _chunks(converted, max_lines):
+        yield batch
+
+
+def _chunks(converted: list[Line], max_lines: int) -> Iterator[list[Line]]:
+    """The lines of a converted source, `max_lines` at a time."""
     for start in range(0, len(converted), max_lines):
         yield converted[start : start + max_lines]
 
