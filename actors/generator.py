@@ -16,7 +16,8 @@ from runtime.config import Settings
 from runtime.errors import Refused, UsageError
 from runtime.records import DeadLetter, Draft, Program, Trace
 from runtime.store import JsonlStore
-from runtime.writer.drafting import Drafting, write_drafts
+from runtime.writer.adapter import adapter_for
+from runtime.writer.drafting import Drafting, ranked, write_drafts
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric
 from runtime.writer.program import WriterProgram
@@ -93,10 +94,11 @@ class GeneratorActor(Consumer[GenerateRequested]):
                 "reer.drafts": request.n,
             }
         )
-        job = Drafting(message.request_id, request, program, record, lm, metric, best, writer)
+        adapter = adapter_for(self._settings.generator, writer.adapter)
+        job = Drafting(message.request_id, request, program, record, lm, adapter, metric, best, writer)
         drafts = await anyio.to_thread.run_sync(write_drafts, job)
         await self._drafts.append_many(drafts)
-        kept = [d for d in drafts if d.rejected_reason is None]
+        kept = ranked(d for d in drafts if d.rejected_reason is None)
         for draft in kept:
             if self._show is not None:
                 self._show(draft)

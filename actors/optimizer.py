@@ -17,6 +17,7 @@ from runtime.config import Settings
 from runtime.errors import Refused, UsageError
 from runtime.records import DeadLetter, Optimizer, Program, Trace
 from runtime.store import JsonlStore
+from runtime.writer.adapter import adapter_for
 from runtime.writer.compile import compile_and_measure, demo_trace_ids, training_examples
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric
@@ -83,10 +84,11 @@ class OptimizerActor(Consumer[OptimizeRequested]):
             max_tokens=settings.max_tokens,
         )
         metric = WriterMetric(models.score, self._settings.search.clip_min)
+        adapter = adapter_for(self._settings.generator, settings.adapter)
         started = time.perf_counter()
         baseline = await anyio.to_thread.run_sync(self._programs.load, current, template)
         done = await anyio.to_thread.run_sync(
-            compile_and_measure, template, optimizer, examples, baseline, metric, lm, settings
+            compile_and_measure, template, optimizer, examples, baseline, metric, lm, adapter, settings
         )
         elapsed = time.perf_counter() - started
         score, promoted = done.score, done.promoted

@@ -27,8 +27,11 @@ async def main(data_dir: str, model: str) -> None:
             gain = trace.scores.no_plan - trace.scores.final
             print(f"{trace.post.key}: engagement {trace.engagement:.2f}, {gain:.3f} nats a token better with the plan")
             print("  " + trace.plan.splitlines()[0])
-        for draft in await rt.generate("why we test backups by restoring them", n=2):
-            print(f"draft {draft.draft_id}: {' / '.join(draft.parts)[:120]}")
+        for draft in await rt.generate("why we test backups by restoring them", n=2):  # every try, best first
+            if draft.rejected_reason:
+                print(f"refused {draft.draft_id}: {draft.rejected_reason}")
+            else:
+                print(f"draft {draft.draft_id}: {' / '.join(draft.parts)[:120]}")
         stats = rt.stats()
         print(f"success rate {stats.success_rate}, {stats.store.total_traces} traces in {rt.data_dir}")
 

@@ -41,6 +41,7 @@ from runtime.records import (
     Trace,
 )
 from runtime.telemetry import process_telemetry
+from runtime.writer.drafting import ranked
 from runtime.writer.templates import DEFAULT, Template, checked, lookup
 
 from ._stats import Stats
@@ -245,7 +246,8 @@ class Runtime:
         """Write `n` drafts for the brief with the newest promoted program of `template`, as
         `reer-runtime generate` does; `texts` are the texts the template reads beside the brief (the
         `reply` template's `post_replied_to`). A thread has exactly `thread_size` posts. Every try is
-        returned, those that broke the limits with `rejected_reason`.
+        returned, best first (`runtime.writer.drafting.ranked`); those that broke the limits or
+        failed the draft gate come last, with `rejected_reason`.
 
         Raises `UsageError` for an unknown template, or texts it does not read or lacks."""
         fields = {
@@ -273,7 +275,7 @@ class Runtime:
         written = [d for d in drafts if d.request_id == request_id]
         if not written:
             raise ReerError(f"no drafts written: {_refusal(pipeline, request_id) or 'see the logs'}")
-        return written
+        return ranked(written)
 
     async def optimize(self, optimizer: Optimizer | None = None, *, template: str = DEFAULT) -> Program:
         """Compile the program of `template` on the stored traces (with `writer.optimizer` if none is

@@ -29,6 +29,7 @@ from runtime.config import LimitSettings
 from runtime.errors import ProviderError, UsageError
 from runtime.providers.calls import GenerateCall, Generation
 from runtime.records import GenerateEvent, Trace
+from runtime.writer.adapter import adapter_for
 from runtime.writer.lm import limiter_lm
 from runtime.writer.program import WriterProgram, render_brief
 from runtime.writer.templates import Template, catalogue
@@ -272,7 +273,7 @@ class DSPyPipeline:
             return anyio.from_thread.run(self._generate, request)
 
         lm = limiter_lm(call, models=",".join(self._chain), temperature=self._temperature, max_tokens=self._max_tokens)
-        with dspy.context(lm=lm):
+        with dspy.context(lm=lm, adapter=adapter_for(self._chain, "auto")):
             return WriterProgram(template)(brief=brief, **extra)
 
     async def _generate(self, request: GenerateCall) -> Generation:

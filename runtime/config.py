@@ -89,6 +89,10 @@ class CsvMapping(BaseModel):
         return [c for c in named if c]
 
 
+AdapterChoice = Literal["auto", "plain", "chat", "json"]
+"""How the writer's prompts are laid out (runtime/writer/adapter.py)."""
+
+
 class WriterSettings(BaseModel):
     """The writer program: how it is compiled and how drafts are sampled."""
 
@@ -103,10 +107,18 @@ class WriterSettings(BaseModel):
     mipro_candidates: int = Field(3, ge=1)
     mipro_trials: int = Field(4, ge=1)
     gepa_max_metric_calls: int = Field(40, ge=1, description="GEPA's budget of metric calls")
-    temperature: float = Field(0.9, ge=0, description="sampling temperature of drafts")
+    temperature: float = Field(0.7, ge=0, description="sampling temperature of drafts")
     max_tokens: int = Field(400, ge=16, description="longest answer of one writer step")
     max_tries: int = Field(
-        3, ge=1, description="tries per draft: one that breaks the platform's limits is written again up to this"
+        3,
+        ge=1,
+        description="tries per draft: one that breaks the platform's limits or fails the draft gate is written "
+        "again up to this",
+    )
+    adapter: AdapterChoice = Field(
+        "auto",
+        description="prompt layout: plain text (small local models), DSPy's chat or json format; auto: chat when "
+        "every generator is a served or cloud model, else plain",
     )
 
 

@@ -20,7 +20,7 @@ def printer(out: IO[str], *, as_json: bool) -> Callable[[Draft], None]:
             out.write(msgspec.json.encode(draft).decode() + "\n")
         else:
             score = (
-                f"writer metric {draft.score:.3f} of 1, higher is better"
+                f"likeness to your best post {draft.score:.2f}, from 0 to 1, higher is better"
                 if draft.score is not None
                 else f"no score: {draft.score_missing}"
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import argparse
 import tempfile
 from importlib.resources import as_file, files
@@ -57,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"\ncompiled program v{program.version}: {program.score:.3f} against {program.baseline:.3f}, {verdict}"
             )
-        drafts = [d for d in rt.generate(args.topic, n=3) if d.rejected_reason is None]
-        print(f"\n{len(drafts)} drafts on {args.topic!r}:")
+        written = rt.generate(args.topic, n=3)
+        drafts = [d for d in written if d.rejected_reason is None]
+        refused = Counter(str(d.rejected_reason).split(":")[0] for d in written if d.rejected_reason)
+        why = f"; {sum(refused.values())} tries refused ({', '.join(f'{n}: {r}' for r, n in refused.items())})"
+        print(f"\n{len(drafts)} of 3 drafts on {args.topic!r}{why if refused else ''}:")
         for draft in drafts:
-            print(f"--- {draft.draft_id}" + (f" (score {draft.score:.3f})" if draft.score is not None else ""))
+            score = f" (likeness to the best post {draft.score:.2f}, 0 to 1)" if draft.score is not None else ""
+            print(f"--- {draft.draft_id}{score}")
             print("\n---\n".join(draft.parts))
     report = write(data_dir, data_dir / "report", None, load_settings(data_dir, config, **settings).traces_path)
     print(f"\nthe report: {report}")

@@ -52,18 +52,18 @@ def split(
     return shuffled[cut:], shuffled[:cut]
 
 
-def evaluate(program: WriterProgram, valset: list[dspy.Example], metric: WriterMetric, lm: dspy.LM) -> float:
-    """The mean metric over `valset`; an example the program fails on (an unparsable answer) scores 0."""
+def evaluate(program: WriterProgram, valset: list[dspy.Example], metric: WriterMetric) -> float:
+    """The mean metric over `valset`, with the LM and adapter of the caller's `dspy.context`; an
+    example the program fails on (an unparsable answer) scores 0."""
     scores = []
-    with dspy.context(lm=lm):
-        for example in valset:
-            try:
-                prediction = program(**example.inputs())
-            except Exception as exc:  # DSPy raises many kinds when a small model breaks format
-                log.info("validation example %s failed: %s", example.trace_id, str(exc).splitlines()[0][:200])
-                scores.append(0.0)
-                continue
-            scores.append(float(metric(example, prediction)))
+    for given in valset:
+        try:
+            prediction = program(**given.inputs())
+        except Exception as exc:  # DSPy raises many kinds when a small model breaks format
+            log.info("validation example %s failed: %s", given.trace_id, str(exc).splitlines()[0][:200])
+            scores.append(0.0)
+            continue
+        scores.append(float(metric(given, prediction)))
     return statistics.fmean(scores) if scores else 0.0
 
 
@@ -76,33 +76,33 @@ def compile_writer(
     lm: dspy.LM,
     settings: WriterSettings,
 ) -> WriterProgram:
-    """`student`, a new `WriterProgram`, compiled on `trainset` (MIPROv2 and GEPA also search on `valset`)."""
-    with dspy.context(lm=lm):
-        if optimizer == "bootstrap":
-            bootstrap = dspy.BootstrapFewShot(
-                metric=metric, max_bootstrapped_demos=settings.max_demos, max_labeled_demos=settings.max_demos
-            )
-            return bootstrap.compile(student, trainset=trainset)  # type: ignore[no-any-return]
-        if optimizer == "mipro":
-            mipro = dspy.MIPROv2(
-                metric=metric,
-                auto=None,
-                num_candidates=settings.mipro_candidates,
-                max_bootstrapped_demos=settings.max_demos,
-                max_labeled_demos=settings.max_demos,
-                num_threads=1,
-                verbose=False,
-            )
-            return mipro.compile(  # type: ignore[no-any-return]
-                student, trainset=trainset, valset=valset, num_trials=settings.mipro_trials, minibatch=False
-            )
-        gepa = dspy.GEPA(
-            metric=WriterMetric(metric.score_call, metric.clip_min, feedback=True),
-            reflection_lm=lm,
-            max_metric_calls=settings.gepa_max_metric_calls,
-            num_threads=1,
+    """`student`, a new `WriterProgram`, compiled on `trainset` (MIPROv2 and GEPA also search on `valset`),
+    with the LM and adapter of the caller's `dspy.context`; `lm` is also GEPA's reflection model."""
+    if optimizer == "bootstrap":
+        bootstrap = dspy.BootstrapFewShot(
+            metric=metric, max_bootstrapped_demos=settings.max_demos, max_labeled_demos=settings.max_demos
         )
-        return gepa.compile(student, trainset=trainset, valset=valset)  # type: ignore[no-any-return]
+        return bootstrap.compile(student, trainset=trainset)  # type: ignore[no-any-return]
+    if optimizer == "mipro":
+        mipro = dspy.MIPROv2(
+            metric=metric,
+            auto=None,
+            num_candidates=settings.mipro_candidates,
+            max_bootstrapped_demos=settings.max_demos,
+            max_labeled_demos=settings.max_demos,
+            num_threads=1,
+            verbose=False,
+        )
+        return mipro.compile(  # type: ignore[no-any-return]
+            student, trainset=trainset, valset=valset, num_trials=settings.mipro_trials, minibatch=False
+        )
+    gepa = dspy.GEPA(
+        metric=WriterMetric(metric.score_call, metric.clip_min, feedback=True),
+        reflection_lm=lm,
+        max_metric_calls=settings.gepa_max_metric_calls,
+        num_threads=1,
+    )
+    return gepa.compile(student, trainset=trainset, valset=valset)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -141,12 +141,13 @@ def compile_and_measure(
     current: WriterProgram,
     metric: WriterMetric,
     lm: dspy.LM,
+    adapter: dspy.Adapter,
     settings: WriterSettings,
 ) -> Compiled:
     """A new program for `template`, compiled by `optimizer` on a training share of `examples`, and
-    it and `current` measured on the rest (`writer.val_fraction`)."""
+    it and `current` measured on the rest (`writer.val_fraction`); `adapter` lays out the prompts."""
     trainset, valset = split(examples, settings.val_fraction)
-    with dspy.context(callbacks=[ModuleSpans()]):
-        baseline = evaluate(current, valset, metric, lm)
+    with dspy.context(lm=lm, adapter=adapter, callbacks=[ModuleSpans()]):
+        baseline = evaluate(current, valset, metric)
         program = compile_writer(WriterProgram(template), optimizer, trainset, valset, metric, lm, settings)
-        return Compiled(program, evaluate(program, valset, metric, lm), baseline, trainset, valset)
+        return Compiled(program, evaluate(program, valset, metric), baseline, trainset, valset)

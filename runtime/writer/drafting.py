@@ -1,5 +1,6 @@
-"""Writing the drafts of one request: each within the platform's limits, tried again up to
-`writer.max_tries` times, and scored by the writer's metric against the best mined post.
+"""Writing the drafts of one request: each within the platform's limits and through the draft gate,
+tried again up to `writer.max_tries` times, and scored by the writer's metric against the best mined
+post.
 
 Runs in a worker thread: the LM and the metric's scorer wait on the event loop for each model call.
 """
@@ -7,6 +8,7 @@ Runs in a worker thread: the LM and the metric's scorer wait on the event loop f
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,6 +17,7 @@ from opentelemetry import trace as otel_trace
 
 from runtime.config import WriterSettings
 from runtime.records import Draft, GenerateEvent, Program, Trace
+from runtime.writer.draft_gate import refusal
 from runtime.writer.limits import features, fit
 from runtime.writer.lm import providers_used
 from runtime.writer.metric import WriterMetric
@@ -34,6 +37,8 @@ class Drafting:
     record: Program | None
     """The program's record; None for the uncompiled program (version 0)."""
     lm: dspy.LM
+    adapter: dspy.Adapter
+    """How the program's prompts are laid out for this model (`writer.adapter`)."""
     metric: WriterMetric
     best: Trace | None
     """The author's best mined post, the reference the drafts are scored against."""
@@ -51,8 +56,15 @@ def write_drafts(job: Drafting) -> list[Draft]:
     return drafts
 
 
+def ranked(drafts: Iterable[Draft]) -> list[Draft]:
+    """Drafts best first: those kept before the tries refused, each by its score (likeness to the
+    author's best post), unscored ones after the scored; otherwise in the order written."""
+    return sorted(drafts, key=lambda d: (d.rejected_reason is None, -1.0 if d.score is None else d.score), reverse=True)
+
+
 def write_draft(job: Drafting, index: int, attempt: int) -> Draft:
-    """Try `attempt` of draft `index`: written, fitted to the platform's limits, and scored."""
+    """Try `attempt` of draft `index`: written, fitted to the platform's limits, passed through the
+    draft gate, and scored."""
     request = job.request
     brief = render_brief(request)
     # about 3 characters a token: room for the limit and a little more, cut at a sentence by `fit`
@@ -62,7 +74,7 @@ def write_draft(job: Drafting, index: int, attempt: int) -> Draft:
     used: set[str] = set()
     token = providers_used.set(used)
     try:
-        with dspy.context(lm=job.lm.copy(rollout_id=rollout), callbacks=[ModuleSpans()]):
+        with dspy.context(lm=job.lm.copy(rollout_id=rollout), adapter=job.adapter, callbacks=[ModuleSpans()]):
             prediction = job.program(brief=brief, max_post_tokens=bound, **request.texts)
         plan, text, failure = str(prediction.plan), str(prediction.post), None
     except Exception as exc:  # a model that breaks DSPy's answer format
@@ -70,7 +82,7 @@ def write_draft(job: Drafting, index: int, attempt: int) -> Draft:
     finally:
         providers_used.reset(token)
     fitted = fit(text, request.platform, request.thread_size)
-    rejected = failure or fitted.rejected
+    rejected = failure or fitted.rejected or refusal("\n".join(fitted.parts), request.topic)
     score: float | None
     missing = None
     if rejected:

@@ -25,8 +25,9 @@ providers_used: ContextVar[set[str] | None] = ContextVar("providers_used", defau
 class LimiterEngine:
     """Turns DSPy's requests into calls of `call`, which sends them to the Limiter and waits.
 
-    `call` is made from the worker thread DSPy runs in. When DSPy's chat adapter asks for an answer
-    starting with a field marker, the marker is prefilled: small models then stay on format.
+    `call` is made from the worker thread DSPy runs in. The start of the answer is prefilled when the
+    chat ends with an assistant turn (the plain adapter's opening), or when DSPy's chat adapter asks
+    for an answer starting with a field marker: small models then stay on format.
     """
 
     def __init__(self, call: Callable[[GenerateCall], Generation]) -> None:
@@ -43,7 +44,10 @@ class LimiterEngine:
             ChatMessage("assistant" if m.role == "assistant" else "user", m.text or "") for m in request.messages
         ]
         found = FIELD_START.search(messages[-1].content)
-        prefill = found.group(1) + "\n" if found else ""
+        if messages[-1].role == "assistant":
+            prefill, ending = messages.pop().content, ""
+        else:
+            prefill, ending = (found.group(1) + "\n", f"\n\n{COMPLETED}") if found else ("", "")
         config = request.config  # the dspy.LM's temperature and max_tokens arrive here
         sampling = {"max_tokens": config.max_tokens, "temperature": config.temperature}
         result = self._call(
@@ -59,7 +63,7 @@ class LimiterEngine:
         used = providers_used.get()
         if used is not None:
             used.add(result.provider)
-        text = f"{prefill}{result.text}\n\n{COMPLETED}"
+        text = f"{prefill}{result.text}{ending}"
         usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)  # None: not reported
         return Response(
             id=None,

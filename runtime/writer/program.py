@@ -11,6 +11,8 @@ from runtime.reer.prompts import SECTIONS
 from runtime.writer.templates import SHIPPED, Template
 
 THREAD_BREAK = "---"
+PLAN_TOKENS = 160
+"""The longest plan: five lines of about thirty tokens. A longer one has left its sections."""
 
 
 class PlanPost(dspy.Signature):
@@ -46,10 +48,17 @@ class WriterProgram(dspy.Module):
     def forward(self, brief: str, max_post_tokens: int | None = None, **texts: str) -> dspy.Prediction:
         """Plan (if the template does), then write; `max_post_tokens` bounds the writing step (the
         platform's limit); `texts` are the template's inputs."""
-        plan = self.plan(brief=brief).plan if self.template.plan else ""
+        plan = ""
+        if self.template.plan:
+            longest = min(PLAN_TOKENS, dspy.settings.lm.kwargs.get("max_tokens", PLAN_TOKENS))
+            plan = self.plan(brief=brief, config={"max_tokens": longest}).plan
         planned = {"plan": plan} if self.template.plan else {}
         bound = {"config": {"max_tokens": max_post_tokens}} if max_post_tokens else {}
         return dspy.Prediction(plan=plan, post=self.write(brief=brief, **planned, **texts, **bound).post)
+
+
+BRIEF_LABELS = ("Topic", "Audience", "Style", "Key message", "Call to action")
+"""The labelled parts of a brief, in order."""
 
 
 def render_brief(request: GenerateEvent) -> str:
@@ -57,13 +66,9 @@ def render_brief(request: GenerateEvent) -> str:
     limit = request.platform.max_chars
     size = f"a thread of {request.thread_size} posts, each" if request.thread_size > 1 else "a post"
     text = f"Write a {request.length} post for {request.platform.value} as {size} at most {limit} characters."
-    text += f" Topic: {request.topic}."
-    for label, value in [
-        ("Audience", request.audience),
-        ("Style", request.style),
-        ("Key message", request.key_message),
-        ("Call to action", request.call_to_action),
-    ]:
+    text += f" {BRIEF_LABELS[0]}: {request.topic}."
+    values = [request.audience, request.style, request.key_message, request.call_to_action]
+    for label, value in zip(BRIEF_LABELS[1:], values, strict=True):
         if value:
             text += f" {label}: {value}."
     return text

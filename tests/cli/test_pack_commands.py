@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 from tests.conftest import RunDaemon
 from tests.helpers import make_post
+from tests.openai_server import FakeServer, serving
+from tests.runtime.writer.test_writer import scripted_writer
 
 POSTS = [make_post(i, f"Post number {i}. It says something worth reading, plainly.", likes=10 * i) for i in range(6)]
 
@@ -41,14 +44,17 @@ def test_mine_a_json_array_into_the_trace_store_named(tmp_path: Path, run_daemon
 
 
 def test_generate_with_the_topic_first_the_log_level_and_an_output_file(tmp_path: Path, run_daemon: RunDaemon) -> None:
-    args = ("generate", "Write a social media post about AI", "--provider", "dummy://", "--log-level", "DEBUG")
-    drafted = run_daemon(*args, "--output", "result.txt", "-n", "2", cwd=tmp_path)
-    assert drafted.returncode == 0, drafted.stderr
-    result = (tmp_path / "result.txt").read_text()
-    assert result.count("=== draft ") == 2 and drafted.stdout == ""
-    assert " DEBUG " in drafted.stderr
-    quiet = run_daemon("generate", "--topic", "AI", "--n", "1", "--json", "-o", "out.jsonl", "-q", cwd=tmp_path)
-    assert quiet.returncode == 0 and " INFO " not in quiet.stderr
+    writer = scripted_writer(post="Our AI support bot answers in a minute. Humans still read every reply.")
+    with serving(FakeServer(generator=writer)) as server:  # a model whose drafts pass the draft gate
+        args = ("generate", "Write a social media post about AI", "--provider", server.uri(), "--log-level", "DEBUG")
+        drafted = run_daemon(*args, "--output", "result.txt", "-n", "2", cwd=tmp_path)
+        assert drafted.returncode == 0, drafted.stderr
+        result = (tmp_path / "result.txt").read_text()
+        assert result.count("=== draft ") == 2 and drafted.stdout == ""
+        assert " DEBUG " in drafted.stderr
+        quiet_args = ("--topic", "AI", "--n", "1", "--json", "-o", "out.jsonl", "-q", "--provider", server.uri())
+        quiet = run_daemon("generate", *quiet_args, cwd=tmp_path)
+        assert quiet.returncode == 0 and " INFO " not in quiet.stderr
     (record,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert record["request"]["topic"] == "AI"
     twice = run_daemon("generate", "AI", "--topic", "AI")
@@ -60,7 +66,10 @@ def test_demo_mines_compiles_writes_and_reports(tmp_path: Path, run_daemon: RunD
     assert demo.returncode == 0, demo.stderr
     out = demo.stdout
     assert "mined 2 of the 8 example posts" in out and "the plan found for the best post (x:1003" in out
-    assert "compiled program v1:" in out and "3 drafts on" in out
+    assert "compiled program v1:" in out
+    shown = re.search(r"\n(\d) of 3 drafts on 'why we test backups by restoring them'", out)
+    assert shown, out  # the drafts that passed the draft gate are shown; refused tries are counted by reason
+    assert out.count("\n--- ") == int(shown.group(1))
     report = Path(out.rsplit("the report: ", 1)[1].strip())
     assert (
         report == tmp_path / "data" / "report" / "report.html" and "<h1>What worked, and why</h1>" in report.read_text()

@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import cli, daemon_env, post_line
+from tests.openai_server import FakeServer, serving
+from tests.runtime.writer.test_writer import scripted_writer
 
 
 def _env() -> dict[str, str]:
@@ -79,12 +81,17 @@ def test_a_terminal_as_stdin_is_told_how_to_end_the_input(tmp_path: Path) -> Non
     assert "done: 1 lines read, 1 posts accepted" in rest
 
 
-def test_drafts_name_their_metric_and_generate_has_no_ingest_bookkeeping(mined: Path, run_daemon: RunDaemon) -> None:
-    drafts = run_daemon("generate", "--topic", "shipping logs", "-n", "2")
+def test_drafts_ranked_by_a_named_figure_and_no_ingest_bookkeeping(mined: Path, run_daemon: RunDaemon) -> None:
+    posts = ["Shipping log 1: two restores tested today.", "Shipping log 2: the restore took 4 minutes, not 40."]
+    with serving(FakeServer(generator=scripted_writer(posts=["(the start check's trial call)", *posts]))) as server:
+        drafts = run_daemon("generate", "--topic", "shipping logs", "-n", "2", env={"REER_GENERATOR": server.uri()})
     assert drafts.returncode == 0, drafts.stderr
     headers = [line for line in drafts.stdout.splitlines() if line.startswith("=== draft")]
     assert len(headers) == 2
-    assert all(re.search(r"writer metric [01]\.\d{3} of 1, higher is better\)$", h) for h in headers), headers
+    label = r"likeness to your best post ([01]\.\d{2}), from 0 to 1, higher is better\)$"
+    scores = [float(found.group(1)) for h in headers if (found := re.search(label, h))]
+    assert len(scores) == 2, headers
+    assert scores == sorted(scores, reverse=True), "drafts are shown best first"
     assert "done:" not in drafts.stderr and "lines read" not in drafts.stderr
 
 

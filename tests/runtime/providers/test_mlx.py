@@ -31,6 +31,7 @@ from runtime.providers.mlx.provider import MlxProvider
 from runtime.records import Mining
 from runtime.reer.brief import derive_brief
 from runtime.reer.search import Search
+from runtime.writer.draft_gate import refusal
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import make_post, post_line
 from tests.tiny_model import write_tiny_gguf
@@ -323,12 +324,22 @@ def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemo
     assert (tmp_path / "data" / "models" / "smollm2-135m" / "config.json").is_file()
     assert os.stat(tmp_path / "data").st_mode & 0o777 == 0o700
 
-    # the packaged model writes drafts that fit X, scored against the best of the two mined posts
-    drafted = run_daemon("generate", "--topic", "restore tests", "-n", "2", "--json", env=small_search, timeout=1200)
-    assert drafted.returncode == 0, drafted.stderr
-    printed = [json.loads(line) for line in drafted.stdout.splitlines()]
-    assert len(printed) == 2 and all(0 < len(part) <= 280 for d in printed for part in d["parts"])
-    assert all(d["provider"] == ["mlx://smollm2-135m"] and d["score"] is not None for d in printed)
+    # the writer compiles on the two traces with the plain layout, and its drafts pass the draft gate
+    small_compile = small_search | {"REER_WRITER__MIN_TRACES": "2", "REER_WRITER__MAX_DEMOS": "1"}
+    compiled = run_daemon("optimize", "--optimizer", "bootstrap", env=small_compile, timeout=1200)
+    assert compiled.returncode == 0, compiled.stderr
+    index = tmp_path / "data" / "programs" / "index.jsonl"
+    (program,) = [json.loads(line) for line in index.read_text().splitlines()]
+    assert program["version"] == 1 and program["model_calls"] > 0
+    for topic in ("why we test backups by restoring them", "what shipping every Friday taught our team"):
+        drafted = run_daemon("generate", topic, "-n", "2", "--json", env=small_compile, timeout=1200)
+        assert drafted.returncode == 0, drafted.stderr
+        printed = [json.loads(line) for line in drafted.stdout.splitlines()]
+        assert printed, drafted.stderr  # with three tries a draft, at least one of two gets through
+        for d in printed:
+            assert all(0 < len(part) <= 280 and refusal(part, topic) is None for part in d["parts"]), d
+            assert d["provider"] == ["mlx://smollm2-135m"] and d["score"] is not None
+            assert d["program_version"] == (1 if program["promoted"] else 0)
 
 
 async def test_the_scorer_keeps_each_posts_prefix_while_others_are_scored(tiny: Path, provider: MlxProvider) -> None:

@@ -30,7 +30,9 @@ from runtime.providers.dummy import DummyProvider
 from runtime.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent, Platform, Program, Scores, Timings, Trace
 from runtime.reer.brief import derive_brief
 from runtime.store import JsonlStore
+from runtime.writer.adapter import PLAN_OPENING
 from runtime.writer.compile import demo_trace_ids, split
+from runtime.writer.draft_gate import refusal
 from runtime.writer.limits import Fitted, features, fit
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric, closeness
@@ -47,12 +49,16 @@ POST = "Backups you never restored are only hopes. Test a restore this week. Wha
 
 
 def scripted_writer(post: str = POST, posts: list[str] | None = None) -> MockProvider:
-    """A provider that answers DSPy's field-prefilled requests with `PLAN`, or with `posts` in turn
-    (the last one from then on); it scores with the real `dummy://` model."""
+    """A provider that answers a request for a plan (prefilled with the chat adapter's plan marker or
+    the plain adapter's opening) with `PLAN`, and others with `posts` in turn (the last one from then
+    on); it scores with the real `dummy://` model."""
     queue = list(posts or [post])
 
     def generate(call: GenerateCall) -> Generation:
-        text = PLAN if "[[ ## plan ## ]]" in call.prefill else (queue.pop(0) if len(queue) > 1 else queue[0])
+        if "[[ ## plan ## ]]" in call.prefill or call.prefill == PLAN_OPENING:
+            text = PLAN.removeprefix(call.prefill)
+        else:
+            text = queue.pop(0) if len(queue) > 1 else queue[0]
         return Generation(text=text, input_tokens=10, output_tokens=len(text), finish_reason="stop")
 
     return MockProvider(generate, uri="dummy://scripted")
@@ -196,9 +202,10 @@ async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy
     def compile_it() -> WriterProgram:
         from runtime.writer.compile import compile_writer
 
-        return compile_writer(
-            WriterProgram(), "bootstrap", trainset, valset, metric, lm, Settings(data_dir=tmp_path).writer
-        )
+        with dspy.context(lm=lm):
+            return compile_writer(
+                WriterProgram(), "bootstrap", trainset, valset, metric, lm, Settings(data_dir=tmp_path).writer
+            )
 
     program = await anyio.to_thread.run_sync(compile_it)
     demos = program.plan.demos
@@ -261,7 +268,7 @@ async def test_optimize_then_generate_uses_the_promoted_program_without_a_restar
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
     ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="restore tests", n=2))
-    again = GenerateRequested(request_id="r2", request=GenerateEvent(topic="pricing", platform=Platform.BLUESKY, n=1))
+    again = GenerateRequested(request_id="r2", request=GenerateEvent(topic="restores", platform=Platform.BLUESKY, n=1))
     optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap"))
     drafts, programs = await run_actors(tmp_path, scripted_writer(), [ask, optimize, again])
     (program,) = programs
@@ -300,7 +307,7 @@ async def test_optimize_then_generate_uses_the_promoted_program_without_a_restar
 async def test_a_draft_over_the_limit_is_kept_with_the_reason_and_written_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="long", n=1))
+    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="restore tests", n=1))
     writer = scripted_writer(post="word " * 80)
     drafts, _ = await run_actors(tmp_path, writer, [ask])
     assert [d.draft_id for d in drafts] == ["r1-1", "r1-1.2", "r1-1.3"] and [d.attempt for d in drafts] == [1, 2, 3]
@@ -309,11 +316,11 @@ async def test_a_draft_over_the_limit_is_kept_with_the_reason_and_written_again(
     assert "wrote 0 of the 1 drafts asked for within the x limits, in 3 tries" in caplog.text
     assert "r1-1.3: over the x limit: 399 characters" in caplog.text
     # each writing step was bounded by the platform's limit: 280 characters, about 3 a token
-    assert {c.max_tokens for c in generated(writer) if "[[ ## post ## ]]" in c.prefill} == {280 // 3 + 16}
+    assert {c.max_tokens for c in generated(writer) if c.prefill != PLAN_OPENING} == {280 // 3 + 16}
 
 
 async def test_tries_stop_at_the_first_draft_within_the_limits(tmp_path: Path) -> None:
-    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="long", n=2))
+    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="restore tests", n=2))
     writer = scripted_writer(posts=["word " * 80, POST, POST])  # the first try is too long
     drafts, _ = await run_actors(tmp_path, writer, [ask])
     assert [(d.draft_id, d.rejected_reason is None) for d in drafts] == [
@@ -324,7 +331,7 @@ async def test_tries_stop_at_the_first_draft_within_the_limits(tmp_path: Path) -
 
 
 async def test_a_score_that_cannot_be_measured_is_absent_with_the_reason(tmp_path: Path) -> None:
-    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="first post", n=1))
+    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="restore tests", n=1))
     (draft,), _ = await run_actors(tmp_path, scripted_writer(), [ask], traces=0)
     assert draft.rejected_reason is None and draft.score is None
     assert draft.score_missing is not None and "no mined post to compare with" in draft.score_missing
@@ -381,7 +388,7 @@ def test_mine_optimize_generate_as_subprocesses_with_valid_records(tmp_path: Pat
         optimized = run_daemon("optimize", "--optimizer", "bootstrap", env=env)
         assert optimized.returncode == 0, optimized.stderr
         assert "compiling content_generation program v1 with bootstrap" in optimized.stderr
-        drafted = run_daemon("generate", "--topic", "pricing pages", "-n", "2", "--thread-size", "2", "--json", env=env)
+        drafted = run_daemon("generate", "--topic", "restores", "-n", "2", "--thread-size", "2", "--json", env=env)
         assert drafted.returncode == 0, drafted.stderr
     printed = [json.loads(line) for line in drafted.stdout.splitlines()]  # one record a line, nothing else
     halves = ["Backups you never restored are only hopes.", "Test a restore this week. What did yours teach you?"]
@@ -432,11 +439,12 @@ def test_a_request_for_drafts_cut_short_by_a_kill_is_handled_at_the_next_start(
     resumed = run_daemon("start", "--exit-when-idle", stdin="")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming 1 requests accepted before the last stop" in resumed.stderr
-    drafts = [json.loads(line) for line in (data / "drafts.jsonl").read_text().splitlines()]
-    assert [d["draft_id"] for d in drafts] == [f"{request['request_id']}-1", f"{request['request_id']}-2"]
+    written = (data / "drafts.jsonl").read_text().splitlines()
+    drafts = [json.loads(line) for line in written]  # each draft, after any tries the draft gate refused
+    assert {d["draft_id"].split(".")[0] for d in drafts} == {f"{request['request_id']}-{i}" for i in (1, 2)}
     assert validate_store(journal, "request") == 1
     again = run_daemon("start", "--exit-when-idle", stdin="")
-    assert "resuming" not in again.stderr and len((data / "drafts.jsonl").read_text().splitlines()) == 2
+    assert "resuming" not in again.stderr and (data / "drafts.jsonl").read_text().splitlines() == written
 
 
 def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_one_is_not(
@@ -479,42 +487,27 @@ def test_a_compile_cut_short_by_a_kill_is_done_at_the_next_start_and_a_refused_o
     assert "resuming" not in again.stderr and validate_store(journal, "request") == 2
 
 
-def test_generate_gives_the_drafts_asked_for_within_the_limits_on_a_small_model(
+def test_generate_prints_only_drafts_through_the_limits_and_the_gate_and_says_why_others_failed(
     tmp_path: Path, run_daemon: RunDaemon
 ) -> None:
     posts = tmp_path / "in.jsonl"
     posts.write_text("".join(post_line(i) + "\n" for i in range(12)))
     assert run_daemon("start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.5").returncode == 0
-    drafted = run_daemon("generate", "--topic", "restore tests", "-n", "3", "--json")  # dummy://, a byte-level model
+    tries = ["word " * 80, "Quokkas!\nQuokkas!", POST, f"{POST} [insert link]", POST]
+    scripted = scripted_writer(posts=["(the start check's trial call)", *tries])
+    with serving(FakeServer(generator=scripted)) as server:
+        env = {"REER_GENERATOR": server.uri(), "REER_SCORER": "dummy://"}
+        drafted = run_daemon("generate", "--topic", "restore tests", "-n", "3", "--json", env=env)
     assert drafted.returncode == 0, drafted.stderr
     printed = [json.loads(line) for line in drafted.stdout.splitlines()]
-    assert len(printed) == 3 and all(d["rejected_reason"] is None for d in printed)
-    assert all(0 < len(part) <= 280 for d in printed for part in d["parts"])
-    assert all(isinstance(d["score"], float) for d in printed)  # its value: test_optimize_then_generate_…
-
-
-def demo_sensitive_writer(with_demos: str, without: str) -> MockProvider:
-    """Writes `with_demos` when DSPy's chat holds demonstrations (turns before the last user one),
-    else `without`: a compiled program then writes differently from the uncompiled one."""
-
-    def generate(call: GenerateCall) -> str:
-        if "[[ ## plan ## ]]" in call.prefill:
-            return PLAN
-        return with_demos if len(call.messages) > 2 else without
-
-    return MockProvider(generate, uri="dummy://scripted")
-
-
-CLOSE = " ".join(POSTS)  # shares words and 3-grams with every mined post
-FAR = "Zq xv kj."
-
-
-@pytest.mark.parametrize(("with_demos", "without", "promoted"), [(CLOSE, FAR, True), (FAR, CLOSE, False)])
-async def test_a_compile_is_promoted_only_when_it_beats_the_current_program(
-    tmp_path: Path, with_demos: str, without: str, promoted: bool
-) -> None:
-    optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap"))
-    writer = demo_sensitive_writer(with_demos[:280], without)
-    _, (program,) = await run_actors(tmp_path, writer, [optimize])
-    assert program.promoted is promoted
-    assert (program.score > program.baseline) is promoted
+    stored = [json.loads(line) for line in (tmp_path / "data" / "drafts.jsonl").read_text().splitlines()]
+    assert [(d["draft_id"].split("-")[-1], d["rejected_reason"]) for d in stored] == [
+        ("1", "over the x limit: 399 characters (at most 280)"),
+        ("1.2", "a line repeated 2 times: 'quokkas!'"),
+        ("1.3", None),
+        ("2", "a placeholder left to fill: '[insert link]'"),
+        ("2.2", None),
+        ("3", None),
+    ]
+    assert len(printed) == 3 and all(d["parts"] == [POST] and isinstance(d["score"], float) for d in printed)
+    assert all(refusal(d["parts"][0], "restore tests") is None for d in printed)
