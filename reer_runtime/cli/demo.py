@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import argparse
 import tempfile
+from collections import Counter
 from importlib.resources import as_file, files
 from pathlib import Path
 
