@@ -17,8 +17,9 @@ from runtime import metrics
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError, ProviderError
 from runtime.ledger import Ledger
-from runtime.records import Failure, Trace
+from runtime.records import Failure, Judged, Mining, PostEvent, Trace
 from runtime.reer.brief import derive_brief
+from runtime.reer.judge import judge
 from runtime.reer.search import Search
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Miner(Consumer[PostObserved]):
         concurrency: int,
         max_consecutive_failures: int,
         ledger: Ledger | None = None,
+        judged: bool = False,
     ) -> None:
         super().__init__(
             bus,
@@ -54,6 +56,7 @@ class Miner(Consumer[PostObserved]):
         )
         self._settings = settings
         self._ledger = ledger
+        self._judged = judged
         self.model = ModelClient(bus, self.name, dead_letters)
         self.mined = 0
         self.failed = 0
@@ -88,8 +91,12 @@ class Miner(Consumer[PostObserved]):
         metrics.mining_steps.record(len(result.steps))
         metrics.record_improvement(result.scores.no_plan, result.scores.final)
         span.set_attribute("reer.score.final", result.scores.final)
+        if result.held_out is not None:
+            span.set_attribute("reer.held_out.gain", result.held_out.gain)
+            metrics.held_out.add(1, {"reer.holds": result.held_out.gain > 0})
         record = Trace(
             **msgspec.structs.asdict(result),
+            judge=await self._judge(brief.text, post, result) if self._judged else None,
             trace_id=uuid.uuid4().hex,
             post=post,
             engagement=message.engagement,
@@ -100,6 +107,19 @@ class Miner(Consumer[PostObserved]):
         await self.bus.publish(RESULTS, TraceMined(trace=record), key=f"trace:{post.key}")
         self.mined += 1
         self._watch_clip_floor(result.scores.clip_share)
+
+    async def _judge(self, brief: str, post: PostEvent, result: Mining) -> Judged | None:
+        """The judge's figures for the plans found; None, with a warning, if the judge failed: the
+        trace is kept without its second opinion."""
+        try:
+            judged = await judge(self.model.judge, brief, post.text, result, self._settings.clip_min)
+        except ProviderError as exc:
+            log.warning(
+                "the judge could not score %s: %s; its trace is kept without the judge's figures", post.key, exc
+            )
+            return None
+        otel_trace.get_current_span().set_attribute("reer.judge.gain", judged.gain)
+        return judged
 
     def _watch_clip_floor(self, share: float | None) -> None:
         """Warn, once, when most of the posts' tokens score at the clip floor: the search then

@@ -42,6 +42,11 @@ class ModelClient(Consumer[ProviderReply]):
         assert isinstance(result, TokenScores)
         return result
 
+    async def judge(self, call: ScoreCall) -> TokenScores:
+        result = await self._call("judge", call)
+        assert isinstance(result, TokenScores)
+        return result
+
     async def _call(self, role: Role, call: GenerateCall | ScoreCall) -> Generation | TokenScores:
         request_id = uuid.uuid4().hex
         done = anyio.Event()

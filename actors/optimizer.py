@@ -63,7 +63,8 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         except UsageError as exc:
             raise Refused(str(exc)) from None
         traces = await anyio.to_thread.run_sync(list, self._traces.read())
-        examples = training_examples(traces, template, settings)
+        chosen = training_examples(traces, template, settings)
+        examples = chosen.examples
         current = self._programs.current(template.name)
         version = max((r.version for r in self._programs.records()), default=0) + 1
         span = otel_trace.get_current_span()
@@ -73,9 +74,10 @@ class OptimizerActor(Consumer[OptimizeRequested]):
                 "reer.optimizer": optimizer,
                 "reer.program.version": version,
                 "reer.traces": len(examples),
+                "reer.traces.left_out": chosen.left_out,
             }
         )
-        log.info("compiling %s program v%d with %s on %d traces", template.name, version, optimizer, len(examples))
+        log.info("compiling %s program v%d with %s on %s", template.name, version, optimizer, chosen)
         models = ThreadModels(self.model)
         lm = limiter_lm(
             models.generate,
@@ -107,6 +109,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
             created_at=datetime.now(UTC),
             request_id=message.request_id,
             template=template.name,
+            left_out=chosen.left_out,
         )
         await self._programs.index.append(record)
         span.set_attributes({"reer.program.score": score, "reer.program.promoted": promoted})

@@ -46,7 +46,6 @@ from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Score
 from runtime.records import Metrics, Platform, PostEvent
 from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
-from runtime.reer.plans import render_plan
 from runtime.reer.search import Search, clip_share, clipped_nll
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter-ratio" / "BarackObama.csv"
@@ -115,17 +114,6 @@ async def run(generator_uri: str, scorer_uri: str, serve: bool, n: int, concurre
         return await _table(Roles(generator, scorer), n, concurrency)
 
 
-GENERIC_PLAN = render_plan(
-    {
-        "Angle": "I will take a clear point of view on the topic and say why it matters to the reader now.",
-        "Hook": "I will open with a short, striking first line that makes the reader want to read on.",
-        "Structure": "I will state the point, back it with one concrete fact or example, then say what it means.",
-        "Tone": "I will write in a warm, direct and confident voice, in plain words.",
-        "Call to action": "I will end by asking the reader to act, share the post or reply.",
-    }
-)
-"""The control: one fixed, reasonable plan, the same for every post."""
-
 PLANS = ("none", "generic", "other", "initial", "found")
 """The plans scored on each post: no plan, the generic plan, the found plan of another post of the
 set, the post's initial plan `z0` and its found plan `z*`."""
@@ -168,6 +156,7 @@ async def _table(model: Roles, n: int, concurrency: int) -> dict[str, object]:
                     "score_s": result.timings.score_s,
                     "initial": result.plan_initial,
                     "found": result.plan,
+                    "held_out": msgspec.to_builtins(result.held_out),
                 }
             )
             print(f"{len(rows)}/{n} {post.key}: {result.scores}", flush=True)
@@ -180,7 +169,7 @@ async def _table(model: Roles, n: int, concurrency: int) -> dict[str, object]:
     for i, row in enumerate(mined):  # every plan kind, scored again with token log-probabilities kept
         plans = {
             "none": None,
-            "generic": GENERIC_PLAN,
+            "generic": prompts.GENERIC_PLAN,
             "other": mined[(i + 1) % len(mined)]["found"] if len(mined) > 1 else None,
             "initial": row["initial"],
             "found": row["found"],
@@ -202,6 +191,7 @@ async def _table(model: Roles, n: int, concurrency: int) -> dict[str, object]:
         "mined": len(mined),
         "failed": [r for r in rows if "failed" in r],
         "summary": summarise(mined) if mined else {},
+        "held_out": held_out(mined) if mined else {},
         "mean": {k: _mean(mined, k) for k in ("overlap", "content_overlap", "seconds", "generate_s", "score_s")}
         if mined
         else {},
@@ -237,9 +227,29 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def held_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The found plan's gain over the generic plan (`generic - found`, nats a token) on the tokens the
+    search chose by and on those it never saw, each with its 95% interval; their difference, the
+    selection's luck, paired post by post; and the share of posts whose held-out gain is above 0."""
+    judged = [r["held_out"] for r in rows if r["held_out"]]
+    in_sample, held = [h["in_sample_gain"] for h in judged], [h["gain"] for h in judged]
+    return {
+        "posts": len(judged),
+        "tokens_held_out_mean": round(statistics.fmean(h["tokens"] for h in judged), 1) if judged else None,
+        "in_sample_gain": interval(in_sample),
+        "held_out_gain": interval(held),
+        "selection_bias": paired(in_sample, held),
+        "share_holding": round(sum(g > 0 for g in held) / len(held), 3) if held else None,
+    }
+
+
 def paired(a: list[float], b: list[float], resamples: int = 10_000) -> dict[str, float]:
     """Mean of `a - b` post by post, with a 95% bootstrap interval (seeded, so reruns agree)."""
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    return interval([x - y for x, y in zip(a, b, strict=True)], resamples)
+
+
+def interval(diffs: list[float], resamples: int = 10_000) -> dict[str, float]:
+    """The mean of `diffs` with a 95% bootstrap interval (seeded, so reruns agree)."""
     rng = random.Random(0)
     means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(resamples))
     low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]

@@ -37,6 +37,11 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
 
     success_rate: float | None
     """Mined posts over mined and failed ones; None before any finished."""
+    traces_holding: int
+    """Traces mined whose held-out gain is above 0: their plan explains tokens the search did not see
+    better than a generic plan does."""
+    traces_judged: int
+    """Traces mined whose held-out gain was measured."""
     posts_mined: int
     posts_failed: int
     posts_not_selected: int
@@ -74,6 +79,8 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
         )
         return cls(
             success_rate=figures["success_rate"],
+            traces_holding=figures["held_out"]["holding"],
+            traces_judged=figures["held_out"]["measured"],
             posts_mined=posts["mined"],
             posts_failed=posts["failed"],
             posts_not_selected=posts["skipped"],

@@ -70,13 +70,17 @@ def make_data_dir(path: Path) -> None:
 
 
 def open_chains(settings: Settings) -> dict[Role, list[Provider]]:
-    """The provider chain of each role; a URI named in both roles is one provider."""
+    """The provider chain of each role (a judge's only when one is configured); a URI named in two
+    roles is one provider."""
     opened: dict[str, Provider] = {}
 
     def chain(uris: list[str]) -> list[Provider]:
         return [opened[u] if u in opened else opened.setdefault(u, open_provider(u, settings.data_dir)) for u in uris]
 
-    return {"generator": chain(settings.generator), "scorer": chain(settings.scorer)}
+    chains: dict[Role, list[Provider]] = {"generator": chain(settings.generator), "scorer": chain(settings.scorer)}
+    if settings.judge:
+        chains["judge"] = chain(settings.judge)
+    return chains
 
 
 async def check_chains(chains: dict[Role, list[Provider]]) -> dict[Role, list[Provider]]:
@@ -148,6 +152,7 @@ def build_actors(
             concurrency=settings.mining_concurrency(chains["generator"][0].capacity),
             max_consecutive_failures=settings.max_consecutive_failures,
             ledger=ledger,
+            judged="judge" in chains,
         )
         consumers.insert(1, miner)
     ingestor = Ingestor(
@@ -213,10 +218,9 @@ class Pipeline:
         settings, chains = self.settings, self.chains
         make_data_dir(settings.data_dir)
         log.info(
-            "started: data dir %s, generator %s, scorer %s",
+            "started: data dir %s, %s",
             settings.data_dir,
-            ",".join(p.uri for p in chains["generator"]),
-            ",".join(p.uri for p in chains["scorer"]),
+            ", ".join(f"{role} {','.join(p.uri for p in chain)}" for role, chain in chains.items()),
         )
         providers = list({p.uri: p for chain in chains.values() for p in chain}.values())
         if any(p.uri == DEFAULT_MODEL for p in providers):

@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 
 from runtime.errors import ReerError
 from runtime.files import write_private
+from runtime.records import HELD_OUT_GAIN
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,13 @@ def _total(points: list[NumberDataPoint], outcome: str | None = None) -> int:
     return int(sum(p.value for p in points if outcome is None or (p.attributes or {}).get("reer.outcome") == outcome))
 
 
+def _holding(points: list[NumberDataPoint]) -> dict[str, Any]:
+    """Traces whose held-out gain was measured, those above 0 (that hold), and their share."""
+    measured = _total(points)
+    holding = int(sum(p.value for p in points if (p.attributes or {}).get("reer.holds")))
+    return {"measured": measured, "holding": holding, "share": round(holding / measured, 4) if measured else None}
+
+
 def decode_batch(reader: InMemoryMetricReader) -> float | None:
     """Requests a local model's decode steps have held on average so far; None before the first step."""
     mean = _mean_of(_points(reader)["reer.decode.batch"])
@@ -93,6 +101,7 @@ def snapshot(reader: InMemoryMetricReader) -> dict[str, Any]:
         },
         "posts": {"mined": mined, "failed": failed, "skipped": _total(p["reer.posts"], "skipped")},
         "success_rate": round(mined / (mined + failed), 4) if mined + failed else None,
+        "held_out": _holding(p["reer.traces.held_out"]),
         "providers": providers,
         "retries": _total(p["reer.provider.retries"]),
         "fallbacks": _total(p["reer.provider.fallbacks"]),
@@ -138,6 +147,7 @@ def print_stats(data_dir: Path, as_json: bool) -> int:
         f"events:   {e['read']} read, {e['accepted']} accepted, {e['rejected']} rejected",
         f"posts:    {posts['mined']} mined, {posts['failed']} failed, {posts['skipped']} not selected; "
         f"success rate {rate}",
+        _held_out_line(stats.get("held_out")),
         f"limits:   {stats['retries']} retries, {stats['fallbacks']} fallbacks, "
         f"{stats['rate_limit_wait_s']:.1f}s waiting on rate limits, "
         f"{stats.get('writer_cache_hits', 0)} writer calls answered from DSPy's cache",
@@ -159,3 +169,12 @@ def print_stats(data_dir: Path, as_json: bool) -> int:
         lines.append("engine:   " + ", ".join(f"{work} {seconds:.1f}s" for work, seconds in sorted(engine.items())))
     print("\n".join(lines))
     return 0
+
+
+def _held_out_line(held: dict[str, Any] | None) -> str:
+    if not held or not held["measured"]:
+        return "plans:    no held-out gain measured in this run"
+    return (
+        f"plans:    {held['holding']} of {held['measured']} traces hold ({held['share']:.0%}): their held-out gain, "
+        f"{HELD_OUT_GAIN}, is above 0"
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 
 from runtime.errors import ReerError
-from runtime.records import Trace
+from runtime.records import HELD_OUT_GAIN, Judged, Trace
 from runtime.store import JsonlStore
 from runtime.terminal import printable
 
@@ -53,14 +53,18 @@ def print_traces(store: Path, *, min_score: float, limit: int | None, as_json: b
     if not traces:
         print(f"no traces in {store} match", file=sys.stderr)
         return 0
-    out.write(f"{'':<24} {'':>6} {'NLL per token, lower is better':^22}\n")
-    out.write(f"{'post':<24} {'engage':>6} {'no plan':>7} {'z0':>6} {'z*':>6} {'overlap':>7}  found plan z*\n")
+    out.write(f"{'':<24} {'':>6} {'held-out':>8} NLL per token, lower is better\n")
+    out.write(
+        f"{'post':<24} {'engage':>6} {'gain':>8} {'no plan':>7} {'z0':>6} {'z*':>6} {'overlap':>7}  found plan z*\n"
+    )
     for t in traces:
         first = printable(t.plan.splitlines()[0] if t.plan else "")
+        gain = f"{t.held_out.gain:+8.3f}" if t.held_out else f"{'-':>8}"
         out.write(
-            f"{printable(t.post.key)[:24]:<24} {t.engagement:6.2f} {t.scores.no_plan:7.3f} {t.scores.initial:6.3f} "
-            f"{t.scores.final:6.3f} {t.overlap:7.0%}  {first[:60]}\n"
+            f"{printable(t.post.key)[:24]:<24} {t.engagement:6.2f} {gain} {t.scores.no_plan:7.3f} "
+            f"{t.scores.initial:6.3f} {t.scores.final:6.3f} {t.overlap:7.0%}  {first[:60]}\n"
         )
+    out.write(f"held-out gain: {HELD_OUT_GAIN} (-: not measured)\n")
     return 0
 
 
@@ -90,6 +94,8 @@ def show_trace(store: Path, wanted: str) -> int:
         *_block(t.plan_initial),
         f"scores (clipped mean NLL of the post, lower is better): no plan {s.no_plan:.3f}, "
         f"z0 {s.initial:.3f}, z* {s.final:.3f}; overlap with the post {t.overlap:.1%}",
+        held_out_line(t),
+        *([judge_line(t.judge)] if t.judge else []),
     ]
     for number, step in enumerate(t.steps, start=1):
         out.append(f"step {number}: {step.section or 'plan'} (best before: {step.best_before:.3f})")
@@ -103,6 +109,25 @@ def show_trace(store: Path, wanted: str) -> int:
     )
     print(printable("\n".join(out), newlines=True))
     return 0
+
+
+def held_out_line(t: Trace) -> str:
+    """What the found plan is worth, in a sentence: its held-out gain and the NLLs behind it."""
+    h = t.held_out
+    if h is None:
+        return "held-out gain: not measured (mined before it was recorded, or with search.held_out = 0)"
+    return (
+        f"held-out gain {h.gain:+.3f}: {HELD_OUT_GAIN} ({h.tokens} of them; in-sample gain {h.in_sample_gain:+.3f}); "
+        f"their NLL: no plan {h.no_plan:.3f}, z0 {h.initial:.3f}, z* {h.final:.3f}, generic plan {h.generic:.3f}"
+    )
+
+
+def judge_line(j: Judged) -> str:
+    """The judge's second opinion, in a sentence."""
+    return (
+        f"judge {j.model}: gain {j.gain:+.3f} nats a token over a generic plan, on every token; its NLL: "
+        f"no plan {j.no_plan:.3f}, z0 {j.initial:.3f}, z* {j.final:.3f}, generic plan {j.generic:.3f}"
+    )
 
 
 def _block(text: str, indent: str = "    ") -> list[str]:

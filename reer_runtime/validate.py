@@ -6,6 +6,7 @@ import json
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import get_args
 
 import anyio
 
@@ -93,7 +94,7 @@ def validate(data_dir: Path, provider: str | None = None, config: Path | None = 
 
     roles: dict[str, list[Role]] = {provider: ["generator", "scorer"]} if provider else {}
     if settings and not provider:
-        for role in ("generator", "scorer"):
+        for role in get_args(Role):
             for uri in getattr(settings, role):
                 roles.setdefault(uri, []).append(role)
     for uri in sorted(roles):

@@ -53,6 +53,7 @@ async def run_worker(
             settings.search,
             concurrency=concurrency,
             max_consecutive_failures=settings.max_consecutive_failures,
+            judged="judge" in chains,
         )
         about = holder() | {"role": "miner", "concurrency": concurrency, "generator": settings.generator[0]}
         stopped: ReerError | None = None

@@ -47,6 +47,13 @@ class SearchSettings(BaseModel):
     max_content_overlap: float = Field(
         0.5, ge=0, le=1, description="share of the post's content words (stemmed) a plan may name: a paraphrase guard"
     )
+    held_out: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="share of the post's tokens the search never sees, on which the found plan is judged "
+        "against a generic plan (the held-out gain); 0: the search sees every token and nothing is judged",
+    )
 
 
 class LimitSettings(BaseModel):
@@ -103,6 +110,11 @@ class WriterSettings(BaseModel):
     min_traces: int = Field(4, ge=2, description="fewer traces than this are not enough to compile on")
     max_traces: int = Field(200, ge=2, description="the most recent traces used to compile")
     val_fraction: float = Field(0.25, gt=0, lt=1, description="share of the traces kept to validate a program")
+    min_gain: float = Field(
+        0.0,
+        description="traces whose held-out gain (nats a token better than a generic plan, on tokens the search did "
+        "not see) is at or below this are left out of compiles; traces that do not measure it are kept",
+    )
     max_demos: int = Field(4, ge=0, description="demonstrations per predictor")
     mipro_candidates: int = Field(3, ge=1)
     mipro_trials: int = Field(4, ge=1)
@@ -170,6 +182,11 @@ class Settings(BaseSettings):
     trace_store: Path | None = Field(None, description="the trace store's file (default <data-dir>/traces.jsonl)")
     generator: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
     scorer: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
+    judge: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="a scorer that takes no part in the search and judges the plans it found (the held-out "
+        "figures' second opinion); none by default",
+    )
     min_engagement: float = Field(0.8, ge=0, le=1, description="mine posts whose engagement score is at least this")
     min_author_posts: int = Field(1, ge=1, description="mine nothing of an author with fewer posts than this")
     miner_concurrency: int | None = Field(
@@ -236,7 +253,7 @@ class Settings(BaseSettings):
         """Every template by name: the shipped ones and the configured ones."""
         return catalogue(self.templates)
 
-    @field_validator("generator", "scorer", mode="before")
+    @field_validator("generator", "scorer", "judge", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return [part.strip() for part in value.split(",")] if isinstance(value, str) else value

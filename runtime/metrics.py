@@ -25,6 +25,12 @@ events_rejected = meter.create_counter(
 posts = meter.create_counter(
     "reer.posts", "{post}", "Posts by outcome (attribute reer.outcome: mined, skipped or failed)"
 )
+held_out = meter.create_counter(
+    "reer.traces.held_out",
+    "{trace}",
+    "Traces whose held-out gain was measured, by whether it is above 0 (attribute reer.holds: the found plan "
+    "explains tokens the search did not see better than a generic plan)",
+)
 mining_duration = meter.create_histogram("reer.mining.duration", "s", "Wall time of one post's REER search")
 mining_steps = meter.create_histogram("reer.mining.steps", "{step}", "Refinement steps of one post's search")
 score_improvement = meter.create_histogram(

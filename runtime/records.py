@@ -196,6 +196,31 @@ class Scores(msgspec.Struct, frozen=True, kw_only=True):
     (None in traces mined before it was recorded). Near 1, the scores compare almost nothing."""
 
 
+class HeldOut(msgspec.Struct, frozen=True, kw_only=True):
+    """The post's tokens the search never saw (a seeded half of the positions): their clipped mean
+    NLL under each plan, and what the found plan gains there over a generic plan.
+
+    The search picks its plan by the NLL of the other tokens, so `Scores` flatter the found plan
+    (it is the best of many on those very tokens); these figures do not."""
+
+    tokens: int
+    """How many of the post's tokens were held out; the search scored the rest."""
+    no_plan: float
+    initial: float
+    final: float
+    generic: float
+    """Under `prompts.GENERIC_PLAN`, the same fixed, reasonable plan for every post."""
+    gain: float
+    """`generic - final`, in nats a token: how much better the found plan explains tokens the search
+    did not see than a generic plan does. Near 0 or below, the plan explains nothing beyond luck."""
+    in_sample_gain: float
+    """The same difference on the tokens the search chose by: it includes the selection's luck."""
+
+
+HELD_OUT_GAIN = "nats a token better than a generic plan, on tokens the search did not see"
+"""What a held-out gain is, in the words every listing uses."""
+
+
 class Timings(msgspec.Struct, frozen=True, kw_only=True):
     """Wall time of one search, and how it splits between generating and scoring."""
 
@@ -223,18 +248,37 @@ class Mining(msgspec.Struct, frozen=True, kw_only=True):
     generators: list[str]
     scorers: list[str]
     timings: Timings
+    held_out: HeldOut | None = None
+    """None in traces of schema version 2 and before, or when `search.held_out` is 0 or the post is
+    a single token: then the search scored every token."""
+
+
+class Judged(msgspec.Struct, frozen=True, kw_only=True):
+    """The plans scored by the judge, a model that took no part in the search: the clipped mean NLL
+    of every token of the post under each plan, and the found plan's gain over the generic one."""
+
+    model: str
+    """The URI of the provider that judged."""
+    no_plan: float
+    initial: float
+    final: float
+    generic: float
+    gain: float
+    """`generic - final`, in nats a token, by the judge."""
 
 
 class Trace(Mining, frozen=True, kw_only=True):
     """A mined REER trace `(x, z, y)` with everything needed to judge it (`traces.jsonl`)."""
 
-    schema_version: int = 2
+    schema_version: int = 3
     trace_id: str
     post: PostEvent
     engagement: float
     brief: Brief
     otel_trace_id: str
     mined_at: datetime
+    judge: Judged | None = None
+    """None when no judge was configured (`judge`), or it failed on this post."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -319,6 +363,8 @@ class Program(msgspec.Struct, frozen=True, kw_only=True):
     `writer.optimize_after` traces)."""
     template: str = "content_generation"
     """The writing template it was compiled for; each has its own promoted program."""
+    left_out: int = 0
+    """Traces not trained or validated on: their held-out gain was at or below `writer.min_gain`."""
 
 
 class Watched(msgspec.Struct, frozen=True, kw_only=True):

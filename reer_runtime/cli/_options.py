@@ -80,6 +80,12 @@ def models() -> argparse.ArgumentParser:
     parent.add_argument("--provider", metavar="URI", help=PROVIDERS_HELP)
     parent.add_argument("--generator", metavar="URI[,URI...]", help="models that write plans, in fallback order")
     parent.add_argument("--scorer", metavar="URI[,URI...]", help="models that score plans, in fallback order")
+    parent.add_argument(
+        "--judge",
+        metavar="URI[,URI...]",
+        help="a second scorer that takes no part in the search and judges the plans found (a larger GGUF, a vLLM "
+        "server); its figures go in each trace's `judge`",
+    )
     return parent
 
 
@@ -125,8 +131,8 @@ def log_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def model_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The model chains `--provider`, `--generator` and `--scorer` give."""
-    return {"generator": args.generator or args.provider, "scorer": args.scorer or args.provider}
+    """The model chains `--provider`, `--generator`, `--scorer` and `--judge` give."""
+    return {"generator": args.generator or args.provider, "scorer": args.scorer or args.provider, "judge": args.judge}
 
 
 def bus_flags(args: argparse.Namespace) -> dict[str, object] | None:

@@ -61,4 +61,6 @@ class TokenScores(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """The URI of the provider that answered; set by the Limiter."""
 
 
-Role = Literal["generator", "scorer"]
+Role = Literal["generator", "scorer", "judge"]
+"""What a provider chain does: write plans and drafts, score plans in the search, or judge the
+plans found, as a scorer that takes no part in the search (optional)."""

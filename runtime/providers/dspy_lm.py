@@ -55,9 +55,9 @@ class DspyProvider:
         return cls(uri, model, query.get("api_base"))
 
     async def check(self, role: Role) -> str:
-        if role == "scorer":
+        if role != "generator":
             raise ProviderConfigError(
-                f"{self.uri} cannot be a scorer: chat APIs reached through DSPy return no log-probabilities for a "
+                f"{self.uri} cannot be a {role}: chat APIs reached through DSPy return no log-probabilities for a "
                 "prompt. Use it as --generator and score with mlx://... or an openai:// server that echoes them."
             )
         return f"{self.model} through dspy.LM (litellm)"

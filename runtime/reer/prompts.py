@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runtime.providers.calls import ChatMessage
+from runtime.reer.plans import render_plan
 
 SYSTEM = (
     "You are an expert social media writer who explains the strategy behind posts. "
@@ -21,6 +22,18 @@ SECTIONS: dict[str, str] = {
 """The named sections of a plan, in order, each one line starting with its name."""
 
 _SECTION_LIST = "\n".join(f"{name}: {purpose}" for name, purpose in SECTIONS.items())
+
+
+GENERIC_PLAN = render_plan(
+    {
+        "Angle": "I will take a clear point of view on the topic and say why it matters to the reader now.",
+        "Hook": "I will open with a short, striking first line that makes the reader want to read on.",
+        "Structure": "I will state the point, back it with one concrete fact or example, then say what it means.",
+        "Tone": "I will write in a warm, direct and confident voice, in plain words.",
+        "Call to action": "I will end by asking the reader to act, share the post or reply.",
+    }
+)
+"""The control a found plan is measured against: one fixed, reasonable plan, the same for every post."""
 
 
 def fence(post: str) -> str:

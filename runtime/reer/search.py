@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -12,7 +13,7 @@ import anyio
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError, ProviderError, first_error
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
-from runtime.records import Brief, Candidate, Mining, Scores, Step, Timings
+from runtime.records import Brief, Candidate, HeldOut, Mining, Scores, Step, Timings
 from runtime.reer import prompts
 from runtime.reer.plans import content_overlap, leak_reason, overlap, render_plan
 
@@ -33,6 +34,18 @@ def clipped_nll(logprobs: list[float], clip_min: float) -> float:
     if not logprobs:
         raise ValueError("the scorer returned no log-probabilities: nothing to score")
     return -sum(min(0.0, max(clip_min, lp)) for lp in logprobs) / len(logprobs)
+
+
+def post_seed(seed_key: str) -> int:
+    """The seed of a post's search: its sampling, and which of its tokens are held out."""
+    return int.from_bytes(hashlib.sha256(seed_key.encode()).digest()[:4], "big")
+
+
+def held_out_positions(n: int, share: float, seed: int) -> frozenset[int]:
+    """A seeded random `share` of the positions `0..n-1`, the tokens the search never sees; at least
+    one is left for the search, and none is held out of a single token or with a share of 0."""
+    k = min(n - 1, round(n * share))
+    return frozenset(random.Random(f"held out {seed}").sample(range(n), k)) if k > 0 else frozenset()
 
 
 def clip_share(logprobs: list[float], clip_min: float) -> float:
@@ -61,10 +74,15 @@ class Search:
         self.settings = settings
         self.brief = brief
         self.post = post
-        self._seed = int.from_bytes(hashlib.sha256(seed_key.encode()).digest()[:4], "big")
+        self._seed = post_seed(seed_key)
         self._calls = 0
         self._tally = _Tally()
         self._clip_shares: dict[str | None, float] = {}
+        self._held_out: dict[str | None, tuple[int, float]] = {}
+        """Each plan scored: the count of held-out tokens and their clipped mean NLL."""
+        self._held_sets: dict[int, frozenset[int]] = {}
+        """The held-out positions by the post's length in tokens (one length, unless a fallback scorer
+        with another tokenizer answered)."""
 
     async def run(self) -> Mining:
         s = self.settings
@@ -97,6 +115,7 @@ class Search:
             ]
             steps.append(Step(section=name, best_before=best_before, candidates=candidates))
         plan = render_plan(sections)
+        held_out = await self._judge_held_out(plan0, plan, best) if None in self._held_out else None
         c = self._tally
         return Mining(
             plan_initial=plan0,
@@ -116,10 +135,30 @@ class Search:
             ),
             generators=sorted(c.generators),
             scorers=sorted(c.scorers),
+            held_out=held_out,
+        )
+
+    async def _judge_held_out(self, plan0: str, plan: str, final: float) -> HeldOut | None:
+        """The plans on the tokens the search never saw, against the generic plan (one more score);
+        None if a fallback scorer cut the post into a single token somewhere."""
+        generic_in_sample = await self.score(prompts.GENERIC_PLAN)
+        held = [self._held_out.get(k) for k in (None, plan0, plan, prompts.GENERIC_PLAN)]
+        if None in held:
+            return None
+        (tokens, no_plan), (_, initial), (_, found), (_, generic) = held  # type: ignore[misc]
+        return HeldOut(
+            tokens=tokens,
+            no_plan=no_plan,
+            initial=initial,
+            final=found,
+            generic=generic,
+            gain=generic - found,
+            in_sample_gain=generic_in_sample - final,
         )
 
     async def score(self, plan: str | None) -> float:
-        """Clipped mean NLL of the post after the brief and `plan` (None: no plan)."""
+        """Clipped mean NLL of the post's searched tokens after the brief and `plan` (None: no plan);
+        that of its held-out tokens (`search.held_out`) is kept aside for the trace."""
         started = time.perf_counter()
         result = await self.model.score(
             ScoreCall(messages=prompts.task(self.brief.text), prefix=prompts.scored_prefix(plan), target=self.post)
@@ -127,9 +166,15 @@ class Search:
         self._tally.score_s += time.perf_counter() - started
         self._tally.score_calls += 1
         self._tally.scorers.add(result.provider)
-        score = clipped_nll(result.logprobs, self.settings.clip_min)
-        self._clip_shares[plan] = clip_share(result.logprobs, self.settings.clip_min)
-        return score
+        logprobs, clip = result.logprobs, self.settings.clip_min
+        n = len(logprobs)
+        held = self._held_sets.get(n)
+        if held is None:
+            held = self._held_sets[n] = held_out_positions(n, self.settings.held_out, self._seed)
+        if held:
+            self._held_out[plan] = (len(held), clipped_nll([logprobs[i] for i in sorted(held)], clip))
+        self._clip_shares[plan] = clip_share(logprobs, clip)
+        return clipped_nll([lp for i, lp in enumerate(logprobs) if i not in held], clip)
 
     async def _initial_plan(self) -> tuple[dict[str, str], int]:
         """Write the plan one section at a time, each prefilled with its name and ended at the line's end.

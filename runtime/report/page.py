@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from runtime.engagement import AuthorRanks, interaction_rate
-from runtime.records import Accepted, PostEvent, Trace
+from runtime.records import HELD_OUT_GAIN, Accepted, PostEvent, Trace
 from runtime.reer.prompts import SECTIONS
 from runtime.report.charts import bars
 from runtime.store import JsonlStore
@@ -184,15 +184,30 @@ def _strategies(traces: list[Trace]) -> str:
         for name, counter in words.items()
     )
     best = sorted(traces, key=lambda t: t.engagement, reverse=True)[:5]
-    plans = "".join(
-        f"<h3>{escape(textwrap.shorten(t.post.text, 120, placeholder=' …'))}</h3><dl class=plan>"
-        + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in (t.sections or {"Plan": t.plan}).items())
-        + "</dl>"
-        for t in best
+    judged = [t for t in traces if t.held_out is not None]
+    holding = sorted(judged, key=lambda t: t.held_out.gain if t.held_out else 0.0, reverse=True)[:5]
+    held = (
+        f"<h2>Strategies that hold</h2><p>Ranked by their held-out gain: {HELD_OUT_GAIN}. "
+        f"{sum(t.held_out.gain > 0 for t in judged if t.held_out)} of the {len(judged)} traces that measure it "
+        "hold (a gain above 0); near 0, a plan explains its post no better than a generic one.</p>"
+        + "".join(_plan(t, f"held-out gain {t.held_out.gain:+.3f}" if t.held_out else "") for t in holding)
+        if judged
+        else ""
     )
     return (
         f"<h2>Strategies</h2><p>Words the mined plans use most, by section, over {len(traces)} traces:</p>"
-        f"<dl class=plan>{summary}</dl><h2>Plans of the best posts</h2>{plans}"
+        f"<dl class=plan>{summary}</dl>{held}<h2>Plans of the best posts</h2>"
+        + "".join(_plan(t, f"engagement {t.engagement:.2f}") for t in best)
+    )
+
+
+def _plan(t: Trace, figure: str) -> str:
+    """A post (shortened), a figure about it, and its found plan by section."""
+    return (
+        f"<h3>{escape(textwrap.shorten(t.post.text, 120, placeholder=' …'))}</h3><p class=muted>{escape(figure)}</p>"
+        "<dl class=plan>"
+        + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in (t.sections or {"Plan": t.plan}).items())
+        + "</dl>"
     )
 
 

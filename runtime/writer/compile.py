@@ -24,22 +24,43 @@ from runtime.writer.templates import Template
 log = logging.getLogger(__name__)
 
 
-def training_examples(traces: list[Trace], template: Template, settings: WriterSettings) -> list[dspy.Example]:
-    """The most recent traces that teach `template` (at most `writer.max_traces`) as examples;
-    `Refused`, saying why, when there are fewer than `writer.min_traces`."""
-    found = [e for t in traces if (e := example(t, template)) is not None][-settings.max_traces :]
+@dataclass(frozen=True)
+class Examples:
+    """The training examples of a template, and how many traces were left out for their gain."""
+
+    examples: list[dspy.Example]
+    left_out: int
+    min_gain: float
+
+    def __str__(self) -> str:
+        below = f" ({self.left_out} left out: {_LEFT_OUT.format(self.min_gain)})" if self.left_out else ""
+        return f"{len(self.examples)} traces{below}"
+
+
+def training_examples(traces: list[Trace], template: Template, settings: WriterSettings) -> Examples:
+    """The most recent traces that teach `template` (at most `writer.max_traces`) as examples,
+    leaving out those whose held-out gain is at or below `writer.min_gain`; `Refused`, saying why,
+    when there are fewer than `writer.min_traces`."""
+    holding = [t for t in traces if t.held_out is None or t.held_out.gain > settings.min_gain]
+    left_out = len(traces) - len(holding)
+    found = [e for t in holding if (e := example(t, template)) is not None][-settings.max_traces :]
     if len(found) < settings.min_traces:
         among = (
-            f" of {len(traces)} (a template that reads {', '.join(template.inputs)} learns only from posts "
+            f" of {len(holding)} (a template that reads {', '.join(template.inputs)} learns only from posts "
             "that carry the one text it reads, their context)"
             if template.inputs
             else ""
         )
+        below = f" ({left_out} more left out: {_LEFT_OUT.format(settings.min_gain)})" if left_out else ""
         raise Refused(
-            f"not compiling {template.name}: {len(found)} traces{among} in the store, at least "
+            f"not compiling {template.name}: {len(found)} traces{among} in the store{below}, at least "
             f"{settings.min_traces} needed (writer.min_traces)"
         )
-    return found
+    return Examples(found, left_out, settings.min_gain)
+
+
+_LEFT_OUT = "a held-out gain at or below writer.min_gain = {:g}"
+"""Why a trace is not compiled on."""
 
 
 def split(

@@ -11,6 +11,7 @@ import pytest
 
 from reer_runtime.cli._options import csv_mapping
 from runtime.errors import UsageError
+from runtime.records import HELD_OUT_GAIN
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
 
@@ -37,9 +38,11 @@ def test_traces_lists_filters_and_prints_json(tmp_path: Path, run_daemon: RunDae
 
     table = run_daemon("traces")
     assert table.returncode == 0
-    meaning, header, *rows = table.stdout.splitlines()
-    assert meaning.strip() == "NLL per token, lower is better" and len(rows) == 3
-    assert header.split()[:3] == ["post", "engage", "no"] and meaning.index("NLL") == header.index("no plan")
+    meaning, header, *rows, footnote = table.stdout.splitlines()
+    assert meaning.split() == ["held-out", "NLL", "per", "token,", "lower", "is", "better"] and len(rows) == 3
+    assert header.split()[:4] == ["post", "engage", "gain", "no"] and meaning.index("NLL") == header.index("no plan")
+    assert meaning.index("held-out") + len("held-out") == header.index("gain") + len("gain")
+    assert footnote == f"held-out gain: {HELD_OUT_GAIN} (-: not measured)"
 
     top = run_daemon("traces", "--json", "--min-score", "1.0")
     records = [json.loads(line) for line in top.stdout.splitlines()]
@@ -53,6 +56,11 @@ def test_traces_lists_filters_and_prints_json(tmp_path: Path, run_daemon: RunDae
     assert trace["otel_trace_id"] in shown.stdout and trace["post"]["text"] in shown.stdout
     assert all(f"{name}: " in shown.stdout for name in trace["sections"])  # every section of the found plan
     assert shown.stdout.count("step ") == len(trace["steps"]) and f"z* {trace['scores']['final']:.3f}" in shown.stdout
+    held = trace["held_out"]
+    assert f"held-out gain {held['gain']:+.3f}: nats a token better than a generic plan" in shown.stdout
+    assert f"({held['tokens']} of them; in-sample gain {held['in_sample_gain']:+.3f})" in shown.stdout
+    every = [json.loads(line) for line in run_daemon("traces", "--json").stdout.splitlines()]
+    assert [r.split()[2] for r in rows] == [f"{t['held_out']['gain']:+.3f}" for t in every]  # the gain column
     assert run_daemon("traces", "show", trace["trace_id"]).stdout == shown.stdout  # by trace id, the same
     missing = run_daemon("traces", "show", "no-such-post")
     assert missing.returncode == 1 and "no trace" in missing.stderr

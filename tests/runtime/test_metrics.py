@@ -85,7 +85,12 @@ def test_stats_summarises_the_last_run(tmp_path: Path, run_daemon: RunDaemon) ->
     assert "events:   7 read, 6 accepted, 1 rejected" in text
     assert "posts:    3 mined, 0 failed, 3 not selected; success rate 100%" in text
     assert "model:    dummy/ngram-5 chat:" in text and "rejected: 1 x invalid JSON" in text
-    assert json.loads(run_daemon("stats", "--json").stdout)["posts"]["mined"] == 3
+    figures = json.loads(run_daemon("stats", "--json").stdout)
+    assert figures["posts"]["mined"] == 3 and figures["held_out"]["measured"] == 3
+    traces = [json.loads(line) for line in (tmp_path / "data" / "traces.jsonl").read_text().splitlines()]
+    holding = sum(t["held_out"]["gain"] > 0 for t in traces)
+    assert figures["held_out"]["holding"] == holding
+    assert f"plans:    {holding} of 3 traces hold ({holding / 3:.0%}): their held-out gain" in text
 
 
 def free_port() -> int:

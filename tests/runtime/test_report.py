@@ -10,8 +10,13 @@ import subprocess
 from html import escape, unescape
 from pathlib import Path
 
+import msgspec
+
+from runtime.records import HELD_OUT_GAIN
+from runtime.report.page import build
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import post_line
+from tests.runtime.writer.test_writer import make_trace
 
 ARTIFACTS = ROOT / "test-artifacts"
 BROWSERS = (
@@ -197,3 +202,14 @@ def test_the_charts_fit_a_phone_and_a_wide_screen(tmp_path: Path, run_daemon: Ru
         screenshot = [browser(), *flags, f"--screenshot={shot}", probe.as_uri()]
         subprocess.run(screenshot, capture_output=True, timeout=120, check=True)
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_strategies_that_hold_are_ranked_by_their_held_out_gain(tmp_path: Path) -> None:
+    gains = [0.05, -0.1, None, 0.3, 0.0]
+    traces = [make_trace(i, f"Post {i}: restore drills, week {i}.", gain=g) for i, g in enumerate(gains)]
+    (tmp_path / "traces.jsonl").write_bytes(b"".join(msgspec.json.encode(t) + b"\n" for t in traces))
+    html = build(tmp_path)
+    held = html[html.index("<h2>Strategies that hold</h2>") : html.index("<h2>Plans of the best posts</h2>")]
+    assert f"Ranked by their held-out gain: {HELD_OUT_GAIN}. 2 of the 4 traces that measure it hold" in unescape(held)
+    shown = re.findall(r"<h3>Post (\d):.*?</h3><p class=muted>held-out gain ([+-][\d.]+)</p>", held)
+    assert shown == [("3", "+0.300"), ("0", "+0.050"), ("4", "+0.000"), ("1", "-0.100")]  # unmeasured (2) not ranked

@@ -8,9 +8,10 @@ import msgspec
 import pytest
 
 from runtime.errors import CorruptRecordError
-from runtime.records import PostEvent
+from runtime.records import PostEvent, Trace
 from runtime.store import JsonlStore
-from tests.helpers import make_post
+from tests.helpers import make_post, validate_store
+from tests.runtime.writer.test_writer import make_trace
 
 pytestmark = pytest.mark.anyio
 
@@ -60,3 +61,16 @@ async def test_a_record_that_breaks_its_constraints_is_never_written(tmp_path: P
         await store.append_many([make_post(1), bad])
     store.close()
     assert list(store.read()) == []
+
+
+def test_traces_of_schema_version_2_still_read_with_no_held_out_figures(tmp_path: Path) -> None:
+    current = make_trace(1, "Backups you never restored are hopes.", gain=0.12)
+    assert current.schema_version == 3 and current.held_out is not None
+    old = msgspec.json.decode(msgspec.json.encode(current))
+    del old["held_out"]
+    old["schema_version"] = 2
+    store = tmp_path / "traces.jsonl"
+    store.write_bytes(msgspec.json.encode(old) + b"\n")
+    (read,) = JsonlStore(store, Trace).read()
+    assert read.schema_version == 2 and read.held_out is None and read.plan == current.plan
+    assert validate_store(store, "trace") == 1  # and the schema still accepts it

@@ -7,12 +7,12 @@ import pytest
 from reer_runtime.testing import MockProvider
 from runtime.config import SearchSettings
 from runtime.errors import NoPlanError
-from runtime.providers.calls import GenerateCall
+from runtime.providers.calls import GenerateCall, ScoreCall
 from runtime.providers.dummy import DummyProvider
 from runtime.reer import prompts
 from runtime.reer.brief import derive_brief
 from runtime.reer.plans import content_overlap, leak_reason, longest_copied_run, overlap, render_plan
-from runtime.reer.search import Search, clipped_nll
+from runtime.reer.search import Search, clipped_nll, held_out_positions, post_seed
 from tests.helpers import make_post
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +46,61 @@ async def test_the_score_never_rises_and_the_trace_records_every_step(text: str)
             assert all(score >= best for score in scores)
     assert best == result.scores.final
     assert result.overlap <= SearchSettings().max_overlap
-    assert result.timings.score_calls == 2 + sum(c.score is not None for s in result.steps for c in s.candidates)
+    scored = sum(c.score is not None for s in result.steps for c in s.candidates)
+    assert result.timings.score_calls == 2 + scored + 1  # no plan, z0, the candidates, the generic plan
+
+
+async def test_the_plan_is_chosen_on_one_half_of_the_tokens_and_judged_on_the_other() -> None:
+    """Every figure the search chose by is the NLL of its own tokens; the trace's held-out figures
+    are those of the other tokens, which no decision saw. No position is in both."""
+    post = make_post(1, POSTS[2])
+    model, settings = DummyProvider(), SearchSettings()
+    result = await Search(model, settings, derive_brief(post), post.text, post.key).run()
+    held = result.held_out
+    assert held is not None
+
+    async def logprobs(plan: str | None) -> list[float]:
+        brief = derive_brief(post).text
+        call = ScoreCall(messages=prompts.task(brief), prefix=prompts.scored_prefix(plan), target=post.text)
+        return (await model.score(call)).logprobs
+
+    n = len(await logprobs(None))
+    aside = held_out_positions(n, settings.held_out, post_seed(post.key))
+    searched = set(range(n)) - aside
+    assert aside and searched and not aside & searched and held.tokens == len(aside) == n // 2
+
+    def nll(values: list[float], positions: set[int] | frozenset[int]) -> float:
+        return clipped_nll([values[i] for i in sorted(positions)], settings.clip_min)
+
+    for plan, chosen_by, judged_by in [
+        (None, result.scores.no_plan, held.no_plan),
+        (result.plan_initial, result.scores.initial, held.initial),
+        (result.plan, result.scores.final, held.final),
+    ]:
+        values = await logprobs(plan)
+        assert chosen_by == pytest.approx(nll(values, searched)) and judged_by == pytest.approx(nll(values, aside))
+        assert chosen_by != pytest.approx(clipped_nll(values, settings.clip_min))  # not every token
+    generic = await logprobs(prompts.GENERIC_PLAN)
+    assert held.generic == pytest.approx(nll(generic, aside))
+    assert held.gain == pytest.approx(held.generic - held.final)
+    assert held.in_sample_gain == pytest.approx(nll(generic, searched) - result.scores.final)
+
+
+async def test_with_nothing_held_out_the_search_sees_every_token_and_judges_nothing() -> None:
+    post = make_post(1, POSTS[2])
+    settings = SearchSettings(held_out=0)
+    result = await Search(DummyProvider(), settings, derive_brief(post), post.text, post.key).run()
+    assert result.held_out is None
+    brief = derive_brief(post).text
+    call = ScoreCall(messages=prompts.task(brief), prefix=prompts.scored_prefix(None), target=post.text)
+    assert result.scores.no_plan == pytest.approx(clipped_nll((await DummyProvider().score(call)).logprobs, -2.0))
+
+
+def test_held_out_positions_are_a_seeded_share_and_leave_the_search_a_token() -> None:
+    assert held_out_positions(100, 0.5, 7) == held_out_positions(100, 0.5, 7) != held_out_positions(100, 0.5, 8)
+    assert len(held_out_positions(100, 0.3, 7)) == 30 and held_out_positions(100, 0.3, 7) <= set(range(100))
+    assert len(held_out_positions(3, 0.9, 7)) == 2 and held_out_positions(1, 0.5, 7) == frozenset()
+    assert held_out_positions(50, 0.0, 7) == frozenset()
 
 
 async def test_the_search_is_reproducible_for_a_post() -> None:

@@ -27,7 +27,18 @@ from runtime.config import Settings
 from runtime.providers import Provider
 from runtime.providers.calls import GenerateCall, Generation, Role
 from runtime.providers.dummy import DummyProvider
-from runtime.records import DeadLetter, Draft, GenerateEvent, OptimizeEvent, Platform, Program, Scores, Timings, Trace
+from runtime.records import (
+    DeadLetter,
+    Draft,
+    GenerateEvent,
+    HeldOut,
+    OptimizeEvent,
+    Platform,
+    Program,
+    Scores,
+    Timings,
+    Trace,
+)
 from runtime.reer.brief import derive_brief
 from runtime.store import JsonlStore
 from runtime.writer.adapter import PLAN_OPENING
@@ -160,8 +171,14 @@ def test_the_program_runs_on_dspys_dummy_lm() -> None:
     assert (prediction.plan, prediction.post) == (PLAN, POST)
 
 
-def make_trace(i: int, post: str, plan: str = PLAN, context: str = "") -> Trace:
+def make_trace(i: int, post: str, plan: str = PLAN, context: str = "", gain: float | None = None) -> Trace:
+    """A trace of post `i`; with `gain`, its held-out gain over the generic plan (else not measured)."""
     source = msgspec.structs.replace(make_post(i, post), context=context)
+    held = None
+    if gain is not None:
+        held = HeldOut(
+            tokens=10, no_plan=1.5, initial=1.4, final=1.3, generic=1.3 + gain, gain=gain, in_sample_gain=gain
+        )
     return Trace(
         trace_id=f"t{i}",
         post=source,
@@ -178,6 +195,7 @@ def make_trace(i: int, post: str, plan: str = PLAN, context: str = "") -> Trace:
         generators=["dummy://"],
         scorers=["dummy://"],
         timings=Timings(total_s=1, generate_s=1, score_s=0, generate_calls=1, score_calls=1),
+        held_out=held,
     )
 
 
@@ -230,9 +248,11 @@ async def run_actors(
     traces: int = len(POSTS),
     refusals: int = 0,
     contexts: Sequence[str] = (),
+    gains: Sequence[float | None] = (),
 ) -> tuple[list[Draft], list[Program]]:
     """Run the Limiter, Optimizer and Generator on `messages`, over the first `traces` of POSTS (the
-    first ones with `contexts`, the texts their posts answer); the drafts and programs made."""
+    first ones with `contexts`, the texts their posts answer, and `gains`, their held-out gains);
+    the drafts and programs made."""
     settings = Settings(data_dir=tmp_path, writer={"min_traces": 4, "max_demos": 2})
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     store = JsonlStore(tmp_path / "traces.jsonl", Trace)
@@ -241,7 +261,10 @@ async def run_actors(
     for opened in (dead, store, drafts, programs.index):
         opened.open()
     given = [*contexts, *[""] * traces]
-    await store.append_many([make_trace(i, text, context=given[i]) for i, text in enumerate(POSTS[:traces])])
+    measured = [*gains, *[None] * traces]
+    await store.append_many(
+        [make_trace(i, text, context=given[i], gain=measured[i]) for i, text in enumerate(POSTS[:traces])]
+    )
     bus = Bus()
     chains: dict[Role, list[Provider]] = {"generator": [provider], "scorer": [provider]}
     actors: list[Limiter | OptimizerActor | GeneratorActor] = [
@@ -361,6 +384,24 @@ async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> No
     ask = GenerateRequested(request_id="r", request=GenerateEvent(topic="x", n=1))
     (draft,), _ = await run_actors(tmp_path, scripted_writer(), [ask])
     assert draft.program_version == 1 and draft.trace_ids == ["t1"]
+
+
+async def test_traces_whose_plans_do_not_hold_are_left_out_of_a_compile_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap"))
+    gains = [-0.2, 0.0, 0.1, 0.3, None, 0.05]  # t0 and t1 are at or below writer.min_gain (0); t4 is not measured
+    caplog.set_level("INFO")
+    _, (program,) = await run_actors(tmp_path, scripted_writer(), [optimize], gains=gains)
+    used = set(program.train_trace_ids) | set(program.val_trace_ids)
+    assert used == {"t2", "t3", "t4", "t5"} and program.left_out == 2
+    assert "on 4 traces (2 left out: a held-out gain at or below writer.min_gain = 0)" in caplog.text
+    gains = [-0.2, 0.0, 0.1, 0.3, -1.0, 0.05]
+    _, programs = await run_actors(tmp_path / "fewer", scripted_writer(), [optimize], gains=gains, refusals=1)
+    assert programs == [] and (
+        "not compiling content_generation: 3 traces in the store (3 more left out: a held-out gain at or below "
+        "writer.min_gain = 0), at least 4 needed" in caplog.text
+    )
 
 
 async def test_too_few_traces_compile_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
