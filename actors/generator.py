@@ -105,8 +105,8 @@ class GeneratorActor(Consumer[GenerateRequested]):
         if len(kept) < request.n:
             tries = "; ".join(f"{d.draft_id}: {d.rejected_reason}" for d in drafts if d.rejected_reason)
             log.warning(
-                "wrote %d of the %d drafts asked for within the %s limits, in %d tries (at most %d per draft; "
-                "writer.max_tries); the tries refused: %s (all kept in %s)",
+                "wrote %d of the %d drafts asked for within the %s limits and through the draft gate, in %d tries "
+                "(at most %d per draft; writer.max_tries); the tries refused: %s (all kept in %s)",
                 len(kept),
                 request.n,
                 request.platform.value,

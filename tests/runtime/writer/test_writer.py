@@ -336,7 +336,7 @@ async def test_a_draft_over_the_limit_is_kept_with_the_reason_and_written_again(
     assert [d.draft_id for d in drafts] == ["r1-1", "r1-1.2", "r1-1.3"] and [d.attempt for d in drafts] == [1, 2, 3]
     assert all(d.rejected_reason == "over the x limit: 399 characters (at most 280)" for d in drafts)
     assert all(d.score == 0.0 for d in drafts)
-    assert "wrote 0 of the 1 drafts asked for within the x limits, in 3 tries" in caplog.text
+    assert "wrote 0 of the 1 drafts asked for within the x limits and through the draft gate, in 3 tries" in caplog.text
     assert "r1-1.3: over the x limit: 399 characters" in caplog.text
     # each writing step was bounded by the platform's limit: 280 characters, about 3 a token
     assert {c.max_tokens for c in generated(writer) if c.prefill != PLAN_OPENING} == {280 // 3 + 16}
