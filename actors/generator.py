@@ -62,8 +62,8 @@ class GeneratorActor(Consumer[GenerateRequested]):
     async def run(self) -> None:
         await run_beside(self.model, super().run)
 
-    def _program(self, template: Template) -> tuple[Program | None, WriterProgram]:
-        record = self._programs.current(template.name)
+    def _program(self, template: Template, version: int | None) -> tuple[Program | None, WriterProgram]:
+        record = self._programs.chosen(template.name, version)
         version = record.version if record else 0
         loaded = self._loaded.get(template.name)
         if loaded is None or loaded[0] != version or loaded[1].template != template:
@@ -77,7 +77,7 @@ class GeneratorActor(Consumer[GenerateRequested]):
             template = checked(self._settings.writing_templates(), request)
         except UsageError as exc:
             raise Refused(str(exc)) from None
-        record, program = await anyio.to_thread.run_sync(self._program, template)
+        record, program = await anyio.to_thread.run_sync(self._program, template, request.program)
         best = await anyio.to_thread.run_sync(
             lambda: max(self._traces.read(), key=lambda t: t.engagement, default=None)
         )

@@ -242,14 +242,17 @@ class Runtime:
         call_to_action: str = "",
         template: str = DEFAULT,
         texts: Mapping[str, str] | None = None,
+        program: int | None = None,
     ) -> list[Draft]:
-        """Write `n` drafts for the brief with the newest promoted program of `template`, as
-        `reer-runtime generate` does; `texts` are the texts the template reads beside the brief (the
+        """Write `n` drafts for the brief with the newest promoted program of `template` (or its
+        version `program`, promoted or not; 0 is the uncompiled one), as `reer-runtime generate`
+        does; `texts` are the texts the template reads beside the brief (the
         `reply` template's `post_replied_to`). A thread has exactly `thread_size` posts. Every try is
         returned, best first (`runtime.writer.drafting.ranked`); those that broke the limits or
         failed the draft gate come last, with `rejected_reason`.
 
-        Raises `UsageError` for an unknown template, or texts it does not read or lacks."""
+        Raises `UsageError` for an unknown template, or texts it does not read or lacks; `ReerError`
+        when no draft was written (an unknown `program`, say)."""
         fields = {
             "topic": topic,
             "platform": Platform(platform).value,
@@ -262,6 +265,7 @@ class Runtime:
             "call_to_action": call_to_action,
             "template": template,
             "texts": dict(texts or {}),
+            "program": program,
         }
         try:
             request = msgspec.convert(fields, GenerateEvent)

@@ -98,6 +98,9 @@ class GenerateEvent(msgspec.Struct, frozen=True, tag="generate", tag_field="type
     """The writing template (`reer-runtime templates` lists them)."""
     texts: dict[str, str] = {}
     """The texts the template reads beside the brief, by name (the `reply` template's `post_replied_to`)."""
+    program: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """The version of the template's program to write with (0: uncompiled), promoted or not; by
+    default its newest promoted one."""
 
 
 Optimizer = Literal["bootstrap", "mipro", "gepa"]

@@ -24,8 +24,9 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description=(
             "Write N candidate drafts for the brief with the newest promoted program of the template (the "
             "uncompiled one until `optimize` has promoted one). Each draft is printed and appended to "
-            "<data-dir>/drafts.jsonl with its plan, features and score; a draft that breaks the platform's "
-            "limits is kept with the reason."
+            "<data-dir>/drafts.jsonl with its plan, features and score; a try that breaks the platform's "
+            "limits or fails the draft gate (markup, placeholders, loops, another language, off the topic) is kept "
+            "with the reason and written again. Drafts are shown best first."
         ),
     )
     parser.add_argument("topic_text", nargs="?", metavar="TOPIC", help="what the post is about (or --topic)")
@@ -67,6 +68,13 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "(repurpose; @ reads the file); repeat for several",
     )
     parser.add_argument(
+        "--program",
+        type=_options.whole(0),
+        metavar="N",
+        help="write with program vN of the template, promoted or not (0: the uncompiled one); default: the newest "
+        "promoted one",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print each draft as one JSON line (its drafts.jsonl record), for scripts"
     )
     parser.add_argument(
@@ -103,6 +111,7 @@ def request(args: argparse.Namespace) -> GenerateEvent:
         "call_to_action": args.cta,
         "template": args.template,
         "texts": texts(args.text),
+        "program": args.program,
     }
     if not fields["topic"]:
         raise UsageError('generate needs a topic: reer-runtime generate "what the post is about"')

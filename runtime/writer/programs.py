@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from runtime.errors import Refused
 from runtime.records import Program
 from runtime.store import JsonlStore
 from runtime.writer.program import WriterProgram
@@ -27,6 +28,20 @@ class Programs:
     def current(self, template: str) -> Program | None:
         """The newest promoted program of `template`, or None while only the uncompiled one exists."""
         return next((r for r in reversed(self.records()) if r.promoted and r.template == template), None)
+
+    def chosen(self, template: str, version: int | None) -> Program | None:
+        """Program `version` of `template` (0: the uncompiled one, None), whether or not it was
+        promoted; with no version, the current one. `Refused` if the data dir has no such program."""
+        if version is None:
+            return self.current(template)
+        if version == 0:
+            return None
+        found = next((r for r in self.records() if r.version == version), None)
+        if found is None or found.template != template:
+            raise Refused(
+                f"no program v{version} of template {template} (reer-runtime templates lists the current ones)"
+            )
+        return found
 
     def path(self, version: int) -> Path:
         return self.folder / f"v{version}.json"

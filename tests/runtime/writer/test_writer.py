@@ -360,7 +360,7 @@ async def test_a_score_that_cannot_be_measured_is_absent_with_the_reason(tmp_pat
     assert draft.score_missing is not None and "no mined post to compare with" in draft.score_missing
 
 
-async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> None:
+async def test_a_program_that_was_not_promoted_is_used_only_when_asked_for_by_version(tmp_path: Path) -> None:
     programs = Programs(tmp_path / "programs")
     programs.index.open()
     for version, promoted in ((1, True), (2, False)):
@@ -382,8 +382,17 @@ async def test_a_program_that_was_not_promoted_is_not_used(tmp_path: Path) -> No
         )
     programs.index.close()
     ask = GenerateRequested(request_id="r", request=GenerateEvent(topic="x", n=1))
-    (draft,), _ = await run_actors(tmp_path, scripted_writer(), [ask])
-    assert draft.program_version == 1 and draft.trace_ids == ["t1"]
+    asked = [
+        GenerateRequested(request_id=f"v{v}", request=GenerateEvent(topic="x", n=1, program=v)) for v in (2, 0, 7)
+    ]
+    drafts, _ = await run_actors(tmp_path, scripted_writer(), [ask, *asked], refusals=1)
+    assert [(d.request_id, d.program_version, d.trace_ids) for d in drafts] == [
+        ("r", 1, ["t1"]),  # by default, the newest promoted program
+        ("v2", 2, ["t2"]),  # asked for by its version, though it was not promoted
+        ("v0", 0, []),  # the uncompiled one
+    ]
+    (refused,) = JsonlStore(tmp_path / "dead.jsonl", DeadLetter).read()  # v7: no such program
+    assert "no program v7 of template content_generation" in refused.error
 
 
 async def test_traces_whose_plans_do_not_hold_are_left_out_of_a_compile_and_counted(
