@@ -117,8 +117,9 @@ class PlainAdapter(dspy.Adapter):
         if not _plain(signature):
             return lm_kwargs
         (output,) = signature.output_fields
+        given = lm_kwargs.get("stop") or []
         stops = [f"\n{_label(name)}:" for name in signature.input_fields] + self.ends.get(output, [])
-        return {**lm_kwargs, "stop": [*lm_kwargs.get("stop", []), *stops]}
+        return {**lm_kwargs, "stop": [*([given] if isinstance(given, str) else given), *stops]}
 
     @staticmethod
     def _ask(signature: type[Signature], values: dict[str, Any]) -> str:
