@@ -67,6 +67,12 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         help="a text the template reads beside the brief, e.g. post_replied_to=... (reply) or source_text=@FILE "
         "(repurpose; @ reads the file); repeat for several",
     )
+    _program_and_output(parser)
+    parser.set_defaults(command=run)
+
+
+def _program_and_output(parser: argparse.ArgumentParser) -> None:
+    """`--program`, and where and how the drafts are written."""
     parser.add_argument(
         "--program",
         type=_options.whole(0),
@@ -80,7 +86,6 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser.add_argument(
         "--output", "-o", type=Path, metavar="FILE", help="write the drafts to FILE (text, or JSON lines with --json)"
     )
-    parser.set_defaults(command=run)
 
 
 def run(args: argparse.Namespace) -> int:

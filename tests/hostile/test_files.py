@@ -138,7 +138,7 @@ def test_repair_sets_a_corrupt_middle_line_aside_and_the_store_reads_again(
     assert traces.read_bytes() == b"".join(lines)  # every record kept, in order
     assert (traces.parent / "traces.jsonl.corrupt").read_bytes() == b'{"not": "a trace"}\n'
     shown = run_daemon("traces")
-    assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 2 + len(lines)
+    assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 2 + len(lines) + 1  # headers, rows, note
 
 
 def test_the_model_folder_is_never_written_through_a_link(tmp_path: Path) -> None:

@@ -308,8 +308,7 @@ def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemo
         "REER_GENERATOR": "mlx://smollm2-135m",
         "REER_SCORER": "mlx://smollm2-135m",
         "REER_SEARCH__MAX_STEPS": "1",
-        "REER_SEARCH__PLAN_MAX_TOKENS": "96",
-        "REER_SEARCH__SEGMENT_MAX_TOKENS": "64",
+        "REER_SEARCH__SECTION_MAX_TOKENS": "48",
     }
     result = run_daemon(
         "start", "--input", str(posts), "--exit-when-idle", "--min-engagement", "0.6", env=small_search, timeout=1200
@@ -325,7 +324,9 @@ def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemo
     assert os.stat(tmp_path / "data").st_mode & 0o777 == 0o700
 
     # the writer compiles on the two traces with the plain layout, and its drafts pass the draft gate
+    # two traces whatever their held-out gain (the 135M model's is near 0): what is tested is the compile
     small_compile = small_search | {"REER_WRITER__MIN_TRACES": "2", "REER_WRITER__MAX_DEMOS": "1"}
+    small_compile |= {"REER_WRITER__MIN_GAIN": "-100"}
     compiled = run_daemon("optimize", "--optimizer", "bootstrap", env=small_compile, timeout=1200)
     assert compiled.returncode == 0, compiled.stderr
     index = tmp_path / "data" / "programs" / "index.jsonl"

@@ -382,9 +382,7 @@ async def test_a_program_that_was_not_promoted_is_used_only_when_asked_for_by_ve
         )
     programs.index.close()
     ask = GenerateRequested(request_id="r", request=GenerateEvent(topic="x", n=1))
-    asked = [
-        GenerateRequested(request_id=f"v{v}", request=GenerateEvent(topic="x", n=1, program=v)) for v in (2, 0, 7)
-    ]
+    asked = [GenerateRequested(request_id=f"v{v}", request=GenerateEvent(topic="x", n=1, program=v)) for v in (2, 0, 7)]
     drafts, _ = await run_actors(tmp_path, scripted_writer(), [ask, *asked], refusals=1)
     assert [(d.request_id, d.program_version, d.trace_ids) for d in drafts] == [
         ("r", 1, ["t1"]),  # by default, the newest promoted program
