@@ -9,7 +9,11 @@ plans: none, a fixed generic plan, the `z*` of another post of the set, its own 
 `z*`. The table gives each plan's mean, how often `z*` beats the controls, the paired difference
 `generic - z*` with a 95% bootstrap interval and the share of tokens at the clip floor, for clip
 floors -2 (the authors'), -6 and -8, under today's writing instruction and the previous scoring
-prompt. Everything, with every token's log-probability, goes to `benchmarks/results/reer_quality.json`.
+prompt. The search chooses on half of each post's tokens (`search.held_out`); `held_out` sums up
+each trace's figures on the other half: the in-sample and held-out gains over the generic plan with
+their 95% intervals, their paired difference (the selection's luck), and the share of posts whose
+held-out gain is above 0. Everything, with every token's log-probability, goes to
+`benchmarks/results/reer_quality.json`.
 
 Any provider works for either role; with a GPU server (vLLM) the same table for a 7B model is
 `--generator openai://HOST:8000/MODEL --scorer openai://HOST:8000/MODEL`. With `--serve-generator`
