@@ -327,20 +327,25 @@ def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemo
     # two traces whatever their held-out gain (the 135M model's is near 0): what is tested is the compile
     small_compile = small_search | {"REER_WRITER__MIN_TRACES": "2", "REER_WRITER__MAX_DEMOS": "1"}
     small_compile |= {"REER_WRITER__MIN_GAIN": "-100"}
+    # about a third of this model's tries pass the gate (docs/benchmarks.md): six tries a draft make
+    # a draft that never gets through rare (under 1 in 8), and four drafts that all miss rarer still
+    small_compile |= {"REER_WRITER__MAX_TRIES": "6"}
     compiled = run_daemon("optimize", "--optimizer", "bootstrap", env=small_compile, timeout=1200)
     assert compiled.returncode == 0, compiled.stderr
     index = tmp_path / "data" / "programs" / "index.jsonl"
     (program,) = [json.loads(line) for line in index.read_text().splitlines()]
     assert program["version"] == 1 and program["model_calls"] > 0
+    shown = 0
     for topic in ("why we test backups by restoring them", "what shipping every Friday taught our team"):
         drafted = run_daemon("generate", topic, "-n", "2", "--json", env=small_compile, timeout=1200)
         assert drafted.returncode == 0, drafted.stderr
         printed = [json.loads(line) for line in drafted.stdout.splitlines()]
-        assert printed, drafted.stderr  # with three tries a draft, at least one of two gets through
+        shown += len(printed)
         for d in printed:
             assert all(0 < len(part) <= 280 and refusal(part, topic) is None for part in d["parts"]), d
             assert d["provider"] == ["mlx://smollm2-135m"] and d["score"] is not None
             assert d["program_version"] == (1 if program["promoted"] else 0)
+    assert shown > 0, "no draft of four got through the gate in six tries each"
 
 
 async def test_the_scorer_keeps_each_posts_prefix_while_others_are_scored(tiny: Path, provider: MlxProvider) -> None:
