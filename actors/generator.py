@@ -62,8 +62,8 @@ class GeneratorActor(Consumer[GenerateRequested]):
     async def run(self) -> None:
         await run_beside(self.model, super().run)
 
-    def _program(self, template: Template, version: int | None) -> tuple[Program | None, WriterProgram]:
-        record = self._programs.chosen(template.name, version)
+    def _program(self, template: Template, asked: int | None) -> tuple[Program | None, WriterProgram]:
+        record = self._programs.chosen(template.name, asked)
         version = record.version if record else 0
         loaded = self._loaded.get(template.name)
         if loaded is None or loaded[0] != version or loaded[1].template != template:
