@@ -28,6 +28,7 @@ from benchmarks.reer_quality import DATA, original_posts, top_posts
 from reer_runtime import Client
 from runtime.config import WriterSettings
 from runtime.records import Draft
+from runtime.writer.draft_gate import kind
 
 RESULTS = Path(__file__).parent / "results"
 TOPICS = (
@@ -51,7 +52,7 @@ def tally(drafts: list[Draft], max_tries: int, seconds: float) -> dict[str, Any]
     asked = {d.draft_id.split(".")[0] for d in drafts}
     first = sum(d.attempt == 1 and d.rejected_reason is None for d in drafts)
     usable = [d for d in drafts if d.rejected_reason is None]
-    reasons = Counter((d.rejected_reason or "").split(":")[0].split(" (")[0] for d in drafts if d.rejected_reason)
+    reasons = Counter(kind(d.rejected_reason) for d in drafts if d.rejected_reason)
     return {
         "asked": len(asked),
         "tries": len(drafts),

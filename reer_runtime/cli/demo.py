@@ -34,6 +34,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 def run(args: argparse.Namespace) -> int:
     import reer_runtime
     from runtime.config import load_settings
+    from runtime.writer.draft_gate import kind
 
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="reer-demo-"))
     flags = {**_options.log_flags(args), **_options.model_flags(args)}
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             )
         written = rt.generate(args.topic, n=3)
         drafts = [d for d in written if d.rejected_reason is None]
-        refused = Counter(str(d.rejected_reason).split(":")[0] for d in written if d.rejected_reason)
+        refused = Counter(kind(d.rejected_reason) for d in written if d.rejected_reason)
         why = f"; {sum(refused.values())} tries refused ({', '.join(f'{n}: {r}' for r, n in refused.items())})"
         print(f"\n{len(drafts)} of 3 drafts on {args.topic!r}{why if refused else ''}:")
         for draft in drafts:

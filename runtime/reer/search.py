@@ -80,9 +80,6 @@ class Search:
         self._clip_shares: dict[str | None, float] = {}
         self._held_out: dict[str | None, tuple[int, float]] = {}
         """Each plan scored: the count of held-out tokens and their clipped mean NLL."""
-        self._held_sets: dict[int, frozenset[int]] = {}
-        """The held-out positions by the post's length in tokens (one length, unless a fallback scorer
-        with another tokenizer answered)."""
 
     async def run(self) -> Mining:
         s = self.settings
@@ -167,10 +164,7 @@ class Search:
         self._tally.score_calls += 1
         self._tally.scorers.add(result.provider)
         logprobs, clip = result.logprobs, self.settings.clip_min
-        n = len(logprobs)
-        held = self._held_sets.get(n)
-        if held is None:
-            held = self._held_sets[n] = held_out_positions(n, self.settings.held_out, self._seed)
+        held = held_out_positions(len(logprobs), self.settings.held_out, self._seed)
         if held:
             self._held_out[plan] = (len(held), clipped_nll([logprobs[i] for i in sorted(held)], clip))
         self._clip_shares[plan] = clip_share(logprobs, clip)

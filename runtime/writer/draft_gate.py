@@ -41,6 +41,11 @@ def refusal(text: str, topic: str) -> str | None:
     return None
 
 
+def kind(reason: str) -> str:
+    """What kind of refusal `reason` is, without its particulars: "no word of the topic", "over the x limit"."""
+    return reason.split(":", maxsplit=1)[0].split(" (", maxsplit=1)[0]
+
+
 def _markup(text: str) -> str | None:
     found = _MARKUP.search(text) or _LABEL.search(text)
     return f"prompt markup in the draft: {found.group(0).strip()!r}" if found else None
