@@ -81,8 +81,8 @@ class GeneratorActor(Consumer[GenerateRequested]):
         best = await anyio.to_thread.run_sync(
             lambda: max(self._traces.read(), key=lambda t: t.engagement, default=None)
         )
-        models = ThreadModels(self.model)
         writer = self._settings.writer
+        models = ThreadModels(self.model, writer.max_calls_per_request)
         chain = ",".join(self._settings.generator)
         lm = limiter_lm(models.generate, models=chain, temperature=writer.temperature, max_tokens=writer.max_tokens)
         metric = WriterMetric(models.score, self._settings.search.clip_min)
@@ -103,15 +103,17 @@ class GeneratorActor(Consumer[GenerateRequested]):
             if self._show is not None:
                 self._show(draft)
         if len(kept) < request.n:
-            tries = "; ".join(f"{d.draft_id}: {d.rejected_reason}" for d in drafts if d.rejected_reason)
+            tries = "; ".join(f"{d.draft_id}: {d.rejected_reason}" for d in drafts if d.rejected_reason) or "none"
+            capped = f"; stopped at writer.max_calls_per_request ({models.calls} model calls)" if models.capped else ""
             log.warning(
                 "wrote %d of the %d drafts asked for within the %s limits and through the draft gate, in %d tries "
-                "(at most %d per draft; writer.max_tries); the tries refused: %s (all kept in %s)",
+                "(at most %d per draft; writer.max_tries)%s; the tries refused: %s (all kept in %s)",
                 len(kept),
                 request.n,
                 request.platform.value,
                 len(drafts),
                 writer.max_tries,
+                capped,
                 tries,
                 self._drafts.path,
             )

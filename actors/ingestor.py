@@ -93,6 +93,10 @@ class Ingestor:
         )
         self.counts = IngestCounts()
 
+    def accepted(self, post: PostEvent) -> bool:
+        """Whether `post` was accepted here as it is (what the TraceWriter stores must have been)."""
+        return self._admission.accepted(post)
+
     async def recover(self, finished: set[str], retried: Collection[str] = ()) -> int:
         """Announce again the selected posts of earlier runs whose key is not in `finished`.
 

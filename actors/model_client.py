@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import anyio
 from opentelemetry import trace as otel_trace
@@ -11,6 +12,7 @@ from opentelemetry import trace as otel_trace
 from actors.base import Consumer, DeadLetters
 from bus.bus import Bus
 from bus.messages import PROVIDER_REQUESTS, CallFailed, ProviderReply, ProviderRequest, reply_topic
+from runtime.errors import CallCapReached
 from runtime.providers.calls import GenerateCall, Generation, Role, ScoreCall, TokenScores
 
 
@@ -79,16 +81,41 @@ async def run_beside(model: ModelClient, loop: Callable[[], Awaitable[None]]) ->
 
 
 class ThreadModels:
-    """A `ModelClient` for code running in a worker thread (DSPy): blocking calls, counted."""
+    """A `ModelClient` for code running in a worker thread (DSPy): blocking calls, counted, and
+    refused with `CallCapReached` past `cap` (once refused, `capped` is set)."""
 
-    def __init__(self, client: ModelClient) -> None:
+    def __init__(self, client: ModelClient, cap: int | None = None) -> None:
         self._client = client
+        self._cap = cap
         self.calls = 0
+        self.capped = False
 
     def generate(self, call: GenerateCall) -> Generation:
-        self.calls += 1
+        self._count()
         return anyio.from_thread.run(self._client.generate, call)
 
     def score(self, call: ScoreCall) -> TokenScores:
-        self.calls += 1
+        self._count()
         return anyio.from_thread.run(self._client.score, call)
+
+    @contextmanager
+    def within_cap(self, work: str) -> Iterator[None]:
+        """Run `work` (its name), which is refused as a whole if a call of it was refused, whatever the
+        code that made the call did with the refusal (DSPy's optimizers carry on past errors)."""
+        try:
+            yield
+        except Exception as exc:
+            if self.capped:
+                raise self._refusal(work) from exc
+            raise
+        if self.capped:
+            raise self._refusal(work)
+
+    def _refusal(self, work: str) -> CallCapReached:
+        return CallCapReached(f"{work} needs more than the {self._cap} model calls of writer.max_calls_per_request")
+
+    def _count(self) -> None:
+        if self._cap is not None and self.calls >= self._cap:
+            self.capped = True
+            raise self._refusal("the request")
+        self.calls += 1

@@ -78,7 +78,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
             }
         )
         log.info("compiling %s program v%d with %s on %s", template.name, version, optimizer, chosen)
-        models = ThreadModels(self.model)
+        models = ThreadModels(self.model, settings.max_calls_per_request)
         lm = limiter_lm(
             models.generate,
             models=",".join(self._settings.generator),
@@ -89,9 +89,10 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         adapter = adapter_for(self._settings.generator, settings.adapter)
         started = time.perf_counter()
         baseline = await anyio.to_thread.run_sync(self._programs.load, current, template)
-        done = await anyio.to_thread.run_sync(
-            compile_and_measure, template, optimizer, examples, baseline, metric, lm, adapter, settings
-        )
+        with models.within_cap(f"compiling {template.name} with {optimizer} on {len(examples)} traces"):
+            done = await anyio.to_thread.run_sync(
+                compile_and_measure, template, optimizer, examples, baseline, metric, lm, adapter, settings
+            )
         elapsed = time.perf_counter() - started
         score, promoted = done.score, done.promoted
         self._programs.save(done.program, version)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from actors.base import Consumer
 from bus.bus import Bus
 from bus.messages import OPTIMIZE_REQUESTED, RESULTS, DeadLettered, MiningFailed, OptimizeRequested, Result, TraceMined
+from runtime.errors import Refused
 from runtime.ledger import Ledger
-from runtime.records import DeadLetter, Failure, OptimizeEvent, Trace
+from runtime.records import DeadLetter, Failure, OptimizeEvent, PostEvent, Trace
 from runtime.store import JsonlStore
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,8 @@ class TraceWriter(Consumer[Result]):
     """Appends traces to `traces.jsonl`, failed posts to `failed.jsonl` and the dead letters of
     other processes to `dead-letters.jsonl`. A post gets one trace: a second one (a post mined twice,
     as at-least-once delivery allows) is not written, nor a failure for a post already settled.
+    A trace or failure of a post this data dir did not accept as it is (`accepted`: published on a
+    shared bus by something other than its Ingestor) is refused, kept as a dead letter.
 
     With `optimize_after`, asks for a compile each time the store's trace count reaches a multiple
     of it: counted from the store, so restarts and duplicates do not shift it.
@@ -32,12 +36,14 @@ class TraceWriter(Consumer[Result]):
         traces: JsonlStore[Trace],
         failures: JsonlStore[Failure],
         ledger: Ledger,
+        accepted: Callable[[PostEvent], bool],
         optimize_after: int | None = None,
     ) -> None:
         super().__init__(bus, RESULTS, dead_letters)
         self._traces = traces
         self._failed_posts = failures
         self._ledger = ledger
+        self._accepted = accepted
         self._optimize_after = optimize_after
         self.mined = 0
         """Traces written since start."""
@@ -45,6 +51,13 @@ class TraceWriter(Consumer[Result]):
         """Failed posts written since start."""
 
     async def handle(self, message: Result) -> None:
+        post = message.trace.post if isinstance(message, TraceMined) else None
+        post = message.failure.post if isinstance(message, MiningFailed) else post
+        if post is not None and not self._accepted(post):
+            raise Refused(
+                f"post {post.key} is not one this data dir accepted (in posts.jsonl) as it is: "
+                "its result came from something on the bus other than this daemon's Ingestor"
+            )
         if isinstance(message, TraceMined):
             await self._write_trace(message.trace)
         elif isinstance(message, MiningFailed):

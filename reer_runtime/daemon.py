@@ -135,26 +135,6 @@ def build_actors(
 ) -> Actors:
     """The Ingestor, the Limiter, the Miner (unless `bus.mine_here` is off), the TraceWriter, the
     Optimizer and Generator and the folder watcher, wired to `bus`."""
-    writer = TraceWriter(
-        bus, stores.dead_letters, stores.traces, stores.failures, ledger, settings.writer.optimize_after
-    )
-    consumers: list[Consumer[Any]] = [
-        Limiter(bus, stores.dead_letters, chains, settings.limits, spacing=spacing),
-        writer,
-        OptimizerActor(bus, stores.dead_letters, stores.traces, stores.programs, settings),
-        GeneratorActor(bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, show_draft),
-    ]
-    if settings.bus.mine_here:
-        miner = Miner(
-            bus,
-            stores.dead_letters,
-            settings.search,
-            concurrency=settings.mining_concurrency(chains["generator"][0].capacity),
-            max_consecutive_failures=settings.max_consecutive_failures,
-            ledger=ledger,
-            judged="judge" in chains,
-        )
-        consumers.insert(1, miner)
     ingestor = Ingestor(
         bus,
         stores.posts,
@@ -176,6 +156,32 @@ def build_actors(
             max_nesting=settings.max_nesting,
         ),
     )
+    writer = TraceWriter(
+        bus,
+        stores.dead_letters,
+        stores.traces,
+        stores.failures,
+        ledger,
+        ingestor.accepted,
+        settings.writer.optimize_after,
+    )
+    consumers: list[Consumer[Any]] = [
+        Limiter(bus, stores.dead_letters, chains, settings.limits, spacing=spacing),
+        writer,
+        OptimizerActor(bus, stores.dead_letters, stores.traces, stores.programs, settings),
+        GeneratorActor(bus, stores.dead_letters, stores.drafts, stores.traces, stores.programs, settings, show_draft),
+    ]
+    if settings.bus.mine_here:
+        miner = Miner(
+            bus,
+            stores.dead_letters,
+            settings.search,
+            concurrency=settings.mining_concurrency(chains["generator"][0].capacity),
+            max_consecutive_failures=settings.max_consecutive_failures,
+            ledger=ledger,
+            judged="judge" in chains,
+        )
+        consumers.insert(1, miner)
     watcher = None
     if watch is not None:
         fits = partial(check, fmt=settings.input_format, mapping=settings.csv)

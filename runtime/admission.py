@@ -10,8 +10,11 @@ neither ranked nor selected unless `mine_all_kinds`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+
+import msgspec
 
 from runtime.engagement import AuthorRanks
 from runtime.inputs.lines import Line, parse_line
@@ -42,9 +45,10 @@ class Admission:
         self._max_nesting = max_nesting
         self._mine_all_kinds = mine_all_kinds
         self._ranks = AuthorRanks()
-        self._seen: set[str] = set()
+        self._seen: dict[str, bytes] = {}
+        """The digest of each accepted post, by key."""
         for accepted in earlier:
-            self._seen.add(accepted.post.key)
+            self._seen[accepted.post.key] = _digest(accepted.post)
             self.rank(accepted.post)
 
     def check(self, line: Line) -> PostEvent | GenerateEvent | OptimizeEvent | Rejection:
@@ -68,8 +72,12 @@ class Admission:
             return Rejection(
                 "too long", f"the text has {chars} characters, over max_text_chars ({self._max_text_chars})"
             )
-        self._seen.add(event.key)
+        self._seen[event.key] = _digest(event)
         return event
+
+    def accepted(self, post: PostEvent) -> bool:
+        """Whether `post` is one accepted here, as it was accepted (not another post under its key)."""
+        return self._seen.get(post.key) == _digest(post)
 
     def rank(self, post: PostEvent) -> None:
         """Count `post` among its author's posts, if it is theirs to rank."""
@@ -89,3 +97,7 @@ class Admission:
 
     def _minable(self, post: PostEvent) -> bool:
         return post.kind == "original" or self._mine_all_kinds
+
+
+def _digest(post: PostEvent) -> bytes:
+    return hashlib.blake2b(msgspec.json.encode(post), digest_size=16).digest()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -132,6 +132,12 @@ class WriterSettings(BaseModel):
         description="prompt layout: plain text (small local models), DSPy's chat or json format; auto: chat when "
         "every generator is a served or cloud model, else plain",
     )
+    max_calls_per_request: int | None = Field(
+        2000,
+        ge=1,
+        description="model calls one generate or optimize request may make (what one input line may cost); "
+        "a compile over it is refused, drafts stop there; none: no cap",
+    )
 
 
 class LoggingSettings(BaseModel):
@@ -159,10 +165,10 @@ class BusSettings(BaseModel):
         pattern=r"^(memory://|(nats|tls)://\S+)$",
         description="memory://, or nats://HOST:PORT (JetStream; tls://HOST:PORT over TLS; USER:PASSWORD@ before HOST)",
     )
-    tls_ca: Path | None = Field(
+    tls_ca: FilePath | None = Field(
         None, description="the CA certificate(s) to trust for the broker's TLS, when no system CA signs it"
     )
-    creds: Path | None = Field(None, description="a NATS credentials file (an account's JWT and NKey seed)")
+    creds: FilePath | None = Field(None, description="a NATS credentials file (an account's JWT and NKey seed)")
     namespace: str = Field(
         "reer", pattern=r"^[A-Za-z0-9_-]+$", description="keeps one deployment's streams apart from another's"
     )

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 from enum import IntEnum
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 
 class ExitCode(IntEnum):
@@ -170,10 +172,23 @@ class Refused(ReerError):
     the reason, logged as a warning without a traceback, and not counted as a failure."""
 
 
+class CallCapReached(Refused):
+    """A request made the model calls it may make (`writer.max_calls_per_request`)."""
+
+
 class CrashLoopError(ReerError):
     """An actor's handler failed too many times in a row: the daemon stops rather than spin."""
 
     exit_code = ExitCode.CRASH_LOOP
+
+
+def caused_by(exc: BaseException, kind: type[E]) -> E | None:
+    """The error of type `kind` that `exc` is, or was raised from or while handling (as DSPy wraps
+    its LM's errors), if any."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, kind):
+        seen = seen.__cause__ or seen.__context__
+    return seen
 
 
 def first_error(group: BaseExceptionGroup[ReerError]) -> ReerError:

@@ -16,6 +16,7 @@ import dspy
 from opentelemetry import trace as otel_trace
 
 from runtime.config import WriterSettings
+from runtime.errors import CallCapReached, caused_by
 from runtime.records import Draft, GenerateEvent, Program, Trace
 from runtime.writer.draft_gate import refusal
 from runtime.writer.limits import features, fit
@@ -46,13 +47,18 @@ class Drafting:
 
 
 def write_drafts(job: Drafting) -> list[Draft]:
-    """`request.n` drafts, each followed by the tries refused before it (all kept, with the reason)."""
+    """`request.n` drafts, each followed by the tries refused before it (all kept, with the reason);
+    fewer if the request's model calls run out (`CallCapReached`, raised if none was written)."""
     drafts: list[Draft] = []
-    for index in range(job.request.n):
-        for attempt in range(1, job.settings.max_tries + 1):
-            drafts.append(write_draft(job, index, attempt))
-            if drafts[-1].rejected_reason is None:
-                break
+    try:
+        for index in range(job.request.n):
+            for attempt in range(1, job.settings.max_tries + 1):
+                drafts.append(write_draft(job, index, attempt))
+                if drafts[-1].rejected_reason is None:
+                    break
+    except CallCapReached:  # the request's calls are spent: what was written stands
+        if not drafts:
+            raise
     return drafts
 
 
@@ -78,6 +84,8 @@ def write_draft(job: Drafting, index: int, attempt: int) -> Draft:
             prediction = job.program(brief=brief, max_post_tokens=bound, **request.texts)
         plan, text, failure = str(prediction.plan), str(prediction.post), None
     except Exception as exc:  # a model that breaks DSPy's answer format
+        if capped := caused_by(exc, CallCapReached):
+            raise capped from exc
         plan, text, failure = "", "", f"the model's answer could not be read: {str(exc).splitlines()[0][:300]}"
     finally:
         providers_used.reset(token)

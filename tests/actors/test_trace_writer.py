@@ -27,6 +27,7 @@ from tests.helpers import make_post
 from tests.runtime.writer.test_writer import make_trace
 
 pytestmark = pytest.mark.anyio
+Sent = TraceMined | MiningFailed
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 
 
@@ -43,11 +44,24 @@ class Optimizer(Consumer[OptimizeRequested]):
         self.asked += 1
 
 
-async def write(stores: Stores, results: list[Result], optimize_after: int | None = None) -> int:
-    """Run a TraceWriter over `results`; how many compiles it asked for."""
+async def write(
+    stores: Stores, results: list[Result], optimize_after: int | None = None, accepted: set[str] | None = None
+) -> int:
+    """Run a TraceWriter over `results`, the posts of `accepted` (by key; by default those of the
+    results) being those the Ingestor accepted; how many compiles it asked for."""
+    posts = [r.trace.post if isinstance(r, TraceMined) else r.failure.post for r in results if isinstance(r, Sent)]
+    keys = {p.key for p in posts} if accepted is None else accepted
     bus = Bus()
     optimizer = Optimizer(bus, stores.dead_letters)
-    writer = TraceWriter(bus, stores.dead_letters, stores.traces, stores.failures, Ledger(stores), optimize_after)
+    writer = TraceWriter(
+        bus,
+        stores.dead_letters,
+        stores.traces,
+        stores.failures,
+        Ledger(stores),
+        lambda post: post.key in keys,
+        optimize_after,
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         tg.start_soon(optimizer.run)

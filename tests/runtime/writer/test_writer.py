@@ -249,11 +249,13 @@ async def run_actors(
     refusals: int = 0,
     contexts: Sequence[str] = (),
     gains: Sequence[float | None] = (),
+    cap: int | None = None,
 ) -> tuple[list[Draft], list[Program]]:
     """Run the Limiter, Optimizer and Generator on `messages`, over the first `traces` of POSTS (the
-    first ones with `contexts`, the texts their posts answer, and `gains`, their held-out gains);
-    the drafts and programs made."""
-    settings = Settings(data_dir=tmp_path, writer={"min_traces": 4, "max_demos": 2})
+    first ones with `contexts`, the texts their posts answer, and `gains`, their held-out gains),
+    each request with at most `cap` model calls; the drafts and programs made."""
+    writer = {"min_traces": 4, "max_demos": 2, "max_calls_per_request": cap}
+    settings = Settings(data_dir=tmp_path, writer=writer)
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     store = JsonlStore(tmp_path / "traces.jsonl", Trace)
     drafts = JsonlStore(tmp_path / "drafts.jsonl", Draft)
@@ -283,7 +285,8 @@ async def run_actors(
                 await bus.publish(OPTIMIZE_REQUESTED, message)
             await bus.wait_idle()
         await bus.aclose()
-    assert len([d for d in dead.read() if d.error.startswith("Refused: ")]) == len(list(dead.read())) == refusals
+    refused = [d for d in dead.read() if d.error.startswith(("Refused: ", "CallCapReached: "))]
+    assert len(refused) == len(list(dead.read())) == refusals
     return list(drafts.read()), programs.records()
 
 
@@ -409,6 +412,25 @@ async def test_traces_whose_plans_do_not_hold_are_left_out_of_a_compile_and_coun
         "not compiling content_generation: 3 traces in the store (3 more left out: a held-out gain at or below "
         "writer.min_gain = 0), at least 4 needed" in caplog.text
     )
+
+
+async def test_a_request_stops_at_its_cap_of_model_calls_and_a_capped_compile_is_not_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = scripted_writer()
+    ask = GenerateRequested(request_id="r1", request=GenerateEvent(topic="restore tests", n=5))
+    optimize = OptimizeRequested(request_id="o1", request=OptimizeEvent(optimizer="bootstrap"))
+    nothing = GenerateRequested(request_id="r2", request=GenerateEvent(topic="restore tests"))
+    drafts, programs = await run_actors(tmp_path, writer, [ask], cap=7)
+    assert len(writer.calls) == 7  # a plan, a post and a score a draft: two drafts, and a plan
+    assert [d.draft_id for d in drafts] == ["r1-1", "r1-2"] and all(d.rejected_reason is None for d in drafts)
+    assert "writer.max_tries); stopped at writer.max_calls_per_request (7 model calls); the tries refused: none" in (
+        caplog.text
+    )
+    _, programs = await run_actors(tmp_path / "compile", writer, [optimize, nothing], cap=1, refusals=2)
+    assert programs == []
+    assert "compiling content_generation with bootstrap on 6 traces needs more than the 1 model calls" in caplog.text
+    assert "the request needs more than the 1 model calls of writer.max_calls_per_request" in caplog.text
 
 
 async def test_too_few_traces_compile_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
