@@ -24,6 +24,14 @@ _LABEL = re.compile(rf"(?<![\w-])(?:{'|'.join(map(re.escape, _LABELS))}):")
 """A label of the prompt or the plan, capitalised as the prompt writes it ("Topic:", "Plan:", "Tone:"): an echo."""
 _PLACEHOLDER = re.compile(r"\[[^\[\]\n]*[A-Za-z][^\[\]\n]*\](?!\()|\{[^{}\n]*\}|<[A-Za-z/][^<>\n]*>")
 """Template slots: `[insert image]`, `[blog post]`, `{name}`, `<link>` (a Markdown link `[text](url)` is not one)."""
+_CHATTER = re.compile(
+    r"^\W*(?:(?:sure|certainly|of course|absolutely)\b\s*[,.!]|as an ai\b|i(?:'d| would) be (?:happy|glad)\b"
+    r"|i can (?:write|help)\b|(?:if )?you(?:'re| are) looking to\b"
+    r"|(?:here(?:'s| is| are)|below is) (?:a|an|the|your|my)(?: \w+){0,3}"
+    r" (?:post|draft|version|tweet|thread|response)\b)",
+    re.IGNORECASE,
+)
+"""An assistant answering the request ("Sure, I'll do that.", "Here's a shorter version:"), not writing the post."""
 _REPEATED_WORDS = 4
 """The same word this many times in a row is a loop (emphasis repeats a word twice, rarely thrice)."""
 _PHRASE = 4
@@ -35,7 +43,14 @@ _SURE = 0.8
 
 def refusal(text: str, topic: str) -> str | None:
     """Why `text`, a draft about `topic`, cannot be posted; None when it can."""
-    for check in (_markup, _placeholder, _repeats, lambda t: _language(t, topic), lambda t: _off_topic(t, topic)):
+    for check in (
+        _markup,
+        _placeholder,
+        _chatter,
+        _repeats,
+        lambda t: _language(t, topic),
+        lambda t: _off_topic(t, topic),
+    ):
         if reason := check(text):
             return reason
     return None
@@ -54,6 +69,11 @@ def _markup(text: str) -> str | None:
 def _placeholder(text: str) -> str | None:
     found = _PLACEHOLDER.search(text)
     return f"a placeholder left to fill: {found.group(0)!r}" if found else None
+
+
+def _chatter(text: str) -> str | None:
+    found = _CHATTER.search(text)
+    return f"an answer to the request, not the post: {found.group(0).strip()!r}" if found else None
 
 
 def _repeats(text: str) -> str | None:

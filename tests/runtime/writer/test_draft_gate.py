@@ -22,6 +22,19 @@ JUNK = [
     ),
     ("Restore your backups, {name}, before you need them.", "a placeholder left to fill: '{name}'"),
     ("Read how we restore backups: <link to the runbook>", "a placeholder left to fill: '<link to the runbook>'"),
+    # the model answering the request instead of writing the post (seen in benchmarks/drafts.py)
+    (
+        "Sure, I'll do that. A post about using one metric every morning.",
+        "an answer to the request, not the post: 'Sure,'",
+    ),
+    (
+        "If you're looking to write a long post, here's a more concise version:\n\nThe Importance of Backups:",
+        'an answer to the request, not the post: "If you\'re looking to"',
+    ),
+    (
+        "Here's a short post about restoring backups: test them.",
+        'an answer to the request, not the post: "Here\'s a short post"',
+    ),
     # loops
     ("Backups matter.\nBackups matter.\nBackups matter.", "a line repeated 3 times: 'backups matter.'"),
     ("We test backups backups backups backups every week.", "a word repeated 4 times in a row: 'backups'"),
@@ -61,7 +74,9 @@ def test_junk_is_refused_with_its_reason(draft: str, reason: str) -> None:
             "Une sauvegarde que personne n'a jamais restaurée n'est qu'un espoir. Testez vos sauvegardes.",
             "pourquoi tester les sauvegardes en les restaurant",
         ),
-        ("Shipping log 12: we cut onboarding to 4 steps.", "what it is"),  # no content word in the topic
+        ("Shipping log 12: we cut onboarding to 4 steps.", "what it is"),
+        ("Here's what a restore drill taught us: the backup was fine, the runbook was not.", TOPIC),
+        ("Sure enough, the backup we never restored was the one that failed.", TOPIC),  # no content word in the topic
     ],
 )
 def test_posts_a_person_could_publish_pass(draft: str, topic: str) -> None:
