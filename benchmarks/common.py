@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.providers.mlx import blas
+from runtime.providers.local import blas
 
 VECTOR_EXTENSIONS = ("AVX512F", "AVX512BW", "AVX512VL", "AVX512_SPR", "AVX2", "FMA3", "AVX", "ASIMD", "SVE")
 

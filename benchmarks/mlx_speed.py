@@ -34,8 +34,9 @@ import anyio
 
 from benchmarks.common import cpu_class, provenance
 from runtime.providers.calls import ChatMessage, GenerateCall
-from runtime.providers.mlx.engine import Scoring
-from runtime.providers.mlx.provider import PREFIX_CACHE_MB, MlxProvider, open_engine, resolve_model
+from runtime.providers.local.engine import open_engine
+from runtime.providers.local.provider import PREFIX_CACHE_MB, LocalProvider, resolve_model
+from runtime.providers.local.requests import Scoring
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +97,7 @@ def gguf_path() -> Path:
 
 async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int], str]:
     source, name = resolve_model("mlx://smollm2-135m", data_dir)
-    provider = MlxProvider("mlx://smollm2-135m", source, name)
+    provider = LocalProvider("mlx://smollm2-135m", source, name)
     corpus = (ROOT / "runtime" / "providers" / "dummy_corpus.txt").read_text()
 
     def scoring(model: Any, tokenizer: Any) -> tuple[dict[str, float], list[int]]:

@@ -39,7 +39,7 @@ SIX = [
     ),
     Mutation(
         "BLAS: the first usable library, whatever its thread cap",
-        "runtime/providers/mlx/blas.py",
+        "runtime/providers/local/blas.py",
         "return min(usable, key=lambda u: threads_cap(u[2]) < cores)",
         "return usable[0]",
         ("tests/runtime/providers/test_blas.py",),

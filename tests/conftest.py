@@ -68,8 +68,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An mlx-lm folder converted from a tiny random GGUF (mlx is imported only by tests that use it)."""
-    import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
-    from runtime.providers.mlx.convert import ensure_converted
+    import runtime.providers.local  # noqa: F401  (loads OpenBLAS before mlx.core)
+    from runtime.providers.local.convert import ensure_converted
     from tests.tiny_model import write_tiny_gguf
 
     root = tmp_path_factory.mktemp("tiny")

@@ -13,11 +13,11 @@ import sys
 import anyio
 
 from runtime.providers.calls import ChatMessage, ScoreCall
-from runtime.providers.mlx.provider import MlxProvider
+from runtime.providers.local.provider import LocalProvider
 
 
 async def main(folder: str) -> None:
-    provider = MlxProvider(f"mlx://{folder}", folder, "tiny")
+    provider = LocalProvider(f"mlx://{folder}", folder, "tiny")
     call = ScoreCall(messages=[ChatMessage("user", "Brief: a short post.")], prefix="", target="Signups doubled.")
     scores = await provider.score(call)
     await provider.aclose()

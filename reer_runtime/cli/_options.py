@@ -13,7 +13,7 @@ from runtime.config import CsvMapping, resolve_data_dir
 from runtime.errors import UsageError
 
 PROVIDERS_HELP = (
-    "the model for both roles: mlx://smollm2-135m (the packaged local model, the default), "
+    "the model for both roles: mlx://smollm2-135m (the packaged local model, the default; local:// is the same), "
     "mlx:///FOLDER or mlx:///FILE.gguf, mlx://ORG/REPO (a hub id), openai://HOST:PORT/MODEL (an "
     "OpenAI-compatible server; ?tls=1, ?key_env=NAME), dspy://PROVIDER/MODEL (a chat model through DSPy; "
     "generator only), fault://?base=URI&error=0.2 (injected failures), dummy:// (a tiny test model)"

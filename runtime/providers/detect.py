@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from runtime.providers.mlx.provider import PACKAGED
+from runtime.providers.local.provider import PACKAGED
 
 LOCAL_PORTS = {8000: "vLLM's default port", 8080: "llama.cpp's llama-server default port"}
 CLOUD_KEYS = {
@@ -38,7 +38,7 @@ def mlx_device() -> str:
     """The device MLX runs models on here: Metal, CUDA, or the CPU."""
     import mlx.core as mx
 
-    import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+    import runtime.providers.local  # noqa: F401  (loads OpenBLAS before mlx.core)
 
     if mx.metal.is_available():
         return f"Metal GPU ({platform.machine()})"

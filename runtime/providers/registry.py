@@ -10,7 +10,8 @@ from runtime.errors import ProviderConfigError
 from runtime.providers.base import Provider
 
 PROVIDERS: dict[str, str] = {
-    "mlx": "runtime.providers.mlx.provider:MlxProvider",
+    "mlx": "runtime.providers.local.provider:LocalProvider",
+    "local": "runtime.providers.local.provider:LocalProvider",
     "openai": "runtime.providers.openai_compatible:OpenAIProvider",
     "dspy": "runtime.providers.dspy_lm:DspyProvider",
     "dummy": "runtime.providers.dummy:DummyProvider",

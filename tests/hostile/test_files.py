@@ -142,9 +142,9 @@ def test_repair_sets_a_corrupt_middle_line_aside_and_the_store_reads_again(
 
 
 def test_the_model_folder_is_never_written_through_a_link(tmp_path: Path) -> None:
-    import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+    import runtime.providers.local  # noqa: F401  (loads OpenBLAS before mlx.core)
     from runtime.errors import StoreError
-    from runtime.providers.mlx.convert import ensure_converted
+    from runtime.providers.local.convert import ensure_converted
     from tests.tiny_model import write_tiny_gguf
 
     gguf = tmp_path / "tiny.gguf"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.providers.mlx import blas
+from runtime.providers.local import blas
 from tests.conftest import ROOT
 
 HASWELL = frozenset({"SSE2", "SSE3", "SSE41", "SSE42", "AVX", "AVX2", "FMA3", "F16C"})
@@ -56,7 +56,7 @@ import importlib.util, json, os, sys
 if {cores!r} is not None:
     os.cpu_count = lambda: {cores!r}
 from pathlib import Path
-spec = importlib.util.spec_from_file_location("blas", "runtime/providers/mlx/blas.py")  # not the package,
+spec = importlib.util.spec_from_file_location("blas", "runtime/providers/local/blas.py")  # not the package,
 blas = sys.modules["blas"] = importlib.util.module_from_spec(spec)  # whose import chooses a BLAS already
 spec.loader.exec_module(blas)
 blas.candidates = lambda: [(s, Path(p)) for s, p in {candidates}]

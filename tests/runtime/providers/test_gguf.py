@@ -13,11 +13,11 @@ from gguf import GGUFReader, quants
 from mlx_lm import load
 from tokenizers import Tokenizer
 
-import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+import runtime.providers.local  # noqa: F401  (loads OpenBLAS before mlx.core)
 from runtime.providers.calls import ScoreCall
-from runtime.providers.mlx.convert import ConversionError, convert, mlx_name, read
-from runtime.providers.mlx.provider import MlxProvider, packaged_gguf
-from tests.runtime.providers.test_mlx import CHAT, encoded, reference_logprobs
+from runtime.providers.local.convert import ConversionError, convert, mlx_name, read
+from runtime.providers.local.provider import LocalProvider, packaged_gguf
+from tests.runtime.providers.test_local import CHAT, encoded, reference_logprobs
 from tests.tiny_model import SPECIAL, Q, write_tiny_gguf
 
 pytestmark = pytest.mark.anyio
@@ -102,7 +102,7 @@ async def test_a_qwen2_file_scores_as_mlx_lm_computes_it(tmp_path: Path) -> None
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "qwen2" and config["rope_traditional"] is False
     assert Tokenizer.from_file(str(folder / "tokenizer.json")).normalizer is not None  # NFC, as Qwen2's
-    provider = MlxProvider(f"mlx://{folder}", str(folder), "qwen")
+    provider = LocalProvider(f"mlx://{folder}", str(folder), "qwen")
     call = ScoreCall(messages=CHAT, prefix="Plan: open with the result.\n", target="We shipped 2024 features.")
     got = await provider.score(call)
     await provider.aclose()

@@ -256,7 +256,7 @@ def test_the_daemon_and_validate_refuse_a_scorer_with_misaligned_log_probabiliti
 
 @pytest.mark.parametrize("template_api", ["vllm", "llama.cpp"])
 async def test_one_model_gives_the_same_scores_through_mlx_and_a_server(tiny: Path, template_api: str) -> None:
-    from runtime.providers.mlx.provider import MlxProvider
+    from runtime.providers.local.provider import LocalProvider
 
     calls = [
         ScoreCall(
@@ -266,7 +266,7 @@ async def test_one_model_gives_the_same_scores_through_mlx_and_a_server(tiny: Pa
             messages=CHAT, prefix="<think>\nI will ask.\n</think>\n<answer>\n", target="Signups doubled in a week."
         ),
     ]
-    local = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    local = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny")
     with serving(FakeServer(model_dir=tiny, template_api=template_api)) as server:  # type: ignore[arg-type]
         remote = provider(server.uri())
         for call in calls:

@@ -13,11 +13,13 @@ from mlx_lm.models import llama
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.models.rope_utils import initialize_rope
 
-import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
-from runtime.providers.mlx import numpy_engine
-from runtime.providers.mlx.engine import Decoding, PrefixCache, Request, Scoring
-from runtime.providers.mlx.mlx_engine import MlxEngine
-from runtime.providers.mlx.numpy_engine import Kv, NumpyEngine, Weights
+import runtime.providers.local  # noqa: F401  (loads OpenBLAS before mlx.core)
+from runtime.providers.local import numpy_model, scheduler
+from runtime.providers.local.mlx_engine import MlxEngine
+from runtime.providers.local.numpy_engine import NumpyEngine
+from runtime.providers.local.numpy_model import Kv, Weights
+from runtime.providers.local.prefix_cache import PrefixCache
+from runtime.providers.local.requests import Decoding, Request, Scoring
 
 
 def random_llama(traditional: bool, tied: bool, bias: bool = False) -> llama.Model:
@@ -80,7 +82,7 @@ def run(engine: NumpyEngine | MlxEngine, waves: list[list[Request]]) -> None:
         engine.step()
 
 
-@pytest.mark.parametrize(("grow", "chunk"), [(numpy_engine.GROW, numpy_engine.CHUNK), (3, 4)])
+@pytest.mark.parametrize(("grow", "chunk"), [(numpy_model.GROW, scheduler.CHUNK), (3, 4)])
 def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
     tiny: Path, grow: int, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,8 +91,8 @@ def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
     and without it (with `grow` 3 the arrays grow often; with `chunk` 4 prompts and scorings are fed
     over several steps, their wanted positions spread over them)."""
     model, tokenizer = load(str(tiny))[:2]
-    monkeypatch.setattr(numpy_engine, "GROW", grow)
-    monkeypatch.setattr(numpy_engine, "CHUNK", chunk)
+    monkeypatch.setattr(numpy_model, "GROW", grow)
+    monkeypatch.setattr(scheduler, "CHUNK", chunk)
     prompt = tokenizer.encode("We shipped the new onboarding")
 
     def outcome(engine: NumpyEngine | MlxEngine) -> tuple[list[tuple[list[int], str | None]], list[list[float]]]:
@@ -110,7 +112,7 @@ def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
             assert len(logprobs) == len(expected) > 0
 
 
-@pytest.mark.parametrize("chunk", [numpy_engine.CHUNK, 4])
+@pytest.mark.parametrize("chunk", [scheduler.CHUNK, 4])
 def test_a_request_sharing_a_longer_prefix_with_one_being_computed_waits_for_it(
     tiny: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,7 +120,7 @@ def test_a_request_sharing_a_longer_prefix_with_one_being_computed_waits_for_it(
     over several with `chunk` 4), the others wait until it is cached, then compute nothing; each
     decodes what it decodes alone (two alike, the same seed, are two requests)."""
     model, tokenizer = load(str(tiny))[:2]
-    monkeypatch.setattr(numpy_engine, "CHUNK", chunk)
+    monkeypatch.setattr(scheduler, "CHUNK", chunk)
     prompt = tokenizer.encode("Rewrite the hook of this plan: we shipped the new onboarding today")
 
     def decode(seeds: list[int]) -> tuple[list[list[int]], tuple[int, int]]:
@@ -172,3 +174,18 @@ def test_the_prefix_cache_serves_the_longest_prefix_and_keeps_to_its_budget() ->
     off: PrefixCache[Held] = PrefixCache(budget_bytes=0)
     off.store([1, 2], Held(2))
     assert off.longest([1, 2]) == (0, None) and not off.usable
+
+
+def test_adding_a_request_computes_nothing_until_the_next_step(tiny: Path) -> None:
+    """The engines' `add` only queues (the `Engine` Protocol): the model thread's step does the work."""
+    model, tokenizer = load(str(tiny))[:2]
+    prompt = tokenizer.encode("We shipped the new onboarding")
+    for engine in (NumpyEngine(model, tokenizer, 1 << 20), MlxEngine(model, tokenizer, 1 << 20, 4, "a test")):
+        # two requests that share no prefix: neither waits for the other
+        scoring, decoding = Scoring(prompt, prompt[:2]), Decoding(prompt[::-1], 3, 0.0, 1.0, None, [])
+        engine.add(scoring)
+        engine.add(decoding)
+        assert engine.busy and scoring.logprobs == [] and decoding.tokens == []
+        assert (engine.scoring.computed, engine.generation.computed) == (0, 0)
+        assert engine.step() == [scoring] and len(scoring.logprobs) == 2, engine.name
+        assert engine.generation.computed > 0

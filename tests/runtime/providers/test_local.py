@@ -20,14 +20,14 @@ import msgspec
 import pytest
 from mlx_lm import load
 
-import runtime.providers.mlx  # noqa: F401  (loads OpenBLAS before mlx.core)
+import runtime.providers.local  # noqa: F401  (loads OpenBLAS before mlx.core)
 from runtime.config import SearchSettings
 from runtime.errors import ProviderConfigError, ProviderError
 from runtime.providers import open_provider
 from runtime.providers.calls import ChatMessage, GenerateCall, ScoreCall
-from runtime.providers.mlx import blas
-from runtime.providers.mlx.convert import SOURCE_HASH_FILE, ensure_converted
-from runtime.providers.mlx.provider import MlxProvider
+from runtime.providers.local import blas
+from runtime.providers.local.convert import SOURCE_HASH_FILE, ensure_converted
+from runtime.providers.local.provider import LocalProvider
 from runtime.records import Mining
 from runtime.reer.brief import derive_brief
 from runtime.reer.search import Search
@@ -42,8 +42,8 @@ CHAT = [ChatMessage("system", "You plan posts."), ChatMessage("user", "Brief: a 
 
 
 @pytest.fixture
-async def provider(tiny: Path) -> Iterator[MlxProvider]:  # type: ignore[misc]
-    model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+async def provider(tiny: Path) -> Iterator[LocalProvider]:  # type: ignore[misc]
+    model = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny")
     yield model
     await model.aclose()
 
@@ -80,7 +80,7 @@ def encoded(tokenizer: Any, call: ScoreCall) -> tuple[list[int], list[int]]:
     return context, tokenizer.encode(call.target, add_special_tokens=False)
 
 
-async def test_scores_are_exact_with_and_without_prefix_reuse(tiny: Path, provider: MlxProvider) -> None:
+async def test_scores_are_exact_with_and_without_prefix_reuse(tiny: Path, provider: LocalProvider) -> None:
     tokenizer = load(str(tiny))[1]
     calls = [
         ScoreCall(messages=CHAT, prefix="<think>\nI will open with the result.\n</think>\n", target="We shipped."),
@@ -103,8 +103,8 @@ async def test_generation_from_the_prefix_cache_writes_what_a_full_prefill_write
         for prefill in ("Angle: I will", "Angle: I will open.\nHook: I will", "Angle: I will open.\nHook: I will")
         for seed in (1, 2)
     ]
-    plain = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny", prefix_cache_mb=0)
-    cached = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    plain = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny", prefix_cache_mb=0)
+    cached = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny")
     expected = [(await plain.generate(call)).text for call in calls]
     one_by_one = [(await cached.generate(call)).text for call in calls]
     reused, computed = cached.generation_cache_stats()
@@ -130,7 +130,7 @@ async def test_a_post_mines_the_same_plans_and_scores_with_and_without_the_prefi
     settings = SearchSettings(max_steps=2, section_max_tokens=16)
     results = []
     for options in ({"prefix_cache_mb": 0}, {}):
-        model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny", **options)
+        model = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny", **options)
         results.append(await Search(model, settings, brief, post, "x:1").run())
         await model.aclose()
     plain, cached = results
@@ -141,7 +141,7 @@ async def test_a_post_mines_the_same_plans_and_scores_with_and_without_the_prefi
     ]
 
 
-async def test_generation_is_seeded_stops_and_batches(provider: MlxProvider) -> None:
+async def test_generation_is_seeded_stops_and_batches(provider: LocalProvider) -> None:
     call = GenerateCall(messages=CHAT, max_tokens=24, temperature=0.9, top_p=0.9, seed=11)
     first, again = await provider.generate(call), await provider.generate(call)
     assert first.text == again.text and (first.output_tokens or 0) <= 24
@@ -163,13 +163,13 @@ async def test_a_failing_step_fails_the_calls_in_flight_and_later_ones(
 ) -> None:
     """A step that raises (a bug, not a request's fault) answers every waiting call with the error
     instead of leaving it waiting, and the provider then refuses calls."""
-    from runtime.providers.mlx.numpy_engine import NumpyEngine
+    from runtime.providers.local.numpy_engine import NumpyEngine
 
     def broken(self: NumpyEngine) -> None:
         raise RuntimeError("the step broke")
 
     monkeypatch.setattr(NumpyEngine, "step", broken)
-    model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    model = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny")
     call = GenerateCall(messages=CHAT, max_tokens=8, seed=1)
     failures: list[str] = []
     with anyio.fail_after(120):  # without the failure handed on, the calls would wait forever
@@ -188,7 +188,7 @@ async def test_a_failing_step_fails_the_calls_in_flight_and_later_ones(
     await model.aclose()
 
 
-async def test_the_event_loop_keeps_running_during_a_long_call(provider: MlxProvider) -> None:
+async def test_the_event_loop_keeps_running_during_a_long_call(provider: LocalProvider) -> None:
     ticks = 0
     done = anyio.Event()
 
@@ -212,8 +212,9 @@ async def test_a_single_gguf_file_is_converted_once_and_scores_as_its_folder(tin
     call = ScoreCall(messages=CHAT, prefix="", target="Signups doubled in a week.")
     from_file = open_provider(f"mlx://{gguf}", tmp_path / "data")
     assert (tmp_path / "data" / "models" / "tiny" / "config.json").is_file()  # converted into the data dir
-    from_folder = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    from_folder = open_provider(f"local://{tiny}", tmp_path / "data")  # local:// names the same provider as mlx://
     try:
+        assert isinstance(from_folder, LocalProvider)
         assert (await from_file.score(call)).logprobs == pytest.approx((await from_folder.score(call)).logprobs)
     finally:
         await from_file.aclose()
@@ -348,7 +349,7 @@ def test_the_packaged_model_mines_two_posts_by_default(tmp_path: Path, run_daemo
     assert shown > 0, "no draft of four got through the gate in six tries each"
 
 
-async def test_the_scorer_keeps_each_posts_prefix_while_others_are_scored(tiny: Path, provider: MlxProvider) -> None:
+async def test_the_scorer_keeps_each_posts_prefix_while_others_are_scored(tiny: Path, provider: LocalProvider) -> None:
     """Posts mined side by side interleave their score calls: a post's next candidate still starts
     from its own cached prefix, and scores what a plain forward pass scores."""
     tokenizer = load(str(tiny))[1]
@@ -380,16 +381,16 @@ async def test_posts_mined_side_by_side_get_the_plans_they_get_alone(tiny: Path)
     posts = [make_post(i, text) for i, text in enumerate(texts)]
     settings = SearchSettings(max_steps=2, section_max_tokens=16)
 
-    def search(model: MlxProvider, post_index: int) -> Search:
+    def search(model: LocalProvider, post_index: int) -> Search:
         post = posts[post_index]
         return Search(model, settings, derive_brief(post), post.text, post.key)
 
     alone = []
     for i in range(len(posts)):
-        model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+        model = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny")
         alone.append(await search(model, i).run())
         await model.aclose()
-    shared = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    shared = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny")
     together: dict[int, Mining] = {}
     async with anyio.create_task_group() as tg:
         for i in range(len(posts)):
@@ -435,12 +436,12 @@ def test_posts_are_mined_together_by_default_and_the_decode_batch_is_shown(
 
 TEARDOWN = """
 import sys, anyio
-import runtime.providers.mlx
+import runtime.providers.local
 from runtime.providers.calls import ChatMessage, GenerateCall, ScoreCall
-from runtime.providers.mlx.provider import MlxProvider
+from runtime.providers.local.provider import LocalProvider
 
 async def main() -> None:
-    model = MlxProvider("mlx://" + sys.argv[1], sys.argv[1], "tiny")
+    model = LocalProvider("mlx://" + sys.argv[1], sys.argv[1], "tiny")
     async with anyio.create_task_group() as tg:
         for seed in range(4):
             tg.start_soon(model.generate, GenerateCall(messages=[ChatMessage("user", "hi")], max_tokens=8, seed=seed))
@@ -470,7 +471,7 @@ async def test_the_model_thread_destroys_its_streams_when_closed(tiny: Path, mon
         clear()
 
     monkeypatch.setattr(mx, "clear_streams", recorded)
-    model = MlxProvider(f"mlx://{tiny}", str(tiny), "tiny")
+    model = LocalProvider(f"mlx://{tiny}", str(tiny), "tiny")
     await model.generate(GenerateCall(messages=[ChatMessage("user", "hi")], max_tokens=4, seed=0))
     assert callers == []
     await model.aclose()

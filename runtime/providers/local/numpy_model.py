@@ -1,17 +1,11 @@
-"""The numpy engine: llama-like mlx-lm models on a CPU, every request a row of one forward pass.
+"""The numpy forward pass of llama-like mlx-lm models on a CPU: the weights (`Weights`), each
+sequence's keys and values (`Kv`), and one batched pass over the tokens every row feeds.
 
-MLX's CPU backend adds tens of microseconds to every operation, and its BLAS path packs each
-weight matrix before a product with a few rows. numpy costs a microsecond or two an operation, and
-its OpenBLAS reads the weights at 10-20 GB/s for such products: a decode step of 8 sequences of
-SmolLM2-135M after 400-token prompts took 191 ms in MLX and takes 129 ms here (AMD Zen 3, AVX2,
-2 cores, 2026-12-02).
-
-Each `step` feeds every row its pending tokens in one pass: a decoding request its last token, or
-on joining its prompt after the longest cached prefix; a scoring request its context and target
-after the longest cached prefix; `CHUNK` tokens at most a row, the rest in the next steps. The
-weights are read once a step for all of them, so a prefill or a scoring costs the products of its
-own tokens rather than a pass of its own. The arrays are the model's own (numpy views of the
-evaluated MLX weights, no copy); MLX computes nothing here.
+MLX's CPU backend adds tens of microseconds to every operation, and its BLAS path packs each weight
+matrix before a product with a few rows; numpy costs a microsecond or two an operation, and its
+OpenBLAS reads the weights at memory speed for such products (timings in `docs/benchmarks.md`). The
+arrays are the model's own (numpy views of the evaluated MLX weights, no copy); MLX computes
+nothing here.
 """
 
 from __future__ import annotations
@@ -24,17 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from mlx.nn.layers.positional_encoding import RoPE
 
-from runtime import metrics
-from runtime.providers.mlx.engine import (
-    Decoding,
-    PrefixCache,
-    Request,
-    Sampler,
-    Scoring,
-    Tokens,
-    common_prefix,
-    plain_kv_caches,
-)
+from runtime.providers.local.prefix_cache import plain_kv_caches
 
 Array = npt.NDArray[np.float32]
 
@@ -43,9 +27,6 @@ MODEL_TYPES = {"llama", "mistral", "qwen2"}
 
 GROW = 256
 """Positions added to a decoding sequence's arrays each time they fill."""
-CHUNK = 512
-"""Tokens a row feeds in one step at most: a long prompt is fed over several steps, so a step's
-attention scores stay small (positions fed times positions held) and other rows keep decoding."""
 
 
 def _array(x: mx.array) -> Array:
@@ -217,117 +198,3 @@ class Weights:
         out[..., first] = x[..., first] * cos - x[..., second] * sin
         out[..., second] = x[..., first] * sin + x[..., second] * cos
         return out
-
-
-class _Row:
-    """A request in the batch: its sequence's `Kv`, the tokens still to feed, how many of the last of
-    them give wanted logits, and the tokens to keep in the prefix cache once they are all computed
-    (None after)."""
-
-    def __init__(self, request: Request, kv: Kv, pending: list[int], outputs: int, computed: list[int]) -> None:
-        self.request, self.kv, self.pending, self.outputs = request, kv, pending, outputs
-        self.to_cache: list[int] | None = computed
-        self.sampler = (
-            Sampler(request.temperature, request.top_p, request.seed) if isinstance(request, Decoding) else None
-        )
-
-
-def _needs(request: Request) -> tuple[list[int], int]:
-    """The tokens whose keys and values a request's first steps compute, and how many of the last
-    of them give wanted logits: a decoding's prompt, whose last token predicts the first new one; a
-    scoring's context and target but the last target token, from the last context token on."""
-    if isinstance(request, Decoding):
-        return request.prompt, 1
-    return request.context + request.target[:-1], len(request.target)
-
-
-class NumpyEngine:
-    """Requests join between steps; each step feeds all of them in one forward pass."""
-
-    name = "numpy"
-
-    def __init__(self, model: Any, tokenizer: Any, budget_bytes: int) -> None:
-        self._weights = Weights(model)
-        self._tokenizer = tokenizer
-        self._stop = set(tokenizer.eos_token_ids)
-        self._prefixes: PrefixCache[Kv] = PrefixCache(budget_bytes)
-        self._joining: list[Request] = []
-        self._rows: list[_Row] = []
-        self.generation, self.scoring = Tokens(), Tokens()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._rows or self._joining)
-
-    def add(self, request: Request) -> None:
-        self._joining.append(request)
-
-    def step(self) -> list[Request]:
-        """Feed every row its next tokens; the requests that finished."""
-        self._join()
-        rows = self._rows
-        if not rows:
-            return []
-        if decoding := sum(isinstance(row.request, Decoding) for row in rows):
-            metrics.decode_batch.record(decoding)
-        fed = [row.pending[:CHUNK] for row in rows]
-        hidden = self._weights.forward([(span, row.kv) for span, row in zip(fed, rows, strict=True)])
-        wanted, end = [], 0
-        for span, row in zip(fed, rows, strict=True):
-            end += len(span)
-            row.pending = row.pending[len(span) :]
-            outputs = max(0, row.outputs - len(row.pending))  # the wanted positions in this span
-            wanted.append(np.arange(end - outputs, end))
-        logits = self._weights.logits(hidden[np.concatenate(wanted)])
-        self._rows, finished, start = [], [], 0
-        for row, positions in zip(rows, wanted, strict=True):
-            if row.to_cache is not None and not row.pending:  # a scoring's arrays are not written to after
-                stored = row.kv if isinstance(row.request, Scoring) else row.kv.copy(len(row.to_cache))
-                self._prefixes.store(row.to_cache, stored)
-                row.to_cache = None
-            if positions.size and self._sample_next(row, logits[start : start + positions.size]):
-                finished.append(row.request)
-            else:
-                self._rows.append(row)
-            start += positions.size
-        return finished
-
-    def _join(self) -> None:
-        """Start the joining requests from the longest cached prefix. One that shares more with a
-        request whose tokens are not all computed yet (one joining before it in the same step, or
-        one still being fed) waits, then finds that one's prefix in the cache."""
-        joining, self._joining = self._joining, []
-        started = [row.to_cache for row in self._rows if row.to_cache is not None]
-        for request in joining:
-            computed, outputs = _needs(request)
-            reusable = computed[:-outputs]
-            shared, source = self._prefixes.longest(reusable)
-            if self._prefixes.usable and any(common_prefix(reusable, other) > shared for other in started):
-                self._joining.append(request)
-                continue
-            started.append(computed)
-            feed = computed[shared:]
-            room = len(feed) + (min(request.max_tokens, GROW) if isinstance(request, Decoding) else 0)
-            kv = source.copy(shared, room) if source is not None else Kv.empty(self._weights, room)
-            counts = self.scoring if isinstance(request, Scoring) else self.generation
-            counts.reused += shared
-            counts.computed += len(feed)
-            self._rows.append(_Row(request, kv, feed, outputs, computed))
-
-    def _sample_next(self, row: _Row, logits: Array) -> bool:
-        """Hand a row the logits of its wanted positions in this step; whether its request is finished."""
-        request = row.request
-        row.outputs -= len(logits)
-        if isinstance(request, Scoring):
-            done = len(request.logprobs)
-            targets = request.target[done : done + len(logits)]
-            top = logits.max(axis=-1, keepdims=True)
-            logsumexp = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
-            request.logprobs += (logits[np.arange(len(targets)), targets] - logsumexp).tolist()
-            return row.outputs == 0
-        assert row.sampler is not None
-        scores = logits[-1]
-        token = row.sampler.pick(scores - scores.max())
-        end = "stop" if token in self._stop else "length" if len(request.tokens) + 1 >= request.max_tokens else None
-        row.pending, row.outputs = [token], 1
-        return request.accept_token(token, end, self._tokenizer)
