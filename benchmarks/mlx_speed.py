@@ -95,6 +95,18 @@ def gguf_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / GGUF
 
 
+def _load_for_cpu(source: str) -> tuple[Any, Any]:
+    """The model and tokenizer at `source`, as the provider loads them on a CPU (float32)."""
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.utils import dequantize_model
+
+    model, tokenizer = load(source)[:2]
+    model = dequantize_model(model)
+    model.set_dtype(mx.float32)
+    return model, tokenizer
+
+
 async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int], str]:
     source, name = resolve_model("mlx://smollm2-135m", data_dir)
     provider = LocalProvider("mlx://smollm2-135m", source, name)
@@ -129,7 +141,7 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
             figures[f"candidates_seconds_{'with' if reuse else 'without'}_reuse"] = time.perf_counter() - started
         return figures, tokens
 
-    results, tokens = await provider.run_with_model(scoring)
+    results, tokens = scoring(*_load_for_cpu(source))  # engines of its own, in this thread
 
     async def generate(seed: int) -> int:
         result = await provider.generate(GenerateCall(messages=PROMPT, max_tokens=128, temperature=0.0, seed=seed))
@@ -151,10 +163,8 @@ async def measure_provider(data_dir: Path) -> tuple[dict[str, float], list[int],
     results["generate_single_tokens_per_s"] = max([await concurrent(1) for _ in range(3)])
     for n in CONCURRENT:
         results[f"generate_{n}_concurrent_tokens_per_s"] = max([await concurrent(n) for _ in range(3)])
-    chat = await provider.run_with_model(
-        lambda _, tokenizer: tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in PROMPT], add_generation_prompt=True, tokenize=False
-        )
+    chat = _load_for_cpu(source)[1].apply_chat_template(
+        [{"role": m.role, "content": m.content} for m in PROMPT], add_generation_prompt=True, tokenize=False
     )
     await provider.aclose()
     return results, tokens, chat

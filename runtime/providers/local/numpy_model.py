@@ -4,8 +4,8 @@ sequence's keys and values (`Kv`), and one batched pass over the tokens every ro
 MLX's CPU backend adds tens of microseconds to every operation, and its BLAS path packs each weight
 matrix before a product with a few rows; numpy costs a microsecond or two an operation, and its
 OpenBLAS reads the weights at memory speed for such products (timings in `docs/benchmarks.md`). The
-arrays are the model's own (numpy views of the evaluated MLX weights, no copy); MLX computes
-nothing here.
+weight matrices are copied from the evaluated MLX ones at load, transposed (the provider then lets
+MLX's go); MLX computes nothing here.
 """
 
 from __future__ import annotations
@@ -34,12 +34,16 @@ def _array(x: mx.array) -> Array:
 
 
 class _Linear:
+    """A linear layer with its weight stored (inputs, outputs): OpenBLAS multiplies a few rows by a
+    matrix in that layout faster than by the transpose of mlx-lm's (outputs, inputs), 1.14 times
+    over a whole decode step of 8 or 16 rows (`docs/benchmarks.md`)."""
+
     def __init__(self, layer: Any) -> None:
-        self.weight = _array(layer.weight)
+        self.weight = np.ascontiguousarray(_array(layer.weight).T)
         self.bias = _array(layer.bias) if "bias" in layer else None
 
     def __call__(self, x: Array) -> Array:
-        y: Array = x @ self.weight.T
+        y: Array = x @ self.weight
         return y if self.bias is None else y + self.bias
 
 
@@ -115,18 +119,19 @@ class Kv:
 
 
 class Weights:
-    """numpy views of a supported model's weights, and its forward pass."""
+    """A supported model's weights as numpy arrays, and its forward pass."""
 
     def __init__(self, model: Any) -> None:
         inner = model.model
         attention = inner.layers[0].self_attn
         self.layers = [_Layer(layer) for layer in inner.layers]
-        self.embedding = _array(inner.embed_tokens.weight)
         self.norm = _Norm(inner.norm)
         head = getattr(model, "lm_head", None)
-        self.head = _Linear(head) if head is not None else None
+        self.head = _Linear(head if head is not None else inner.embed_tokens)  # tied: the embeddings
+        self._embedding = None if head is None else _array(inner.embed_tokens.weight)
+        """The embeddings, when the output layer is not them (tied, they are read from `head`)."""
         self.heads, self.kv_heads = int(attention.n_heads), int(attention.n_kv_heads)
-        self.head_dim = self.layers[0].q.weight.shape[0] // self.heads
+        self.head_dim = self.layers[0].q.weight.shape[1] // self.heads
         self.scale = float(attention.scale)
         rope: RoPE = attention.rope
         dims = int(rope.dims)
@@ -161,7 +166,7 @@ class Weights:
         cos, sin = self._rotation(positions.astype(np.float32))
         qcos, qsin = cos[:, None], sin[:, None]  # queries have one more axis: the heads sharing a key
         total, heads, kv_heads, dim = len(tokens), self.heads, self.kv_heads, self.head_dim
-        x: Array = self.embedding[tokens]
+        x: Array = self._embedding[tokens] if self._embedding is not None else self.head.weight[:, tokens].T
         for index, layer in enumerate(self.layers):
             h = layer.attention_norm(x)
             q = self._rotate(layer.q(h).reshape(total, kv_heads, heads // kv_heads, dim) * self.scale, qcos, qsin)
@@ -182,8 +187,7 @@ class Weights:
 
     def logits(self, hidden: Array) -> Array:
         """The next-token logits after each of these final hidden states."""
-        x = self.norm(hidden)
-        return self.head(x) if self.head is not None else x @ self.embedding.T  # tied embeddings
+        return self.head(self.norm(hidden))
 
     def _rotation(self, positions: Array) -> tuple[Array, Array]:
         """cos and sin of each position's angles, shaped (positions, 1, rotated features / 2)."""

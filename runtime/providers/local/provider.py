@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib.util
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from runtime import metrics
@@ -41,7 +43,6 @@ from runtime.providers.local import blas
 if TYPE_CHECKING:  # the engines import mlx, which only the model thread loads
     from runtime.providers.local.engine import Engine
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 PREFIX_CACHE_MB = 512
@@ -205,12 +206,6 @@ class LocalProvider:
         done = await self._submit(None, start)
         return TokenScores(logprobs=done.logprobs, input_tokens=len(done.context) + len(done.target), provider=self.uri)
 
-    async def run_with_model(self, work: Callable[[Any, Any], T]) -> T:
-        """Run `work(model, tokenizer)` on the model thread (MLX streams belong to one thread): for
-        benchmarks (`benchmarks/mlx_speed.py`) that time the engine's parts on the loaded model."""
-        result: T = await self._submit(lambda: work(self._module, self._tokenizer), None)
-        return result
-
     async def aclose(self) -> None:
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
@@ -311,8 +306,11 @@ class LocalProvider:
         if mx.default_device() == mx.cpu:
             model = dequantize_model(model)
             model.set_dtype(mx.float32)
-        self._module, self._tokenizer = model, tokenizer
+        self._tokenizer = tokenizer
         self._engine = open_engine(model, tokenizer, self._prefix_cache_mb << 20, self.capacity or 1)
+        del model  # the numpy engine copied the weights it needs: MLX's can go, and its cache with them
+        mx.clear_cache()
+        _return_freed_memory()
         self.engine_name = f"engine {self._engine.name}"
 
     def _chat(self, messages: list[ChatMessage]) -> str:
@@ -333,6 +331,14 @@ def _timed(work: str) -> Iterator[None]:
         yield
     finally:
         metrics.engine_time.add(time.perf_counter() - started, {"reer.engine.work": work})
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap freed by the MLX weights back to the OS: glibc keeps it for reuse otherwise, and
+    the process would hold the weights twice in its resident memory."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # musl has no malloc_trim
+            ctypes.CDLL(None).malloc_trim(0)
 
 
 def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:
