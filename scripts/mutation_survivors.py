@@ -21,7 +21,7 @@ from mutmut.mutation.diff_apply import get_diff_for_mutant  # type: ignore[impor
 from mutmut.stats import status_by_exit_code  # type: ignore[import-not-found]
 from mutmut.utils.file_utils import walk_mutatable_files  # type: ignore[import-not-found]
 
-CAUGHT = {"killed", "timeout", "caught by type check"}
+CAUGHT = {"killed", "timeout", "caught by type check", "not checked"}
 STRING = re.compile(r"""(?:[rbfu]{0,2})("([^"\\]|\\.)*"|'([^'\\]|\\.)*')""", re.IGNORECASE)
 TEXT_PLACES = [
     ("log message", re.compile(r"\blog(ger)?\.(debug|info|warning|error|exception)\b|performance\.info")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -102,3 +103,41 @@ async def test_dead_letters_written_before_they_carried_the_request_id_still_set
         old = msgspec.structs.replace(letter, request_id=None)  # the record as an earlier version wrote it
         await stores.dead_letters.append(old)
     assert Ledger(stores).failed_requests() == {"g1": "not now", "o1": "not now"}
+
+
+def test_the_stores_have_the_names_the_readme_documents(tmp_path: Path) -> None:
+    names = {store.path.name for store in Stores.at(tmp_path).all()}
+    assert names == {
+        "posts.jsonl",
+        "rejected.jsonl",
+        "traces.jsonl",
+        "failed.jsonl",
+        "dead-letters.jsonl",
+        "drafts.jsonl",
+        "watched.jsonl",
+        "requests.jsonl",
+        "index.jsonl",
+    }
+    elsewhere = Stores.at(tmp_path, traces=tmp_path / "shared" / "all-traces.jsonl")
+    assert elsewhere.traces.path == tmp_path / "shared" / "all-traces.jsonl"
+
+
+async def test_a_failed_post_is_settled_and_retried_only_when_asked(stores: Stores) -> None:
+    await stores.traces.append(make_trace(1, "We shipped."))
+    failed = make_post(3)
+    await stores.failures.append(Failure(post=failed, reason="timed out", failed_at=NOW))
+    ledger, retrying = Ledger(stores), Ledger(stores, retry_failed=True)
+    mined = make_trace(1, "We shipped.").post.key
+    assert ledger.is_settled(failed.key) and ledger.is_settled(mined) and not ledger.is_settled("x:99")
+    assert ledger.retried_posts() == set() and retrying.retried_posts() == {failed.key}
+    assert not retrying.is_settled(failed.key)
+    retrying.record_failed(failed.key)  # failed again in this run
+    assert retrying.is_settled(failed.key)
+
+
+async def test_a_failed_request_keeps_its_whole_reason(stores: Stores) -> None:
+    body = OptimizeRequested(request_id="o2", request=OptimizeEvent())
+    envelope = Envelope(id="m", topic=OPTIMIZE_REQUESTED.name, headers={}, body=body)
+    reason = "compiling content_generation: needs more than 5 model calls"
+    await stores.dead_letters.append(actors.base.dead_letter("optimizer", envelope, f"CallCapReached: {reason}"))
+    assert Ledger(stores).failed_requests() == {"o2": reason}

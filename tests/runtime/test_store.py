@@ -74,3 +74,13 @@ def test_traces_of_schema_version_2_still_read_with_no_held_out_figures(tmp_path
     (read,) = JsonlStore(store, Trace).read()
     assert read.schema_version == 2 and read.held_out is None and read.plan == current.plan
     assert validate_store(store, "trace") == 1  # and the schema still accepts it
+
+
+async def test_count_and_reading_from_a_record_on(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path / "posts.jsonl", PostEvent)
+    store.open()
+    await store.append_many([make_post(i) for i in range(1, 5)])
+    store.close()
+    assert store.count() == 4
+    assert [p.id for p in store.read(start=2)] == ["3", "4"]  # the first two are skipped, not decoded
+    assert list(store.read(start=4)) == []
