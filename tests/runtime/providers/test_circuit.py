@@ -15,9 +15,9 @@ def test_a_success_between_failures_starts_the_count_again() -> None:
     circuit.succeeded()
     circuit.failed()
     circuit.failed()
-    assert circuit.state == "closed" and circuit.failures == 2
+    before_the_third = (circuit.state, circuit.failures)
     circuit.failed()
-    assert circuit.state == "open" and not circuit.allows()
+    assert before_the_third == ("closed", 2) and circuit.state == "open" and not circuit.allows()
 
 
 def test_an_open_circuit_past_its_reset_time_lets_a_trial_through_at_once() -> None:
