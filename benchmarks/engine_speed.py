@@ -24,6 +24,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -36,7 +37,6 @@ from benchmarks.common import cpu_class, provenance
 from runtime.providers.local.engine import Engine, open_engine
 from runtime.providers.local.provider import PREFIX_CACHE_MB, resolve_model
 from runtime.providers.local.requests import Decoding, Request, Scoring
-from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -64,8 +64,8 @@ SEQUENCES = (1, 8, 16, 32)
 PROMPT_TOKENS = GENERATED = 128
 """Each sequence's prompt and new tokens, as `llama-batched-bench -npp 128 -ntg 128`."""
 CACHES = ("generation", "scoring")
-BEFORE = "7805fc0"
-BEFORE_IS = "the code when the mining-speed issue was taken up: no generation prefix cache, 2 posts at once"
+BEFORE = "c987291"
+BEFORE_IS = "the code when the decode-speed issue (#30) was filed"
 
 
 def gguf_path() -> Path:
@@ -175,7 +175,9 @@ def end_to_end(
             for i, text in enumerate(POSTS[:posts])
         ]
         (Path(tmp) / "posts.jsonl").write_text("\n".join(lines) + "\n")
-        command = cli(f"{tmp}/data", "start", "--input", f"{tmp}/posts.jsonl", "--exit-when-idle")
+        module = "reer_runtime" if (root / "reer_runtime" / "__main__.py").exists() else "runtime.cli"  # older code
+        command = [sys.executable, "-m", module, "--data-dir", f"{tmp}/data", "start", "--input", f"{tmp}/posts.jsonl"]
+        command.append("--exit-when-idle")
         command += ["--min-engagement", "0", "--generator", generator, "--scorer", scorer or generator]
         env = {k: v for k, v in os.environ.items() if not k.startswith("REER_")}
         started = time.perf_counter()
