@@ -20,7 +20,8 @@ class Decoding:
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
-    _detokenizer: Any = None
+    _detokenizer: Any = field(default=None, init=False, repr=False)
+    """mlx-lm's streaming detokenizer of the tokens so far, made on the first token (with stop strings only)."""
 
     def accept_token(self, token: int, end: str | None, tokenizer: Any) -> bool:
         """Add a decoded token; whether the request is finished. `end` is "stop" for an
