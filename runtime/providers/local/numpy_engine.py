@@ -74,8 +74,9 @@ class NumpyEngine:
             done = len(request.logprobs)
             targets = request.target[done : done + len(logits)]
             top = logits.max(axis=-1, keepdims=True)
-            logsumexp = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
-            request.logprobs += (logits[np.arange(len(targets)), targets] - logsumexp).tolist()
+            picked = logits[np.arange(len(targets)), targets] - top[:, 0]
+            np.exp(np.subtract(logits, top, out=logits), out=logits)  # in place: no copies of a large array
+            request.logprobs += (picked - np.log(logits.sum(axis=-1))).tolist()
             return None, row.outputs == len(logits)
         assert row.sampler is not None
         scores = logits[-1]
