@@ -84,3 +84,20 @@ async def test_count_and_reading_from_a_record_on(tmp_path: Path) -> None:
     assert store.count() == 4
     assert [p.id for p in store.read(start=2)] == ["3", "4"]  # the first two are skipped, not decoded
     assert list(store.read(start=4)) == []
+
+
+async def test_corrupt_lines_are_set_aside_in_order_and_the_rest_kept(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path / "posts.jsonl", PostEvent)
+    store.open()
+    await store.append_many([make_post(1), make_post(2)])
+    store.close()
+    with store.path.open("ab") as file:
+        file.write(b'{"not": "a post"}\nnot json\n')
+    store.open()
+    await store.append(make_post(3))
+    store.close()
+    assert store.set_aside_corrupt() == 2
+    assert [p.id for p in store.read()] == ["1", "2", "3"]
+    corrupt = tmp_path / "posts.jsonl.corrupt"
+    assert corrupt.read_bytes() == b'{"not": "a post"}\nnot json\n'
+    assert store.set_aside_corrupt() == 0 and corrupt.read_bytes() == b'{"not": "a post"}\nnot json\n'
