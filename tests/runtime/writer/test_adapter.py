@@ -105,9 +105,9 @@ async def test_bootstrap_compiles_through_the_plain_layout_and_its_demos_are_pla
     assert program.plan.demos, "BootstrapFewShot gives labelled demonstrations at the least"
     provider.calls.clear()
 
-    def draft() -> dspy.Prediction:
+    def draft() -> dspy.Prediction:  # the plan step only: the dummy model's unseeded post may be empty
         with dspy.context(lm=lm, adapter=PlainAdapter()):
-            return program(brief=done.valset[0].brief)
+            return program.plan(brief=done.valset[0].brief)
 
     await anyio.to_thread.run_sync(draft)
     plan_call = generated(provider)[0]
