@@ -118,6 +118,7 @@ def test_the_stores_have_the_names_the_readme_documents(tmp_path: Path) -> None:
         "requests.jsonl",
         "index.jsonl",
     }
+    assert Stores.at(tmp_path).programs.index.path == tmp_path / "programs" / "index.jsonl"
     elsewhere = Stores.at(tmp_path, traces=tmp_path / "shared" / "all-traces.jsonl")
     assert elsewhere.traces.path == tmp_path / "shared" / "all-traces.jsonl"
 
