@@ -36,7 +36,7 @@ from typing import Any
 from benchmarks import llama_cpp
 from benchmarks.common import cpu_class, provenance
 from runtime.providers.local.engine import Engine, open_engine
-from runtime.providers.local.provider import PREFIX_CACHE_MB, resolve_model
+from runtime.providers.local.provider import PREFIX_CACHE_MB, load_model, resolve_model
 from runtime.providers.local.requests import Decoding, Request, Scoring
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,22 +77,10 @@ def gguf_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / GGUF
 
 
-def _load_for_cpu(source: str) -> tuple[Any, Any]:
-    """The model and tokenizer at `source`, as the provider loads them on a CPU (float32)."""
-    import mlx.core as mx
-    from mlx_lm import load
-    from mlx_lm.utils import dequantize_model
-
-    model, tokenizer = load(source)[:2]
-    model = dequantize_model(model)
-    model.set_dtype(mx.float32)
-    return model, tokenizer
-
-
 def measure_engine() -> dict[str, float]:
     """The engine's scoring speed, its prefix reuse, and its decode speed with `SEQUENCES` decoded together."""
     source, _ = resolve_model("mlx://smollm2-135m", Path(tempfile.mkdtemp()))
-    model, tokenizer = _load_for_cpu(source)
+    model, tokenizer = load_model(source)
 
     def engine(ends: bool = True) -> Engine:  # a prefix cache of its own each time
         return open_engine(model, tokenizer if ends else _Endless(tokenizer), PREFIX_CACHE_MB << 20, max(SEQUENCES))

@@ -296,16 +296,11 @@ class LocalProvider:
 
     def _load(self) -> None:
         import mlx.core as mx
-        from mlx_lm import load
-        from mlx_lm.utils import dequantize_model
 
         from runtime.providers.local.engine import open_engine
 
-        model, tokenizer = load(self.source)[:2]
+        model, tokenizer = load_model(self.source)
         self.device = str(mx.default_device())
-        if mx.default_device() == mx.cpu:
-            model = dequantize_model(model)
-            model.set_dtype(mx.float32)
         self._tokenizer = tokenizer
         self._engine = open_engine(model, tokenizer, self._prefix_cache_mb << 20, self.capacity or 1)
         del model  # the numpy engine copied the weights it needs: MLX's can go, and its cache with them
@@ -321,6 +316,20 @@ class LocalProvider:
     def _encode(self, text: str) -> list[int]:
         tokens: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         return tokens
+
+
+def load_model(source: str) -> tuple[Any, Any]:
+    """The mlx-lm model and tokenizer at `source`; on a CPU dequantized to float32 (MLX's quantized
+    matmul is slow there)."""
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.utils import dequantize_model
+
+    model, tokenizer = load(source)[:2]
+    if mx.default_device() == mx.cpu:
+        model = dequantize_model(model)
+        model.set_dtype(mx.float32)
+    return model, tokenizer
 
 
 @contextlib.contextmanager
