@@ -84,7 +84,13 @@ class GeneratorActor(Consumer[GenerateRequested]):
         writer = self._settings.writer
         models = ThreadModels(self.model, writer.max_calls_per_request)
         chain = ",".join(self._settings.generator)
-        lm = limiter_lm(models.generate, models=chain, temperature=writer.temperature, max_tokens=writer.max_tokens)
+        lm = limiter_lm(
+            models.generate,
+            models=chain,
+            temperature=writer.temperature,
+            top_p=writer.top_p,
+            max_tokens=writer.max_tokens,
+        )
         metric = WriterMetric(models.score, self._settings.search.clip_min)
         span = otel_trace.get_current_span()
         span.set_attributes(

@@ -160,6 +160,7 @@ class Limiter(Consumer[ProviderRequest]):
             ) as span:
                 if isinstance(call, GenerateCall):
                     span.set_attribute("gen_ai.request.temperature", call.temperature)
+                    span.set_attribute("gen_ai.request.top_p", call.top_p)
                     span.set_attribute("gen_ai.request.max_tokens", call.max_tokens)
                 try:
                     with anyio.fail_after(gate.limits.timeout_s):

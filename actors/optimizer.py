@@ -82,7 +82,8 @@ class OptimizerActor(Consumer[OptimizeRequested]):
         lm = limiter_lm(
             models.generate,
             models=",".join(self._settings.generator),
-            temperature=0.7,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
             max_tokens=settings.max_tokens,
         )
         metric = WriterMetric(models.score, self._settings.search.clip_min)

@@ -38,9 +38,20 @@ def changed_lines(diff: str) -> tuple[list[str], list[str]]:
     return removed, added
 
 
+CALLS = [
+    ("log call", re.compile(r"^log(ger)?\.(debug|info|warning|error|exception)\(")),
+    ("telemetry call", re.compile(r"^(span\.set_(attribute|status)|metrics\.\w+\.(record|add))\(")),
+]
+"""Lines whose only effect is a log record or telemetry: a mutant of their arguments changes what is
+reported, which the log and telemetry tests check, not what the code does."""
+
+
 def kind(path: Path, removed: list[str], added: list[str], context: str) -> str:
-    """What a mutant changes: the place of a text, or `logic`."""
+    """What a mutant changes: the place of a text, a log or telemetry call, or `logic`."""
     if [STRING.sub('""', line) for line in removed] != [STRING.sub('""', line) for line in added]:
+        for name, pattern in CALLS:
+            if removed and all(pattern.search(line) for line in removed):
+                return name
         return "logic"
     if path.name == "prompts.py":
         return "prompt wording"

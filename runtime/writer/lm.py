@@ -48,7 +48,7 @@ class LimiterEngine:
             prefill, ending = messages.pop().content, ""
         else:
             prefill, ending = (found.group(1) + "\n", f"\n\n{COMPLETED}") if found else ("", "")
-        config = request.config  # the dspy.LM's temperature and max_tokens arrive here
+        config = request.config  # the dspy.LM's temperature, top_p and max_tokens arrive here
         sampling = {"max_tokens": config.max_tokens, "temperature": config.temperature}
         result = self._call(
             GenerateCall(
@@ -103,6 +103,7 @@ def limiter_lm(
     *,
     models: str = "limiter",
     temperature: float = 0.7,
+    top_p: float = 0.9,
     max_tokens: int = 400,
     cache: bool = True,
 ) -> dspy.LM:
@@ -118,6 +119,7 @@ def limiter_lm(
         engine=engine,
         cache=cache,
         temperature=temperature,
+        top_p=top_p,
         max_tokens=max_tokens,
         callbacks=[engine.hits],
     )

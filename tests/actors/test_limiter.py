@@ -9,8 +9,9 @@ from pathlib import Path
 import anyio
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
-from actors.limiter import Limiter, backoff_delay
+from actors.limiter import Limiter, backoff_delay, malformed
 from actors.model_client import ModelClient
 from bus.bus import Bus
 from reer_runtime.testing import MockProvider
@@ -25,7 +26,7 @@ from runtime.errors import (
     ServerFailed,
 )
 from runtime.providers import Provider, open_provider
-from runtime.providers.calls import ChatMessage, GenerateCall, Generation
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
 from runtime.providers.dummy import DummyProvider
 from runtime.providers.gate import Gate
 from runtime.records import DeadLetter
@@ -33,7 +34,7 @@ from runtime.store import JsonlStore
 
 pytestmark = pytest.mark.anyio
 
-CALL = GenerateCall(messages=[ChatMessage("user", "hello")], max_tokens=5, seed=1)
+CALL = GenerateCall(messages=[ChatMessage("user", "hello")], max_tokens=5, temperature=0.6, top_p=0.9, seed=1)
 
 
 def flaky(uri: str, failures: int, error: ProviderError | None = None, *, hang: bool = False) -> MockProvider:
@@ -89,7 +90,9 @@ async def test_after_the_retries_the_next_provider_of_the_chain_answers(
     assert len(first.calls) == 3 and len(second.calls) == 1
     client_spans = [s for s in spans.get_finished_spans() if s.name == "chat ngram-5"]
     assert [s.status.is_ok for s in client_spans] == [False, False, False, True]
-    assert dict(client_spans[0].attributes or {})["gen_ai.provider.name"] == "mock"
+    attributes = dict(client_spans[0].attributes or {})
+    assert attributes["gen_ai.provider.name"] == "mock" and attributes["gen_ai.request.max_tokens"] == 5
+    assert (attributes["gen_ai.request.temperature"], attributes["gen_ai.request.top_p"]) == (0.6, 0.9)
     limiter_span = next(s for s in spans.get_finished_spans() if s.name == "process provider.requests")
     assert [e.name for e in limiter_span.events] == ["fallback"]
 
@@ -130,6 +133,84 @@ async def test_a_hung_call_times_out_and_is_retried(tmp_path: Path) -> None:
     hung = flaky("flaky://a", failures=1, hang=True)
     result = await call_through(tmp_path, [hung], LimitSettings(timeout_s=0.05, max_retries=1))
     assert isinstance(result, Generation) and len(hung.calls) == 2
+
+
+async def test_a_providers_own_bug_is_a_failure_not_retried_that_names_it(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    async def generate(call: GenerateCall) -> Generation:
+        raise KeyError("choices")  # a provider's parsing bug, not a ProviderError
+
+    buggy = MockProvider(generate, uri="buggy://a", model="ngram-5")
+    result = await call_through(tmp_path, [buggy, flaky("flaky://b", failures=0)], LimitSettings(max_retries=3))
+    assert isinstance(result, Generation) and result.provider == "flaky://b"  # the chain goes on
+    assert len(buggy.calls) == 1  # a bug does not go away on a retry
+    (attempt, _) = [s for s in spans.get_finished_spans() if s.name == "chat ngram-5"]
+    assert not attempt.status.is_ok and attempt.status.description == "KeyError: 'choices'"
+    assert dict(attempt.attributes or {})["error.type"] == "server_failed"
+
+
+async def test_when_every_provider_fails_the_last_ones_kind_and_retry_hint_are_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hinted: list[float | None] = []
+    real_backoff = backoff_delay
+
+    def recording_backoff(attempt: int, retry_after: float | None, ceiling: float) -> float:
+        hinted.append(retry_after)
+        return real_backoff(attempt, retry_after, ceiling)
+
+    monkeypatch.setattr("actors.limiter.backoff_delay", recording_backoff)
+    down = flaky("flaky://a", failures=99, error=ServerFailed("500", retryable=False))
+    slow = flaky("flaky://b", failures=99, error=RateLimited("429 slow down", retry_after=0.01))
+    dead = JsonlStore(Path("unused.jsonl"), DeadLetter)
+    limiter = Limiter(Bus(), dead, {"generator": [down, slow], "scorer": []}, {"default": LimitSettings(max_retries=1)})
+    with pytest.raises(RateLimited) as caught:
+        await limiter.call("generator", CALL)
+    assert str(caught.value) == (
+        "all providers failed: flaky://a: 500 (server_failed); flaky://b: 429 slow down (rate_limited)"
+    )
+    assert (caught.value.retryable, caught.value.retry_after) == (True, 0.01)  # the caller may come back then
+    assert hinted == [0.01]  # the provider's own Retry-After set the one retry's wait
+
+
+async def test_a_score_is_a_text_completion_span_naming_the_server(spans: InMemorySpanExporter) -> None:
+    scorer = MockProvider(
+        score=lambda call: [-1.0, -2.0], uri="openai://gpu.local:8000/m", model="m", address=("gpu.local", 8000)
+    )
+    dead = JsonlStore(Path("unused.jsonl"), DeadLetter)
+    limiter = Limiter(Bus(), dead, {"generator": [], "scorer": [scorer]}, {})
+    result = await limiter.call("scorer", ScoreCall(messages=[ChatMessage("user", "x")], prefix="", target="ab"))
+    assert isinstance(result, TokenScores) and result.provider == "openai://gpu.local:8000/m"
+    (span,) = [s for s in spans.get_finished_spans() if s.name.endswith(" m")]
+    attributes = dict(span.attributes or {})
+    assert span.name == "text_completion m" and attributes["reer.operation"] == "score"
+    assert (attributes["server.address"], attributes["server.port"]) == ("gpu.local", 8000)
+    assert span.kind == SpanKind.CLIENT
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (TokenScores(logprobs=[0.0, -2.5, -1e-9], input_tokens=3), None),
+        (TokenScores(logprobs=[-1.0, 1e-7], input_tokens=2), None),  # a rounding error above 0 is not a fault
+        (TokenScores(logprobs=[-1.0, 1e-6], input_tokens=2), None),
+        (TokenScores(logprobs=[-1.0, 2e-6], input_tokens=2), "log-probabilities that are not finite and at most 0"),
+        (TokenScores(logprobs=[-1.0, 0.5], input_tokens=2), "log-probabilities that are not finite and at most 0"),
+        (TokenScores(logprobs=[float("nan")], input_tokens=1), "log-probabilities that are not finite and at most 0"),
+        (TokenScores(logprobs=[float("-inf")], input_tokens=1), "log-probabilities that are not finite and at most 0"),
+        (TokenScores(logprobs=[], input_tokens=1), "no log-probabilities"),
+        (Generation(text="hi", input_tokens=1, output_tokens=1, finish_reason="stop"), None),
+        (Generation(text="hi", input_tokens=1, output_tokens=1, finish_reason="length"), None),
+        (
+            Generation(text="", input_tokens=1, output_tokens=0, finish_reason="content_filter"),
+            "finish reason 'content_filter'",
+        ),
+        (Generation(text="hi", input_tokens=1, output_tokens=1, finish_reason=""), "finish reason ''"),
+    ],
+)
+def test_an_answer_of_the_wrong_shape_is_named(answer: Generation | TokenScores, problem: str | None) -> None:
+    assert malformed(answer) == problem
 
 
 async def test_a_failure_inside_the_limiter_still_answers_the_caller(

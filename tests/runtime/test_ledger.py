@@ -17,7 +17,18 @@ from bus.messages import (
     OptimizeRequested,
 )
 from runtime.ledger import Ledger, Stores
-from runtime.records import DeadLetter, Draft, Failure, Features, GenerateEvent, OptimizeEvent, Program
+from runtime.records import (
+    DeadLetter,
+    Draft,
+    Failure,
+    Features,
+    GenerateEvent,
+    OptimizeEvent,
+    Program,
+    Rejected,
+    Requested,
+    Watched,
+)
 from tests.helpers import make_post
 from tests.runtime.writer.test_writer import make_trace
 
@@ -123,6 +134,18 @@ def test_the_stores_have_the_names_the_readme_documents(tmp_path: Path) -> None:
     assert elsewhere.traces.path == tmp_path / "shared" / "all-traces.jsonl"
 
 
+async def test_the_journals_read_back_as_their_records(stores: Stores) -> None:
+    rejected = Rejected(source="posts.csv", line=3, raw="x", reason="no text", rejected_at=NOW)
+    watched = Watched(name="posts.csv", sha256="ab" * 32, bytes=10, moved_to="done/posts.csv", processed_at=NOW)
+    requested = Requested(request_id="r1", request=GenerateEvent(topic="backups"), accepted_at=NOW)
+    await stores.rejected.append(rejected)
+    await stores.watched.append(watched)
+    await stores.requests.append(requested)
+    assert list(stores.rejected.read()) == [rejected]
+    assert list(stores.watched.read()) == [watched]
+    assert list(stores.requests.read()) == [requested]
+
+
 async def test_a_failed_post_is_settled_and_retried_only_when_asked(stores: Stores) -> None:
     await stores.traces.append(make_trace(1, "We shipped."))
     failed = make_post(3)
@@ -141,4 +164,11 @@ async def test_a_failed_request_keeps_its_whole_reason(stores: Stores) -> None:
     envelope = Envelope(id="m", topic=OPTIMIZE_REQUESTED.name, headers={}, body=body)
     reason = "compiling content_generation: needs more than 5 model calls"
     await stores.dead_letters.append(actors.base.dead_letter("optimizer", envelope, f"CallCapReached: {reason}"))
-    assert Ledger(stores).failed_requests() == {"o2": reason}
+    unnamed = Envelope(
+        id="n",
+        topic=OPTIMIZE_REQUESTED.name,
+        headers={},
+        body=OptimizeRequested(request_id="o3", request=OptimizeEvent()),
+    )
+    await stores.dead_letters.append(actors.base.dead_letter("optimizer", unnamed, "cancelled at shutdown"))
+    assert Ledger(stores).failed_requests() == {"o2": reason, "o3": "cancelled at shutdown"}  # no name: all of it

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from runtime.errors import CorruptRecordError
+from runtime.errors import CorruptRecordError, StoreFullError
 from runtime.records import PostEvent, Trace
 from runtime.store import JsonlStore
 from tests.helpers import make_post, validate_store
@@ -101,3 +103,45 @@ async def test_corrupt_lines_are_set_aside_in_order_and_the_rest_kept(tmp_path: 
     corrupt = tmp_path / "posts.jsonl.corrupt"
     assert corrupt.read_bytes() == b'{"not": "a post"}\nnot json\n'
     assert store.set_aside_corrupt() == 0 and corrupt.read_bytes() == b'{"not": "a post"}\nnot json\n'
+
+
+@pytest.mark.parametrize(
+    ("code", "raised"), [(errno.ENOSPC, StoreFullError), (errno.EDQUOT, StoreFullError), (errno.EIO, OSError)]
+)
+async def test_a_write_that_fails_midway_leaves_none_of_its_batch(
+    code: int, raised: type[Exception], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "posts.jsonl"
+    store = JsonlStore(path, PostEvent)
+    store.open()
+    await store.append(make_post(1))
+    before = path.read_bytes()
+    real_write = os.write
+
+    def half_then_fail(fd: int, data: memoryview) -> int:
+        if len(data) > 20:  # the first call writes part of the batch, the next fails
+            return real_write(fd, data[:20])
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "write", half_then_fail)
+    with pytest.raises(raised) as caught:
+        await store.append_many([make_post(2), make_post(3)])
+    assert type(caught.value) is raised
+    if raised is StoreFullError:
+        assert f"cannot write {path}: {os.strerror(code)}." in str(caught.value)
+    assert path.read_bytes() == before  # none of the batch, not a torn part of it
+    monkeypatch.undo()
+    await store.append(make_post(4))  # the store goes on from where it was
+    store.close()
+    assert [p.id for p in store.read()] == ["1", "4"]
+
+
+async def test_a_closed_store_refuses_writes_and_closes_twice(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path / "posts.jsonl", PostEvent)
+    with pytest.raises(RuntimeError, match=r"posts\.jsonl is not open"):
+        await store.append(make_post(1))
+    store.open()
+    store.close()
+    store.close()  # a second close is harmless
+    with pytest.raises(RuntimeError, match="is not open"):
+        await store.append(make_post(1))

@@ -146,7 +146,7 @@ def test_the_metric_refuses_broken_limits_and_rewards_plans_that_explain_the_pos
 
 async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief() -> None:
     provider = scripted_writer()
-    lm = limiter_lm(sync_generate(provider), temperature=0.5, max_tokens=64)  # type: ignore[arg-type]
+    lm = limiter_lm(sync_generate(provider), temperature=0.5, top_p=0.8, max_tokens=64)  # type: ignore[arg-type]
     request = GenerateEvent(topic="restore tests", audience="indie devs", thread_size=2, call_to_action="reply")
 
     def run() -> dspy.Prediction:
@@ -157,7 +157,8 @@ async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief()
     assert prediction.plan == PLAN and prediction.post == POST
     plan_call, write_call = generated(provider)
     assert plan_call.prefill == "[[ ## plan ## ]]\n" and write_call.prefill == "[[ ## post ## ]]\n"
-    assert "[[ ## completed ## ]]" in plan_call.stop and plan_call.temperature == 0.5 and plan_call.max_tokens == 64
+    assert "[[ ## completed ## ]]" in plan_call.stop and plan_call.max_tokens == 64
+    assert (plan_call.temperature, plan_call.top_p) == (0.5, 0.8)
     brief = plan_call.messages[-1].content
     assert "Topic: restore tests." in brief and "a thread of 2 posts, each at most 280" in brief
     assert "Audience: indie devs." in brief and "Call to action: reply." in brief
