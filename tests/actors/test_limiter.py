@@ -174,6 +174,14 @@ async def test_when_every_provider_fails_the_last_ones_kind_and_retry_hint_are_k
     assert hinted == [0.01]  # the provider's own Retry-After set the one retry's wait
 
 
+def test_a_provider_takes_its_own_limits_else_the_defaults() -> None:
+    own, default = LimitSettings(max_retries=0), LimitSettings(max_retries=3)
+    chain: list[Provider] = [DummyProvider("dummy://a"), DummyProvider("dummy://b")]
+    dead = JsonlStore(Path("unused.jsonl"), DeadLetter)
+    limiter = Limiter(Bus(), dead, {"generator": chain, "scorer": []}, {"dummy://a": own, "default": default})
+    assert (limiter.gates["dummy://a"].limits, limiter.gates["dummy://b"].limits) == (own, default)
+
+
 async def test_a_score_is_a_text_completion_span_naming_the_server(spans: InMemorySpanExporter) -> None:
     scorer = MockProvider(
         score=lambda call: [-1.0, -2.0], uri="openai://gpu.local:8000/m", model="m", address=("gpu.local", 8000)

@@ -145,3 +145,28 @@ async def test_a_closed_store_refuses_writes_and_closes_twice(tmp_path: Path) ->
     store.close()  # a second close is harmless
     with pytest.raises(RuntimeError, match="is not open"):
         await store.append(make_post(1))
+
+
+async def test_a_torn_tail_after_several_records_keeps_them_all(tmp_path: Path) -> None:
+    path = tmp_path / "posts.jsonl"
+    store = JsonlStore(path, PostEvent)
+    store.open()
+    await store.append_many([make_post(1), make_post(2)])
+    store.close()
+    path.write_bytes(path.read_bytes() + b'{"id": "3"')
+    store.open()
+    store.close()
+    assert store.repaired_bytes == len(b'{"id": "3"') and [p.id for p in store.read()] == ["1", "2"]
+    assert (tmp_path / "posts.jsonl.torn").read_bytes() == b'{"id": "3"\n'
+
+
+@pytest.mark.parametrize("content", [None, b"", b'{"id": "1"}\n'], ids=["new", "empty", "whole"])
+def test_a_store_with_no_torn_tail_is_left_as_it_is(content: bytes | None, tmp_path: Path) -> None:
+    path = tmp_path / "posts.jsonl"
+    if content is not None:
+        path.write_bytes(content)
+    store = JsonlStore(path, PostEvent)
+    store.open()
+    store.close()
+    assert store.repaired_bytes == 0 and path.read_bytes() == (content or b"")
+    assert not (tmp_path / "posts.jsonl.torn").exists()
