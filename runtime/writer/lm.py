@@ -103,7 +103,7 @@ def limiter_lm(
     *,
     models: str = "limiter",
     temperature: float = 0.7,
-    top_p: float = 0.9,
+    top_p: float = 1.0,
     max_tokens: int = 400,
     cache: bool = True,
 ) -> dspy.LM:

@@ -14,9 +14,11 @@ from opentelemetry.trace import SpanKind
 from actors.limiter import Limiter, backoff_delay, malformed
 from actors.model_client import ModelClient
 from bus.bus import Bus
+from bus.memory import MemoryTransport
 from reer_runtime.testing import MockProvider
 from runtime.config import LimitSettings, Settings
 from runtime.errors import (
+    CircuitOpen,
     MalformedAnswer,
     ProviderConfigError,
     ProviderError,
@@ -26,7 +28,7 @@ from runtime.errors import (
     ServerFailed,
 )
 from runtime.providers import Provider, open_provider
-from runtime.providers.calls import ChatMessage, GenerateCall, Generation, ScoreCall, TokenScores
+from runtime.providers.calls import ChatMessage, GenerateCall, Generation, Role, ScoreCall, TokenScores
 from runtime.providers.dummy import DummyProvider
 from runtime.providers.gate import Gate
 from runtime.records import DeadLetter
@@ -52,11 +54,14 @@ def flaky(uri: str, failures: int, error: ProviderError | None = None, *, hang: 
     return provider
 
 
-async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSettings) -> Generation | ProviderError:
-    """Send one generate call through a real bus and Limiter; the result or the error raised."""
+async def call_through(
+    tmp_path: Path, chain: list[Provider], limits: LimitSettings, bus: Bus | None = None
+) -> Generation | ProviderError:
+    """Send one generate call through a real bus (in memory by default) and Limiter; the result or
+    the error raised."""
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     dead.open()
-    bus = Bus()
+    bus = bus or Bus()
     limiter = Limiter(bus, dead, {"generator": chain, "scorer": chain}, {"default": limits})
     client = ModelClient(bus, "test", dead)
     outcome: Generation | ProviderError
@@ -72,6 +77,12 @@ async def call_through(tmp_path: Path, chain: list[Provider], limits: LimitSetti
             await bus.wait_idle()
             await bus.aclose()
     return outcome
+
+
+async def test_a_calls_reply_stays_in_the_process_when_the_bus_is_shared(tmp_path: Path) -> None:
+    shared = MemoryTransport()  # stands for NATS: the Limiter's replies must not go there
+    result = await call_through(tmp_path, [flaky("flaky://a", failures=0)], LimitSettings(), Bus(shared=shared))
+    assert isinstance(result, Generation) and result.provider == "flaky://a"
 
 
 async def test_retryable_errors_are_retried_on_the_same_provider(tmp_path: Path) -> None:
@@ -94,7 +105,9 @@ async def test_after_the_retries_the_next_provider_of_the_chain_answers(
     assert attributes["gen_ai.provider.name"] == "mock" and attributes["gen_ai.request.max_tokens"] == 5
     assert (attributes["gen_ai.request.temperature"], attributes["gen_ai.request.top_p"]) == (0.6, 0.9)
     limiter_span = next(s for s in spans.get_finished_spans() if s.name == "process provider.requests")
-    assert [e.name for e in limiter_span.events] == ["fallback"]
+    assert [(e.name, dict(e.attributes or {})) for e in limiter_span.events] == [
+        ("fallback", {"reer.provider": "flaky://b"})
+    ]
 
 
 async def test_errors_that_are_not_retryable_go_straight_to_the_fallback(tmp_path: Path) -> None:
@@ -133,6 +146,30 @@ async def test_a_hung_call_times_out_and_is_retried(tmp_path: Path) -> None:
     hung = flaky("flaky://a", failures=1, hang=True)
     result = await call_through(tmp_path, [hung], LimitSettings(timeout_s=0.05, max_retries=1))
     assert isinstance(result, Generation) and len(hung.calls) == 2
+    hung = flaky("flaky://a", failures=9, hang=True)
+    result = await call_through(tmp_path, [hung], LimitSettings(timeout_s=0.05, max_retries=0))
+    assert str(result) == "all providers failed: flaky://a: timed out after 0.05s (timeout)"
+
+
+async def test_the_limiter_names_the_answer_and_the_wrong_shape(tmp_path: Path) -> None:
+    def unstamped(call: GenerateCall) -> Generation:
+        return Generation(text="hi", input_tokens=1, output_tokens=1, finish_reason="stop", provider="")
+
+    result = await call_through(tmp_path, [MockProvider(unstamped, uri="mock://a")], LimitSettings())
+    assert isinstance(result, Generation) and result.provider == "mock://a"  # the Limiter says who answered
+
+    def cut(call: GenerateCall) -> Generation:
+        return Generation(text="hi", input_tokens=1, output_tokens=1, finish_reason="")
+
+    result = await call_through(tmp_path, [MockProvider(cut, uri="mock://b")], LimitSettings(max_retries=0))
+    assert str(result) == "all providers failed: mock://b: malformed answer: finish reason '' (malformed)"
+
+
+async def test_a_role_with_no_provider_fails_its_calls() -> None:
+    limiter = Limiter(Bus(), JsonlStore(Path("unused.jsonl"), DeadLetter), {"generator": [], "scorer": []}, {})
+    with pytest.raises(ProviderError) as caught:
+        await limiter.call("scorer", CALL)
+    assert type(caught.value) is ProviderError and str(caught.value) == "all providers failed: "
 
 
 async def test_a_providers_own_bug_is_a_failure_not_retried_that_names_it(
@@ -172,10 +209,14 @@ async def test_when_every_provider_fails_the_last_ones_kind_and_retry_hint_are_k
     )
     assert (caught.value.retryable, caught.value.retry_after) == (True, 0.01)  # the caller may come back then
     assert hinted == [0.01]  # the provider's own Retry-After set the one retry's wait
+    reverse = Limiter(Bus(), dead, {"generator": [slow, down], "scorer": []}, {"default": LimitSettings(max_retries=0)})
+    with pytest.raises(ServerFailed) as failed:
+        await reverse.call("generator", CALL)
+    assert (failed.value.retryable, failed.value.retry_after) == (False, None)  # not worth coming back for
 
 
 def test_a_provider_takes_its_own_limits_else_the_defaults() -> None:
-    own, default = LimitSettings(max_retries=0), LimitSettings(max_retries=3)
+    own, default = LimitSettings(max_retries=0, per_minute=600), LimitSettings(max_retries=3)
     chain: list[Provider] = [DummyProvider("dummy://a"), DummyProvider("dummy://b")]
     dead = JsonlStore(Path("unused.jsonl"), DeadLetter)
     limiter = Limiter(Bus(), dead, {"generator": chain, "scorer": []}, {"dummy://a": own, "default": default})
@@ -268,11 +309,14 @@ async def test_an_open_circuit_skips_its_provider_until_it_resets(tmp_path: Path
     dead = JsonlStore(tmp_path / "dead.jsonl", DeadLetter)
     dead.open()
     bus = Bus()
-    limiter = Limiter(bus, dead, {"generator": [down, DummyProvider("dummy://b")], "scorer": []}, {"default": limits})
+    chains: dict[Role, list[Provider]] = {"generator": [down, DummyProvider("dummy://b")], "scorer": [down]}
+    limiter = Limiter(bus, dead, chains, {"default": limits})
     circuit = limiter.gates["flaky://down"].circuit
     answers = [(await limiter.call("generator", CALL)).provider for _ in range(4)]
     assert answers == ["dummy://b"] * 4
     assert len(down.calls) == 2 and circuit.state == "open"  # two failures opened it; later calls skipped it
+    with pytest.raises(CircuitOpen, match=r"flaky://down: circuit open \(retry in 60s\) \(circuit_open\)"):
+        await limiter.call("scorer", CALL)  # a chain of the open provider alone
     assert not circuit.allows() and 59 < circuit.retry_in() <= 60  # a minute is far from over
     circuit.opened_at -= 60  # the reset period passes (the circuit reads time.monotonic)
     assert (circuit.allows(), circuit.state) == (True, "half_open")

@@ -49,6 +49,9 @@ async def test_a_complete_but_invalid_line_is_reported_with_its_place(tmp_path: 
     path.write_text('{"not": "a post"}\n')
     with pytest.raises(CorruptRecordError, match=r"posts\.jsonl:1: .*missing required field"):
         list(JsonlStore(path, PostEvent).read())
+    path.write_text('{"not": "a post"}\n{oops\n')
+    with pytest.raises(CorruptRecordError, match=r"posts\.jsonl:2: not valid JSON"):
+        list(JsonlStore(path, PostEvent).read(start=1))
 
 
 def test_reading_a_missing_store_gives_nothing(tmp_path: Path) -> None:

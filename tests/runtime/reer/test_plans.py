@@ -48,6 +48,8 @@ def test_the_prompts_show_the_brief_and_the_post_each_in_its_place() -> None:
         ("x words here y", "first words here", 2),
         ("nothing alike", "first words here", 0),
         ("a b c a b c d", "b c d e", 3),
+        ("z x", "x y z", 1),  # the post's last word then its first is no run
+        ("p q", "q q", 1),  # nor the plan's last word then its first
     ],
 )
 def test_the_longest_copied_run_counts_consecutive_post_words(plan: str, post: str, run: int) -> None:

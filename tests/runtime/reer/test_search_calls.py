@@ -17,7 +17,7 @@ from runtime.records import Mining
 from runtime.reer import prompts
 from runtime.reer import search as search_module
 from runtime.reer.brief import derive_brief
-from runtime.reer.plans import render_plan
+from runtime.reer.plans import content_overlap, render_plan
 from runtime.reer.search import Search, clip_share, held_out_positions, post_seed
 from tests.helpers import make_post
 
@@ -95,17 +95,18 @@ async def test_rewrites_that_copy_the_post_or_say_nothing_are_refused_unscored()
     seed = post_seed(POST.key)
 
     def generate(call: GenerateCall) -> str:
-        if call.seed is not None and call.seed > seed + 5:  # a rewrite: a copy, then an empty one
-            return " " + POST.text if (call.seed - seed) % 2 == 0 else ""
+        if call.seed is not None and call.seed > seed + 5:  # a rewrite: two copies, then an empty one
+            return "" if (call.seed - seed) % 3 == 2 else " " + POST.text
         return " say one thing."
 
     model = MockProvider(generate=generate, score=lambda call: [-1.0] * 10)
-    result = await run(model, SearchSettings(max_steps=2, num_expansion=2, held_out=0))
+    result = await run(model, SearchSettings(max_steps=2, num_expansion=3, held_out=0))
     for step in result.steps:
-        copy, empty = step.candidates
-        assert copy.score is None and not copy.accepted and (copy.rejected_reason or "").startswith("copies ")
+        *copies, empty = step.candidates
+        for copy in copies:
+            assert copy.score is None and not copy.accepted and (copy.rejected_reason or "").startswith("copies ")
         assert (empty.score, empty.accepted, empty.rejected_reason) == (None, False, "empty rewrite")
-    assert result.leak_rejections == 2  # the copies; an empty rewrite is not a leak
+    assert result.leak_rejections == 4  # the copies; an empty rewrite is not a leak
     assert result.timings.score_calls == 2  # no plan and the plan: nothing refused was scored
 
 
@@ -133,7 +134,7 @@ async def test_a_rewrite_that_scores_lower_is_taken_and_the_clip_share_is_the_fi
 
 async def test_a_failed_rewrite_fails_the_search_with_its_own_error() -> None:
     def generate(call: GenerateCall) -> str:
-        if call.prefill == f"{SECTIONS[0]}: I will":
+        if call.messages != prompts.initial_plan(BRIEF.text, POST.text):  # the first rewrite
             raise ServerFailed("503 busy")
         return " say one thing."
 
@@ -150,3 +151,9 @@ def test_a_posts_seed_is_stable_across_versions() -> None:
     """Traces mined before and after a release sample the same plans for the same post."""
     assert post_seed("x:1") == 192446584 and post_seed("") == 3820012610
     assert len(held_out_positions(4, 0.25, 7)) == 1  # one token can be held out
+
+
+async def test_the_trace_measures_how_much_of_the_posts_content_the_plan_names() -> None:
+    model = MockProvider(generate=lambda call: " say why backups matter.", score=lambda call: [-1.0] * 10)
+    result = await run(model, SearchSettings(max_steps=0))
+    assert result.content_overlap == content_overlap(result.plan, POST.text) > 0
