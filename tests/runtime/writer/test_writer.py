@@ -291,6 +291,33 @@ async def run_actors(
     return list(drafts.read()), programs.records()
 
 
+def demo_sensitive_writer(with_demos: str, without: str) -> MockProvider:
+    """Plans with `PLAN`; writes `with_demos` when the prompt holds demonstrations (turns before the
+    last user one), else `without`: a compiled program then writes differently from the uncompiled one."""
+
+    def generate(call: GenerateCall) -> str:
+        if "[[ ## plan ## ]]" in call.prefill or call.prefill == PLAN_OPENING:
+            return PLAN.removeprefix(call.prefill)
+        return with_demos if len(call.messages) > 2 else without
+
+    return MockProvider(generate, uri="dummy://scripted")
+
+
+CLOSE = " ".join(POSTS)  # shares words and 3-grams with every mined post
+FAR = "Zq xv kj."
+
+
+@pytest.mark.parametrize(("with_demos", "without", "promoted"), [(CLOSE, FAR, True), (FAR, CLOSE, False)])
+async def test_a_compile_is_promoted_only_when_it_beats_the_current_program(
+    tmp_path: Path, with_demos: str, without: str, promoted: bool
+) -> None:
+    optimize = OptimizeRequested(request=OptimizeEvent(optimizer="bootstrap"))
+    writer = demo_sensitive_writer(with_demos[:280], without)
+    _, (program,) = await run_actors(tmp_path, writer, [optimize])
+    assert program.promoted is promoted
+    assert (program.score > program.baseline) is promoted
+
+
 async def test_optimize_then_generate_uses_the_promoted_program_without_a_restart(
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
