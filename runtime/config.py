@@ -125,7 +125,7 @@ class WriterSettings(BaseModel):
         gt=0,
         le=1,
         description="nucleus sampling of drafts: tokens outside the most likely ones holding this share of the "
-        "probability are never picked; 1: none is cut (on the packaged model, 0.9 kept fewer drafts on the topic)",
+        "probability are never picked; 1: none is cut",
     )
     max_tokens: int = Field(400, ge=16, description="longest answer of one writer step")
     max_tries: int = Field(
