@@ -11,7 +11,6 @@ is listed on its own, for a person to kill with a test or to explain.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import sys
 from collections import defaultdict
@@ -43,7 +42,7 @@ EXPLAINED: list[tuple[str, str]] = [
         "equivalent: `open` sets `repaired_bytes` before anything reads it",
     ),
     (
-        "runtime.store.xǁJsonlStoreǁopen__mutmut_{17,20}",
+        "runtime.store.xǁJsonlStoreǁopen__mutmut_(17|20)",
         "equivalent: records are written with os.write on the descriptor, never through the file object's buffer",
     ),
     (
@@ -51,12 +50,12 @@ EXPLAINED: list[tuple[str, str]] = [
         "equivalent: read at the last byte, read(None) and read(2) return that one byte too",
     ),
     ("runtime.reer.search.x_post_seed__mutmut_4", "equivalent: int.from_bytes is big-endian by default"),
-    ("runtime.reer.search.x_held_out_positions__mutmut_{11,19}", "equivalent: a sample of 0 positions is empty"),
+    ("runtime.reer.search.x_held_out_positions__mutmut_(11|19)", "equivalent: a sample of 0 positions is empty"),
     (
         "runtime.reer.judge.x_judge__mutmut_11",
         "equivalent: the loop sets `model` on its first pass, and there are always four plans",
     ),
-    ("runtime.reer.plans.x_longest_copied_run__mutmut_{10,22}", "equivalent: one more table cell that is never read"),
+    ("runtime.reer.plans.x_longest_copied_run__mutmut_(10|22)", "equivalent: one more table cell that is never read"),
     (
         "runtime.reer.plans.x_leak_reason__mutmut_19",
         "equivalent: a post with no content word has fewer than MIN_CONTENT_WORDS, so the share is not judged",
@@ -73,26 +72,27 @@ EXPLAINED: list[tuple[str, str]] = [
         "equivalent but at one instant: the reset time passed exactly (a float clock)",
     ),
     # only what is logged changes: through_outage's first argument names the request in its log lines
-    ("bus.cluster.xǁLeaseǁkeep__mutmut_6", "log only: the label of the request in the outage log"),
-    ("bus.cluster.xǁLeaseǁ_take_back__mutmut_{2,14}", "log only: the label of the request in the outage log"),
-    ("bus.cluster.x_coordinator_present__mutmut_{2,14}", "log only: the label of the request in the outage log"),
-    ("bus.cluster.x_announce__mutmut_15", "log only: the label of the request in the outage log"),
+    (
+        r"bus\.cluster\.(xǁLeaseǁkeep__mutmut_6|xǁLeaseǁ_take_back__mutmut_(2|14)"
+        r"|x_coordinator_present__mutmut_(2|14)|x_announce__mutmut_15)",
+        "log only: the label of the request in the outage log",
+    ),
     # telemetry outside the run's test selection (tests/runtime/test_telemetry.py, test_metrics.py)
     (
         "actors.limiter.xǁLimiterǁ__init____mutmut_2[89]",
         "telemetry: the circuit-state gauge, tested by test_metrics.py",
     ),
-    ("actors.limiter.xǁLimiterǁcall__mutmut_{28,30}", "telemetry: the fallback event's attributes"),
+    ("actors.limiter.xǁLimiterǁcall__mutmut_(28|30)", "telemetry: the fallback event's attributes"),
     (
-        "actors.limiter.xǁLimiterǁ_once__mutmut_{49,50,54,56}",
+        "actors.limiter.xǁLimiterǁ_once__mutmut_(49|50|54|56)",
         "telemetry: how the span records an exception (the Limiter sets the status itself)",
     ),
-    ("actors.limiter.xǁLimiterǁ_once__mutmut_{88,98,115,140}", "telemetry: the provider label of the calls counter"),
-    ("actors.limiter.xǁLimiterǁ_once__mutmut_{165,174}", "telemetry: the token usage histogram and span attributes"),
+    ("actors.limiter.xǁLimiterǁ_once__mutmut_(88|98|115|140)", "telemetry: the provider label of the calls counter"),
+    ("actors.limiter.xǁLimiterǁ_once__mutmut_(165|174)", "telemetry: the token usage histogram and span attributes"),
     ("actors.limiter.xǁLimiterǁ_failed__mutmut_2[678]", "telemetry: the outcome label of the calls counter"),
     # timing and races the tests cannot make happen on demand
     (
-        "bus.cluster.x_announce__mutmut_{27,28,29,30}",
+        "bus.cluster.x_announce__mutmut_(27|28|29|30)",
         "timing: the goodbye's shield and 2 s bound only matter when the delete is slow during a cancel",
     ),
     ("bus.cluster.x_present__mutmut_13", "race: a key that expires between the listing and the read"),
@@ -102,19 +102,12 @@ EXPLAINED: list[tuple[str, str]] = [
     ),
     ("runtime.store.xǁJsonlStoreǁ_write__mutmut_14", "only when the truncate after a failed write fails too"),
 ]
-"""Logic survivors read and explained, by mutant name (fnmatch patterns, `{a,b}` alternatives)."""
+"""Logic survivors read and explained: a regular expression over the mutant's whole name, and why."""
 
 
 def explanation(name: str) -> str | None:
     """Why the survivor `name` is left, if it was explained."""
-    for pattern, why in EXPLAINED:
-        head, _, rest = pattern.partition("{")
-        alternatives = (
-            [head + alt + rest.split("}", 1)[1] for alt in rest.split("}", 1)[0].split(",")] if rest else [pattern]
-        )
-        if any(fnmatch.fnmatchcase(name, p) for p in alternatives):
-            return why
-    return None
+    return next((why for pattern, why in EXPLAINED if re.fullmatch(pattern, name)), None)
 
 
 def changed_lines(diff: str) -> tuple[list[str], list[str]]:
@@ -173,11 +166,8 @@ def main() -> None:
         print(f"## {name} ({len(grouped[name])})\n")
         for mutant, status, line in grouped[name]:
             shown = line.replace("|", "\\|")
-            why = explanation(mutant) if name == "logic" else None
-            print(
-                f"- `{mutant}` ({status}): `{shown}`"
-                + (f" — {why}" if why else " — NOT EXPLAINED" if name == "logic" else "")
-            )
+            reason = f" — {explanation(mutant) or 'NOT EXPLAINED'}" if name == "logic" else ""
+            print(f"- `{mutant}` ({status}): `{shown}`{reason}")
         print()
 
 

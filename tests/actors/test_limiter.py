@@ -85,6 +85,18 @@ async def test_a_calls_reply_stays_in_the_process_when_the_bus_is_shared(tmp_pat
     assert isinstance(result, Generation) and result.provider == "flaky://a"
 
 
+def direct_limiter(
+    generator: list[Provider], scorer: tuple[Provider, ...] = (), limits: dict[str, LimitSettings] | None = None
+) -> Limiter:
+    """A Limiter called directly (`call`), not through the bus: it writes no dead letter."""
+    return Limiter(
+        Bus(),
+        JsonlStore(Path("unused.jsonl"), DeadLetter),
+        {"generator": generator, "scorer": list(scorer)},
+        limits or {},
+    )
+
+
 async def test_retryable_errors_are_retried_on_the_same_provider(tmp_path: Path) -> None:
     failing = flaky("flaky://a", failures=2)
     result = await call_through(tmp_path, [failing], LimitSettings(max_retries=3))
@@ -166,7 +178,7 @@ async def test_the_limiter_names_the_answer_and_the_wrong_shape(tmp_path: Path) 
 
 
 async def test_a_role_with_no_provider_fails_its_calls() -> None:
-    limiter = Limiter(Bus(), JsonlStore(Path("unused.jsonl"), DeadLetter), {"generator": [], "scorer": []}, {})
+    limiter = direct_limiter([])
     with pytest.raises(ProviderError) as caught:
         await limiter.call("scorer", CALL)
     assert type(caught.value) is ProviderError and str(caught.value) == "all providers failed: "
@@ -200,8 +212,7 @@ async def test_when_every_provider_fails_the_last_ones_kind_and_retry_hint_are_k
     monkeypatch.setattr("actors.limiter.backoff_delay", recording_backoff)
     down = flaky("flaky://a", failures=99, error=ServerFailed("500", retryable=False))
     slow = flaky("flaky://b", failures=99, error=RateLimited("429 slow down", retry_after=0.01))
-    dead = JsonlStore(Path("unused.jsonl"), DeadLetter)
-    limiter = Limiter(Bus(), dead, {"generator": [down, slow], "scorer": []}, {"default": LimitSettings(max_retries=1)})
+    limiter = direct_limiter([down, slow], limits={"default": LimitSettings(max_retries=1)})
     with pytest.raises(RateLimited) as caught:
         await limiter.call("generator", CALL)
     assert str(caught.value) == (
@@ -209,7 +220,7 @@ async def test_when_every_provider_fails_the_last_ones_kind_and_retry_hint_are_k
     )
     assert (caught.value.retryable, caught.value.retry_after) == (True, 0.01)  # the caller may come back then
     assert hinted == [0.01]  # the provider's own Retry-After set the one retry's wait
-    reverse = Limiter(Bus(), dead, {"generator": [slow, down], "scorer": []}, {"default": LimitSettings(max_retries=0)})
+    reverse = direct_limiter([slow, down], limits={"default": LimitSettings(max_retries=0)})
     with pytest.raises(ServerFailed) as failed:
         await reverse.call("generator", CALL)
     assert (failed.value.retryable, failed.value.retry_after) == (False, None)  # not worth coming back for
@@ -218,8 +229,7 @@ async def test_when_every_provider_fails_the_last_ones_kind_and_retry_hint_are_k
 def test_a_provider_takes_its_own_limits_else_the_defaults() -> None:
     own, default = LimitSettings(max_retries=0, per_minute=600), LimitSettings(max_retries=3)
     chain: list[Provider] = [DummyProvider("dummy://a"), DummyProvider("dummy://b")]
-    dead = JsonlStore(Path("unused.jsonl"), DeadLetter)
-    limiter = Limiter(Bus(), dead, {"generator": chain, "scorer": []}, {"dummy://a": own, "default": default})
+    limiter = direct_limiter(chain, limits={"dummy://a": own, "default": default})
     assert (limiter.gates["dummy://a"].limits, limiter.gates["dummy://b"].limits) == (own, default)
 
 
@@ -227,8 +237,7 @@ async def test_a_score_is_a_text_completion_span_naming_the_server(spans: InMemo
     scorer = MockProvider(
         score=lambda call: [-1.0, -2.0], uri="openai://gpu.local:8000/m", model="m", address=("gpu.local", 8000)
     )
-    dead = JsonlStore(Path("unused.jsonl"), DeadLetter)
-    limiter = Limiter(Bus(), dead, {"generator": [], "scorer": [scorer]}, {})
+    limiter = direct_limiter([], (scorer,))
     result = await limiter.call("scorer", ScoreCall(messages=[ChatMessage("user", "x")], prefix="", target="ab"))
     assert isinstance(result, TokenScores) and result.provider == "openai://gpu.local:8000/m"
     (span,) = [s for s in spans.get_finished_spans() if s.name.endswith(" m")]
