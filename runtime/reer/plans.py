@@ -14,10 +14,12 @@ _FUNCTION_WORDS = (
     "here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not "
     "now of off on once only or other our ours ourselves out over own same she should so some such than that the "
     "their theirs them themselves then there these they this those through to too under until up very was we "
-    "were what when where which while who whom why will with would you your yours yourself yourselves"
+    "were what when where which while who whom why will with would you your yours yourself yourselves "
+    "ll re ve"
 )
 _STOP_WORDS = frozenset(_FUNCTION_WORDS.split())
-"""English function words (Snowball's list, shortened): they say nothing about what a post is about."""
+"""English function words (Snowball's list, shortened, and the tails of contractions: "we'll", "I've"):
+they say nothing about what a post is about."""
 
 
 def render_plan(sections: dict[str, str]) -> str:
@@ -37,9 +39,14 @@ def overlap(plan: str, post: str, n: int = 3) -> float:
     return len(post_grams & _ngrams(words(plan), n)) / len(post_grams)
 
 
+def content_tokens(text: str) -> list[str]:
+    """The text's content words in order: lower-cased, stop words, numbers and single letters left out."""
+    return [w for w in words(text) if w not in _STOP_WORDS and not w.isdigit() and len(w) > 1]
+
+
 def content_words(text: str) -> set[str]:
-    """The stems of the text's content words: lower-cased, stop words and numbers left out."""
-    return {_stem(w) for w in words(text) if w not in _STOP_WORDS and not w.isdigit() and len(w) > 1}
+    """The stems of the text's content words."""
+    return {_stem(w) for w in content_tokens(text)}
 
 
 MIN_CONTENT_WORDS = 6

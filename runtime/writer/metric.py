@@ -1,10 +1,12 @@
 """The writer's metric, used to compile programs and to rank drafts.
 
-A draft that breaks the platform's limits scores 0. Otherwise the score is the mean of two parts in
-[0, 1]: `closeness`, the cosine similarity of character 3-gram counts between the draft and a
-high-performing post of the author (the held-out reference), and `reer`, how well the draft's plan
-explains that reference post to the scorer: `exp(-clipped mean NLL)` of the post after the brief and
-the plan, the REER score of the mining step turned into a mean per-token probability.
+A draft that breaks the platform's limits, or that the draft gate refuses (for the topic of the
+example it answers), scores 0: a compile never learns from a draft that could not be posted.
+Otherwise the score is the mean of two parts in [0, 1]: `closeness`, the cosine similarity of
+character 3-gram counts between the draft and a high-performing post of the author (the held-out
+reference), and `reer`, how well the draft's plan explains that reference post to the scorer:
+`exp(-clipped mean NLL)` of the post after the brief and the plan, the REER score of the mining
+step turned into a mean per-token probability.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from runtime.providers.calls import ScoreCall, TokenScores
 from runtime.records import Platform
 from runtime.reer import prompts
 from runtime.reer.search import clipped_nll
+from runtime.writer.draft_gate import refusal
 from runtime.writer.limits import fit
 
 
@@ -57,11 +60,14 @@ class WriterMetric:
         self.feedback = feedback
 
     def measure(
-        self, brief: str, plan: str, draft: str, platform: Platform, thread_size: int, reference: str
+        self, brief: str, plan: str, draft: str, platform: Platform, thread_size: int, reference: str, topic: str = ""
     ) -> Measured:
+        """The draft's score against `reference`; `topic` (none: any) is what the draft gate checks it names."""
         fitted = fit(draft, platform, thread_size)
         if fitted.rejected:
             return Measured(0.0, {"limits": 0.0}, f"The draft breaks the platform's limits: {fitted.rejected}.")
+        if refused := refusal("\n".join(fitted.parts), topic):
+            return Measured(0.0, {"gate": 0.0}, f"The draft could not be posted: {refused}.")
         close = closeness("\n".join(fitted.parts), reference)
         call = ScoreCall(messages=prompts.task(brief), prefix=prompts.scored_prefix(plan), target=reference)
         nll = clipped_nll(self.score_call(call).logprobs, self.clip_min)
@@ -83,6 +89,7 @@ class WriterMetric:
             Platform(example.platform),
             int(example.get("thread_size", 1)),
             example.post,
+            str(example.get("topic", "")),
         )
         if self.feedback:
             return dspy.Prediction(score=measured.score, feedback=measured.feedback)

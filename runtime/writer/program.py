@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import dspy
 
 from runtime.records import GenerateEvent, Trace
+from runtime.reer.plans import content_tokens
 from runtime.reer.prompts import SECTIONS
 from runtime.writer.templates import SHIPPED, Template
 
@@ -74,6 +76,20 @@ def render_brief(request: GenerateEvent) -> str:
     return text
 
 
+TOPIC_WORDS = 5
+_LINK = re.compile(r"https?://\S+")
+
+
+def mined_topic(post: str) -> str:
+    """A topic for a mined post's training brief: its first `TOPIC_WORDS` distinct content words,
+    links left out ("" when it has none).
+
+    The brief mined with a post describes its form, never its words (the search must not be handed
+    the post). A user's brief names a topic, so the writer's demonstrations need one too: without it
+    they show posts that follow no topic, and a compiled program learns to write off the topic."""
+    return ", ".join(list(dict.fromkeys(content_tokens(_LINK.sub(" ", post))))[:TOPIC_WORDS])
+
+
 def example(trace: Trace, template: Template = SHIPPED[0]) -> dspy.Example | None:
     """A training example of `template` from a mined trace: brief → plan → post. A template that reads
     a text (a post replied to, a long text) learns from the traces whose post has its `context`, that
@@ -83,7 +99,9 @@ def example(trace: Trace, template: Template = SHIPPED[0]) -> dspy.Example | Non
         if len(template.inputs) > 1 or not trace.post.context:
             return None
         texts = {template.inputs[0]: trace.post.context}
-    fields = {"brief": trace.brief.text, "plan": trace.plan, "post": trace.post.text, **texts}
+    topic = mined_topic(trace.post.text)
+    brief = f"{trace.brief.text} {BRIEF_LABELS[0]}: {topic}." if topic else trace.brief.text
+    fields = {"brief": brief, "topic": topic, "plan": trace.plan, "post": trace.post.text, **texts}
     return dspy.Example(**fields, platform=trace.brief.platform.value, trace_id=trace.trace_id).with_inputs(
         "brief", *texts
     )

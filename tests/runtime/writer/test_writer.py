@@ -47,7 +47,7 @@ from runtime.writer.draft_gate import refusal
 from runtime.writer.limits import Fitted, features, fit
 from runtime.writer.lm import limiter_lm
 from runtime.writer.metric import WriterMetric, closeness
-from runtime.writer.program import WriterProgram, example, render_brief
+from runtime.writer.program import WriterProgram, example, mined_topic, render_brief
 from runtime.writer.programs import Programs
 from tests.conftest import ROOT, RunDaemon
 from tests.helpers import daemon_env, make_post, post_line, validate_store
@@ -141,6 +141,24 @@ def test_the_metric_refuses_broken_limits_and_rewards_plans_that_explain_the_pos
     assert isinstance(graded, dspy.Prediction) and "nats per token" in graded.feedback and graded.score > 0
 
 
+def test_the_metric_gives_nothing_for_a_draft_the_gate_refuses_for_the_examples_topic() -> None:
+    metric = WriterMetric(scorer().score_call, -2.0, feedback=True)
+    gold = dspy.Example(brief="Write a short post for x.", topic="restores", post=POST, platform="x")
+    on_topic = "Restores are the only backup test that counts. Try one today."
+    graded = metric(gold, dspy.Prediction(plan=PLAN, post=on_topic))
+    assert isinstance(graded, dspy.Prediction) and graded.score > 0
+    for junk, reason in [
+        ("Pricing pages should show one plan and one price.", "no word of the topic"),
+        ("[[ ## post ## ]] Restores matter.", "prompt markup"),
+    ]:
+        refused = metric(gold, dspy.Prediction(plan=PLAN, post=junk))
+        assert isinstance(refused, dspy.Prediction) and refused.score == 0.0
+        assert "could not be posted" in refused.feedback and reason in refused.feedback
+    # an example without a topic (a template's own) is held to every check but the topic's
+    untopical = dspy.Example(brief="Write a short post for x.", post=POST, platform="x")
+    assert metric(untopical, dspy.Prediction(plan=PLAN, post="Pricing pages should show one price.")).score > 0  # type: ignore[union-attr]
+
+
 # --- the program over the Limiter's bridge -----------------------------------------------------
 
 
@@ -208,6 +226,19 @@ POSTS = [
     "Pricing page rewrite: one plan, one price, fewer questions.",
     "Our changelog is the most read page after pricing. Write it for humans.",
 ]
+
+
+def test_a_mined_example_names_its_topic_from_the_posts_words_as_a_users_brief_does() -> None:
+    post = "We've answered every support email within a day, every day: https://example.com/support-log 24/7"
+    given = example(make_trace(1, post))
+    assert given is not None
+    mined = derive_brief(make_trace(1, post).post).text
+    # first five distinct content words, in order; no link, number or contraction tail ("ve")
+    assert given.brief == f"{mined} Topic: answered, every, support, email, within."
+    assert mined_topic("https://example.com/a-b-c and the 42 of it") == ""
+    bare = example(make_trace(2, "On it. https://t.co/x"))  # a post of function words and a link: no topic
+    assert bare is not None and bare.brief == derive_brief(make_post(2, "On it. https://t.co/x")).text
+    assert bare.topic == "" and given.topic == "answered, every, support, email, within"
 
 
 async def test_a_program_compiled_with_bootstrap_saves_and_loads_with_plain_dspy(tmp_path: Path) -> None:
