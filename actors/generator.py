@@ -89,6 +89,7 @@ class GeneratorActor(Consumer[GenerateRequested]):
             models=chain,
             temperature=writer.temperature,
             top_p=writer.top_p,
+            frequency_penalty=writer.frequency_penalty,
             max_tokens=writer.max_tokens,
         )
         metric = WriterMetric(models.score, self._settings.search.clip_min)

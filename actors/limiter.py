@@ -161,6 +161,7 @@ class Limiter(Consumer[ProviderRequest]):
                 if isinstance(call, GenerateCall):
                     span.set_attribute("gen_ai.request.temperature", call.temperature)
                     span.set_attribute("gen_ai.request.top_p", call.top_p)
+                    span.set_attribute("gen_ai.request.frequency_penalty", call.frequency_penalty)
                     span.set_attribute("gen_ai.request.max_tokens", call.max_tokens)
                 try:
                     with anyio.fail_after(gate.limits.timeout_s):

@@ -84,6 +84,7 @@ class OptimizerActor(Consumer[OptimizeRequested]):
             models=",".join(self._settings.generator),
             temperature=settings.temperature,
             top_p=settings.top_p,
+            frequency_penalty=settings.frequency_penalty,
             max_tokens=settings.max_tokens,
         )
         metric = WriterMetric(models.score, self._settings.search.clip_min)

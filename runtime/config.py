@@ -127,6 +127,13 @@ class WriterSettings(BaseModel):
         description="nucleus sampling of drafts: tokens outside the most likely ones holding this share of the "
         "probability are never picked; 1: none is cut",
     )
+    frequency_penalty: float = Field(
+        0.5,
+        ge=-2,
+        le=2,
+        description="subtracted from a token's logit once for each time the step already wrote it (OpenAI's "
+        "meaning; served and cloud models get it as their own frequency_penalty): above 0, fewer loops; 0: none",
+    )
     max_tokens: int = Field(400, ge=16, description="longest answer of one writer step")
     max_tries: int = Field(
         3,

@@ -26,6 +26,8 @@ class GenerateCall(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     max_tokens: int = 256
     temperature: float = 0.8
     top_p: float = 0.85
+    frequency_penalty: float = 0.0
+    """Subtracted from a token's logit once for each time it was generated before (OpenAI's meaning)."""
     stop: list[str] = []
     seed: int | None = None
 

@@ -68,6 +68,8 @@ class DspyProvider:
     async def generate(self, call: GenerateCall) -> Generation:
         messages = chat_messages(call, continues=False)
         options: dict[str, Any] = {"temperature": call.temperature, "max_tokens": call.max_tokens, "top_p": call.top_p}
+        if call.frequency_penalty:
+            options["frequency_penalty"] = call.frequency_penalty
         if call.stop:
             options["stop"] = call.stop
         if call.seed is not None:

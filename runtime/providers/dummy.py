@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -113,15 +113,19 @@ class DummyModel:
         top_p: float,
         stop: list[str],
         rng: random.Random,
+        frequency_penalty: float = 0.0,
     ) -> tuple[bytes, str]:
-        """Sample up to `max_tokens` bytes; returns them and the finish reason."""
+        """Sample up to `max_tokens` bytes; returns them and the finish reason. A byte already
+        sampled `k` times has its probability times `exp(-frequency_penalty * k)`."""
         cache_model = self._start(context)
         text = bytearray(context)
         out = bytearray()
+        written: Counter[int] = Counter()
         stops = [s.encode() for s in stop if s]
         for _ in range(max_tokens):
             history = bytes(text[-(self.order - 1) :])
-            byte = self._sample(cache_model, history, temperature, top_p, rng)
+            byte = self._sample(cache_model, history, temperature, top_p, rng, frequency_penalty, written)
+            written[byte] += 1
             cache_model.add(history, byte)
             text.append(byte)
             out.append(byte)
@@ -131,10 +135,17 @@ class DummyModel:
         return bytes(out), "length"
 
     def _sample(
-        self, cache_model: NgramCounts, history: bytes, temperature: float, top_p: float, rng: random.Random
+        self,
+        cache_model: NgramCounts,
+        history: bytes,
+        temperature: float,
+        top_p: float,
+        rng: random.Random,
+        frequency_penalty: float,
+        written: Counter[int],
     ) -> int:
         options = sorted(self.background.candidates(history) | cache_model.candidates(history))
-        probs = [self._prob(cache_model, history, b) for b in options]
+        probs = [self._prob(cache_model, history, b) * math.exp(-frequency_penalty * written[b]) for b in options]
         if temperature <= 0:
             return options[max(range(len(options)), key=probs.__getitem__)]
         weights = sorted(((p ** (1.0 / temperature), b) for p, b in zip(probs, options, strict=True)), reverse=True)
@@ -189,6 +200,7 @@ class DummyProvider:
                 top_p=call.top_p,
                 stop=call.stop,
                 rng=rng,
+                frequency_penalty=call.frequency_penalty,
             )
         )
         return Generation(

@@ -351,6 +351,8 @@ class OpenAIProvider:
             "temperature": call.temperature,
             "top_p": call.top_p,
         }
+        if call.frequency_penalty:
+            body["frequency_penalty"] = call.frequency_penalty
         if call.stop:
             body["stop"] = call.stop
         if call.seed is not None:

@@ -48,13 +48,14 @@ class LimiterEngine:
             prefill, ending = messages.pop().content, ""
         else:
             prefill, ending = (found.group(1) + "\n", f"\n\n{COMPLETED}") if found else ("", "")
-        config = request.config  # the dspy.LM's temperature, top_p and max_tokens arrive here
+        config = request.config  # the dspy.LM's temperature, top_p, frequency_penalty and max_tokens arrive here
         sampling = {"max_tokens": config.max_tokens, "temperature": config.temperature}
         result = self._call(
             GenerateCall(
                 messages=messages,
                 prefill=prefill,
                 top_p=config.top_p or 1.0,
+                frequency_penalty=config.frequency_penalty or 0.0,
                 stop=[*config.stop, COMPLETED],
                 seed=config.seed,
                 **{k: v for k, v in sampling.items() if v is not None},
@@ -104,6 +105,7 @@ def limiter_lm(
     models: str = "limiter",
     temperature: float = 0.7,
     top_p: float = 1.0,
+    frequency_penalty: float = 0.0,
     max_tokens: int = 400,
     cache: bool = True,
 ) -> dspy.LM:
@@ -120,6 +122,7 @@ def limiter_lm(
         cache=cache,
         temperature=temperature,
         top_p=top_p,
+        frequency_penalty=frequency_penalty,
         max_tokens=max_tokens,
         callbacks=[engine.hits],
     )

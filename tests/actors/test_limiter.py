@@ -36,7 +36,9 @@ from runtime.store import JsonlStore
 
 pytestmark = pytest.mark.anyio
 
-CALL = GenerateCall(messages=[ChatMessage("user", "hello")], max_tokens=5, temperature=0.6, top_p=0.9, seed=1)
+CALL = GenerateCall(
+    messages=[ChatMessage("user", "hello")], max_tokens=5, temperature=0.6, top_p=0.9, frequency_penalty=0.2, seed=1
+)
 
 
 def flaky(uri: str, failures: int, error: ProviderError | None = None, *, hang: bool = False) -> MockProvider:
@@ -115,7 +117,8 @@ async def test_after_the_retries_the_next_provider_of_the_chain_answers(
     assert [s.status.is_ok for s in client_spans] == [False, False, False, True]
     attributes = dict(client_spans[0].attributes or {})
     assert attributes["gen_ai.provider.name"] == "mock" and attributes["gen_ai.request.max_tokens"] == 5
-    assert (attributes["gen_ai.request.temperature"], attributes["gen_ai.request.top_p"]) == (0.6, 0.9)
+    sampling = ("gen_ai.request.temperature", "gen_ai.request.top_p", "gen_ai.request.frequency_penalty")
+    assert [attributes[k] for k in sampling] == [0.6, 0.9, 0.2]
     limiter_span = next(s for s in spans.get_finished_spans() if s.name == "process provider.requests")
     assert [(e.name, dict(e.attributes or {})) for e in limiter_span.events] == [
         ("fallback", {"reer.provider": "flaky://b"})

@@ -185,7 +185,9 @@ class LocalProvider:
             from runtime.providers.local.requests import Decoding
 
             prompt = self._encode(self._chat(call.messages) + call.prefill)
-            return Decoding(prompt, call.max_tokens, call.temperature, call.top_p, call.seed, call.stop)
+            return Decoding(
+                prompt, call.max_tokens, call.temperature, call.top_p, call.seed, call.stop, call.frequency_penalty
+            )
 
         done = await self._submit(None, start)
         return Generation(

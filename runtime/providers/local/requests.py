@@ -17,6 +17,7 @@ class Decoding:
     top_p: float
     seed: int | None
     stop: list[str]
+    frequency_penalty: float = 0.0
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import numpy.typing as npt
 
 
 class Sampler:
-    """Picks one request's next token, in numpy: a seeded generator of its own, temperature and
-    nucleus (top-p) as mlx-lm applies them (MLX's sort and exp run one element at a time on a CPU).
+    """Picks one request's next tokens, in numpy: a seeded generator of its own, a frequency penalty
+    on the tokens it picked before (as OpenAI's API defines it), then temperature and nucleus (top-p)
+    as mlx-lm applies them (MLX's sort and exp run one element at a time on a CPU).
     """
 
     NUCLEUS_FIRST = 1024
     """The nucleus is looked for among this many best tokens first, and in the whole row if wider."""
 
-    def __init__(self, temperature: float, top_p: float, seed: int | None) -> None:
+    def __init__(self, temperature: float, top_p: float, seed: int | None, frequency_penalty: float = 0.0) -> None:
         self.temperature = temperature
         self.top_p = top_p
+        self.frequency_penalty = frequency_penalty
         self._rng = np.random.default_rng(seed)
+        self._picked: Counter[int] = Counter()
 
     def pick(self, row: npt.NDArray[np.float32]) -> int:
-        """The token for one row of log-probabilities (or of logits shifted to a maximum of 0)."""
+        """The next token for one row of log-probabilities (or of logits shifted to a maximum of 0):
+        each token picked before loses `frequency_penalty` for each time it was picked."""
+        if self.frequency_penalty and self._picked:
+            row = row.copy()
+            row[list(self._picked)] -= self.frequency_penalty * np.fromiter(self._picked.values(), np.float32)
+            row -= row.max()
+        token = self._draw(row)
+        self._picked[token] += 1
+        return token
+
+    def _draw(self, row: npt.NDArray[np.float32]) -> int:
         if self.temperature <= 0:
             return int(row.argmax())
         candidates = np.flatnonzero(row >= self._threshold(row)) if 0 < self.top_p < 1 else np.arange(row.size)

@@ -33,7 +33,9 @@ class Row:
         self.request, self.kv, self.pending, self.outputs = request, kv, pending, outputs
         self.to_cache: list[int] | None = computed
         self.sampler = (
-            Sampler(request.temperature, request.top_p, request.seed) if isinstance(request, Decoding) else None
+            Sampler(request.temperature, request.top_p, request.seed, request.frequency_penalty)
+            if isinstance(request, Decoding)
+            else None
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,15 @@ def test_sampling_is_reproducible_with_a_seed_and_honours_stop_and_length() -> N
     assert a[1] == "length" and len(a[0]) == 40
     text, reason = model.generate(b"I will", rng=random.Random(7), max_tokens=400, temperature=0, top_p=1, stop=[" "])
     assert reason == "stop" and b" " not in text
+
+
+def test_the_frequency_penalty_makes_bytes_already_written_less_likely() -> None:
+    model = DummyModel()
+    kwargs = {"max_tokens": 200, "temperature": 0.0, "top_p": 1.0, "stop": []}
+    plain, _ = model.generate(b"I will", rng=random.Random(7), **kwargs)  # type: ignore[arg-type]
+    damped, _ = model.generate(b"I will", rng=random.Random(7), frequency_penalty=2.0, **kwargs)  # type: ignore[arg-type]
+    assert len(set(damped)) > len(set(plain))  # greedy decoding loops over a few bytes; the penalty moves it on
+    assert max(Counter(damped).values()) < max(Counter(plain).values())
 
 
 async def test_the_provider_scores_each_target_byte() -> None:

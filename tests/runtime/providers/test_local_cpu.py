@@ -108,3 +108,19 @@ def test_the_sampler_is_seeded_greedy_at_zero_and_follows_the_distribution() -> 
     assert np.allclose(counts, [0.5, 0.3, 0.15, 0.05], atol=0.03)
     nucleus = Sampler(1.0, 0.7, seed=5)  # 0.5 + 0.3 reach 0.7: the last two are never drawn
     assert {nucleus.pick(logprobs) for _ in range(300)} == {0, 1}
+
+
+def test_the_frequency_penalty_takes_its_value_off_a_token_for_each_time_it_was_generated() -> None:
+    logprobs = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
+    greedy = Sampler(0.0, 1.0, seed=None, frequency_penalty=0.4)
+    assert [greedy.pick(logprobs) for _ in range(4)] == [0, 0, 1, 0]  # 0.4 off token 0 is not enough; 0.8 is
+    assert [Sampler(0.0, 1.0, seed=None).pick(logprobs) for _ in range(4)] == [0, 0, 0, 0]  # no penalty
+    assert np.array_equal(logprobs, np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32)))  # not changed
+    draws = []
+    for seed in range(3000):
+        sampler = Sampler(1.0, 1.0, seed=seed, frequency_penalty=np.log(2))
+        first = sampler.pick(logprobs)
+        if first == 0:
+            draws.append(sampler.pick(logprobs))  # token 0 was picked once: half its weight
+    counts = np.bincount(draws, minlength=4) / len(draws)
+    assert np.allclose(counts, np.array([0.25, 0.3, 0.15, 0.05]) / 0.75, atol=0.04)

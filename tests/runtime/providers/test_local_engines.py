@@ -86,19 +86,27 @@ def run(engine: NumpyEngine | MlxEngine, waves: list[list[Request]]) -> None:
 def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
     tiny: Path, grow: int, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Greedy and seeded generations of different lengths and scorings, joining at different steps,
-    give the same tokens, finish reasons and log-probabilities in both engines, from the prefix cache
-    and without it (with `grow` 3 the arrays grow often; with `chunk` 4 prompts and scorings are fed
-    over several steps, their wanted positions spread over them)."""
+    """Greedy and seeded generations of different lengths (one with a frequency penalty) and scorings,
+    joining at different steps, give the same tokens, finish reasons and log-probabilities in both
+    engines, from the prefix cache and without it (with `grow` 3 the arrays grow often; with `chunk` 4
+    prompts and scorings are fed over several steps, their wanted positions spread over them)."""
     model, tokenizer = load(str(tiny))[:2]
     monkeypatch.setattr(numpy_model, "GROW", grow)
     monkeypatch.setattr(scheduler, "CHUNK", chunk)
     prompt = tokenizer.encode("We shipped the new onboarding")
 
     def outcome(engine: NumpyEngine | MlxEngine) -> tuple[list[tuple[list[int], str | None]], list[list[float]]]:
-        decodings = [Decoding(prompt * n, 9 + n, t, 0.9, n, []) for n, t in [(1, 0.0), (2, 0.8), (3, 0.0)]]
+        decodings = [
+            Decoding(prompt * n, 9 + n, t, 0.9, n, [], penalty)
+            for n, t, penalty in [(1, 0.0, 0.0), (2, 0.8, 0.0), (3, 0.0, 0.0), (3, 0.0, 2.0)]
+        ]
         scorings = [Scoring(prompt * 2, prompt[:3]), Scoring(prompt, prompt * 2), Scoring(prompt[:1], prompt[1:2])]
-        run(engine, [[decodings[0], scorings[0]], [decodings[1], scorings[1], decodings[2]], [scorings[2]]])
+        groups: list[list[Decoding | Scoring]] = [
+            [decodings[0], scorings[0]],
+            [decodings[1], scorings[1], decodings[2]],
+            [scorings[2], decodings[3]],
+        ]
+        run(engine, groups)
         return [(r.tokens, r.finish_reason) for r in decodings], [r.logprobs for r in scorings]
 
     budgets = (1 << 20, 0)
@@ -106,7 +114,8 @@ def test_the_numpy_engine_decodes_and_scores_what_the_mlx_engine_does(
     mlx_runs = [outcome(MlxEngine(model, tokenizer, budget, 16, "a test")) for budget in budgets]
     for (decoded, scored), (mlx_decoded, mlx_scored) in zip(numpy_runs, mlx_runs, strict=True):
         assert decoded == mlx_decoded
-        assert [len(tokens) for tokens, _ in decoded] == [10, 11, 12]
+        assert [len(tokens) for tokens, _ in decoded] == [10, 11, 12, 12]
+        assert decoded[3][0] != decoded[2][0]  # the frequency penalty moved a greedy decoding off its path
         for logprobs, expected in zip(scored, mlx_scored, strict=True):
             assert logprobs == pytest.approx(expected, abs=1e-4)
             assert len(logprobs) == len(expected) > 0

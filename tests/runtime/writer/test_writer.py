@@ -164,7 +164,7 @@ def test_the_metric_gives_nothing_for_a_draft_the_gate_refuses_for_the_examples_
 
 async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief() -> None:
     provider = scripted_writer()
-    lm = limiter_lm(sync_generate(provider), temperature=0.5, top_p=0.8, max_tokens=64)  # type: ignore[arg-type]
+    lm = limiter_lm(sync_generate(provider), temperature=0.5, top_p=0.8, frequency_penalty=0.3, max_tokens=64)  # type: ignore[arg-type]
     request = GenerateEvent(topic="restore tests", audience="indie devs", thread_size=2, call_to_action="reply")
 
     def run() -> dspy.Prediction:
@@ -176,7 +176,7 @@ async def test_the_program_plans_then_writes_with_field_prefills_and_the_brief()
     plan_call, write_call = generated(provider)
     assert plan_call.prefill == "[[ ## plan ## ]]\n" and write_call.prefill == "[[ ## post ## ]]\n"
     assert "[[ ## completed ## ]]" in plan_call.stop and plan_call.max_tokens == 64
-    assert (plan_call.temperature, plan_call.top_p) == (0.5, 0.8)
+    assert (plan_call.temperature, plan_call.top_p, plan_call.frequency_penalty) == (0.5, 0.8, 0.3)
     brief = plan_call.messages[-1].content
     assert "Topic: restore tests." in brief and "a thread of 2 posts, each at most 280" in brief
     assert "Audience: indie devs." in brief and "Call to action: reply." in brief
