@@ -178,6 +178,7 @@ class FakeServer:
             max_tokens=body.get("max_tokens") or body.get("max_completion_tokens", 256),
             temperature=body.get("temperature", 1.0),
             top_p=body.get("top_p", 1.0),
+            frequency_penalty=body.get("frequency_penalty", 0.0),
             stop=body.get("stop") or [],
             seed=body.get("seed"),
         )

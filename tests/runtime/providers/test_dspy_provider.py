@@ -19,7 +19,11 @@ pytestmark = pytest.mark.anyio
 
 KEY = "sk-dspy-test-4b7e1a9c3f5d2e8a6c0b"
 CALL = GenerateCall(
-    messages=[ChatMessage("user", "Plan a post about backups.")], prefill="Angle: I will", max_tokens=30, seed=3
+    messages=[ChatMessage("user", "Plan a post about backups.")],
+    prefill="Angle: I will",
+    max_tokens=30,
+    seed=3,
+    frequency_penalty=0.5,
 )
 
 
@@ -37,7 +41,8 @@ async def test_a_litellm_model_generates_with_the_key_from_the_environment(monke
         result = await model.generate(CALL)
         (sent,) = server.calls("/v1/chat/completions")
     assert (result.output_tokens or 0) > 0 and result.finish_reason in ("stop", "length")
-    assert sent["seed"] == 3 and sent["messages"][-1]["content"].endswith("then go on:\nAngle: I will")
+    assert sent["seed"] == 3 and sent["frequency_penalty"] == 0.5
+    assert sent["messages"][-1]["content"].endswith("then go on:\nAngle: I will")
 
 
 async def test_rate_limits_are_retryable_and_refused_keys_are_not(monkeypatch: pytest.MonkeyPatch) -> None:

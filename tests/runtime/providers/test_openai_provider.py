@@ -48,7 +48,9 @@ async def test_an_answer_without_finish_reason_or_usage_is_not_taken_for_a_compl
 
 
 async def test_generation_is_the_servers_continuation_of_the_prefilled_answer() -> None:
-    call = GenerateCall(messages=CHAT, prefill="Angle: I will", max_tokens=40, stop=["\n"], seed=7)
+    call = GenerateCall(
+        messages=CHAT, prefill="Angle: I will", max_tokens=40, stop=["\n"], seed=7, frequency_penalty=1.5
+    )
     with serving(FakeServer()) as server:
         model = provider(server.uri())
         result = await model.generate(call)
@@ -58,6 +60,7 @@ async def test_generation_is_the_servers_continuation_of_the_prefilled_answer() 
     assert result.text == expected.text and result.finish_reason == expected.finish_reason
     assert sent["messages"][-1] == {"role": "assistant", "content": "Angle: I will"}
     assert sent["continue_final_message"] is True and sent["stop"] == ["\n"] and sent["seed"] == 7
+    assert sent["frequency_penalty"] == 1.5
     assert result.output_tokens == expected.output_tokens
 
 
