@@ -113,7 +113,7 @@ class MlxEngine:
 
     def _start(self, request: Decoding) -> None:
         """Prefill a generation's prompt from the longest cached prefix and put it in the batch."""
-        sampler = Sampler(request.temperature, request.top_p, request.seed, request.frequency_penalty)
+        sampler = Sampler.of(request)
         body = request.prompt[:-1]  # the last token is fed by the first step
         if not self._prefixes.usable:
             (uid,) = self._batch.insert(

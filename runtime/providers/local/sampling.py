@@ -7,6 +7,8 @@ from collections import Counter
 import numpy as np
 import numpy.typing as npt
 
+from runtime.providers.local.requests import Decoding
+
 
 class Sampler:
     """Picks one request's next tokens, in numpy: a seeded generator of its own, a frequency penalty
@@ -23,6 +25,11 @@ class Sampler:
         self.frequency_penalty = frequency_penalty
         self._rng = np.random.default_rng(seed)
         self._picked: Counter[int] = Counter()
+
+    @classmethod
+    def of(cls, request: Decoding) -> Sampler:
+        """The sampler of a generation request, with its sampling settings."""
+        return cls(request.temperature, request.top_p, request.seed, request.frequency_penalty)
 
     def pick(self, row: npt.NDArray[np.float32]) -> int:
         """The next token for one row of log-probabilities (or of logits shifted to a maximum of 0):

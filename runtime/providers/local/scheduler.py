@@ -32,11 +32,7 @@ class Row:
     def __init__(self, request: Request, kv: Kv, pending: list[int], outputs: int, computed: list[int]) -> None:
         self.request, self.kv, self.pending, self.outputs = request, kv, pending, outputs
         self.to_cache: list[int] | None = computed
-        self.sampler = (
-            Sampler(request.temperature, request.top_p, request.seed, request.frequency_penalty)
-            if isinstance(request, Decoding)
-            else None
-        )
+        self.sampler = Sampler.of(request) if isinstance(request, Decoding) else None
 
 
 @dataclass(frozen=True)
