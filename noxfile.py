@@ -38,7 +38,7 @@ def types(session: nox.Session) -> None:
 
 @nox.session
 def quick(session: nox.Session) -> None:
-    """The tests that start no `reer-runtime` subprocess (a minute or two)."""
+    """The tests that start no `reer-runtime` subprocess (about 4 minutes on 2 cores)."""
     session.run(tool("pytest"), "-m", "not daemon", *session.posargs)
 
 

@@ -99,7 +99,7 @@ def run(mutation: Mutation) -> tuple[bool, str]:
             sys.exit(f"{mutation.path}: the code to break is no longer there once: {mutation.old!r}")
         target.write_text(text.replace(mutation.old, mutation.new))
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *mutation.tests],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-n", "0", *mutation.tests],
             cwd=copy,
             capture_output=True,
             text=True,

@@ -112,7 +112,12 @@ def test_workers_and_a_coordinator_killed_mid_work_lose_nothing_and_repeat_nothi
     def of(key: str, name: str) -> list[ReceivedSpan]:
         return [s for s in spans if s.name == name and s.attributes.get("reer.post.key") == key]
 
-    redelivered = {s.attributes["reer.post.key"] for s in spans if s.attributes.get("reer.delivery.attempt", 1) >= 2}
+    # other messages (model calls, results) are redelivered too when a busy machine holds them past the ack wait
+    redelivered = {
+        s.attributes["reer.post.key"]
+        for s in spans
+        if s.name == "process posts.observed" and s.attributes.get("reer.delivery.attempt", 1) >= 2
+    }
     assert redelivered, "the post the killed worker held was not delivered again"
     hops_checked = results_checked = 0
     for trace in mined:
