@@ -181,3 +181,22 @@ def test_dspys_cache_answers_a_repeated_compile_and_its_hits_show_in_stats(tmp_p
     assert second.model_calls < first.model_calls
     assert len({"\n".join(d.parts) for d in drafts}) == len(drafts)  # each try its own rollout, never a cached copy
     assert any((tmp_path / "dspy-cache").iterdir())
+
+
+def test_a_script_that_opens_the_packaged_model_twice_exits_cleanly(tmp_path: Path) -> None:
+    """A thread that ran MLX work must clear its MLX state before it ends, or the process aborts at
+    exit ("terminate called without an active exception", status 134) after its work is done. The
+    client's event loop runs on a thread of its own: no MLX work may happen there."""
+    script = tmp_path / "twice.py"
+    script.write_text(
+        "import sys\nfrom reer_runtime import Client\n"
+        "for _ in range(2):\n"
+        "    with Client(sys.argv[1], provider='mlx://smollm2-135m') as rt:\n"
+        "        print('opened', flush=True)\n"
+        "print('closed', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "data")], capture_output=True, text=True, check=False, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["opened", "opened", "closed"]

@@ -143,6 +143,7 @@ class LocalProvider:
             log.warning("%s runs on MLX's slow %s: %s", uri, self.blas.name, self.blas.detail)
         self.device = ""
         self.engine_name = ""
+        self._gflops = 0.0
         self._thread.start()
         self._ready.wait()
         if self._load_error is not None:
@@ -171,7 +172,7 @@ class LocalProvider:
     def describe(self) -> Description:
         line = (
             f"{self.model} on {self.device or '?'}, BLAS {self.blas.name} ({self.blas.detail}), "
-            f"float32 matmul {blas.measure_gflops():.0f} GFLOP/s"
+            f"float32 matmul {self._gflops:.0f} GFLOP/s"
         )
         return Description(
             lines=[line] if self.blas.fast else [],
@@ -237,8 +238,8 @@ class LocalProvider:
         try:
             self._work()
         finally:
-            # MLX destroys a thread's streams only when asked; left to exit, they abort the process
-            # now and then ("terminate called without an active exception", ml-explore/mlx#4327)
+            # MLX destroys a thread's streams and random key only when asked; left to exit, they abort
+            # the process ("terminate called without an active exception", ml-explore/mlx#4327)
             mx.clear_streams()
 
     def _work(self) -> None:
@@ -309,6 +310,9 @@ class LocalProvider:
         mx.clear_cache()
         _return_freed_memory()
         self.engine_name = f"engine {self._engine.name}"
+        # measured here, as all MLX work is: a thread that used MLX must clear its streams and random
+        # key before it ends, or the process aborts at exit ("terminate called without an active exception")
+        self._gflops = blas.measure_gflops()
 
     def _chat(self, messages: list[ChatMessage]) -> str:
         turns = [{"role": m.role, "content": m.content} for m in messages]
