@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import time
 from collections import Counter
@@ -120,7 +121,7 @@ def main() -> None:
         "tokens_per_post": {kind: n / traces for kind, n in sorted(recorder.tokens.items())},
         "mean_rows_in_decode_only_passes": recorder.decode_rows / max(1, recorder.passes[KINDS[0]]),
     }
-    result = provenance() | {"date": time.strftime("%Y-%m-%d"), "figures": figures}
+    result = provenance() | {"threads": os.cpu_count() or 2, "figures": figures}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"post_time-{cpu_class()}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
