@@ -143,6 +143,16 @@ def decode_speed(engine: Engine, n: int, tokens: list[int]) -> float:
     return (sum(len(r.tokens) for r in requests) - before) / (time.perf_counter() - started)
 
 
+def write_posts(path: Path, posts: int) -> None:
+    """The first `posts` of `POSTS` as a JSONL input file, each with engagement enough to be selected."""
+    lines = [
+        {"type": "post", "id": str(i), "platform": "x", "author": "bench", "created_at": "2026-01-01T00:00:00Z"}
+        | {"text": text, "metrics": {"likes": 10 + i, "reposts": 1, "replies": 1}}
+        for i, text in enumerate(POSTS[:posts])
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
 def end_to_end(
     posts: int, generator: str = "mlx://smollm2-135m", scorer: str | None = None, root: Path = ROOT
 ) -> dict[str, Any]:
@@ -151,21 +161,7 @@ def end_to_end(
     Reports the rate, the prompt tokens each model requested and computed per post (what the prefix
     caches saved), the mean decode batch, the model thread's time by work, and the daemon's peak RSS."""
     with tempfile.TemporaryDirectory() as tmp:
-        lines = [
-            json.dumps(
-                {
-                    "type": "post",
-                    "id": str(i),
-                    "platform": "x",
-                    "author": "bench",
-                    "created_at": "2026-01-01T00:00:00Z",
-                    "text": text,
-                    "metrics": {"likes": 10 + i, "reposts": 1, "replies": 1},
-                }
-            )
-            for i, text in enumerate(POSTS[:posts])
-        ]
-        (Path(tmp) / "posts.jsonl").write_text("\n".join(lines) + "\n")
+        write_posts(Path(tmp) / "posts.jsonl", posts)
         module = "reer_runtime" if (root / "reer_runtime" / "__main__.py").exists() else "runtime.cli"  # older code
         command = [sys.executable, "-m", module, "--data-dir", f"{tmp}/data", "start", "--input", f"{tmp}/posts.jsonl"]
         command.append("--exit-when-idle")

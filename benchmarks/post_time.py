@@ -27,7 +27,7 @@ from typing import Any
 
 import reer_runtime
 from benchmarks.common import cpu_class, provenance
-from benchmarks.engine_speed import POSTS, RESULTS
+from benchmarks.engine_speed import POSTS, RESULTS, write_posts
 from runtime.providers.local.numpy_engine import NumpyEngine
 from runtime.providers.local.numpy_model import Array, Kv, Weights
 from runtime.providers.local.requests import Scoring
@@ -92,12 +92,7 @@ async def mine(recorder: Recorder) -> tuple[int, float]:
     """Mine the posts with the default settings; the traces written and the wall time."""
     with tempfile.TemporaryDirectory() as tmp:
         posts = Path(tmp) / "posts.jsonl"
-        lines = [
-            {"type": "post", "id": str(i), "platform": "x", "author": "bench", "created_at": "2026-01-01T00:00:00Z"}
-            | {"text": text, "metrics": {"likes": 10 + i, "reposts": 1, "replies": 1}}
-            for i, text in enumerate(POSTS)
-        ]
-        posts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        write_posts(posts, len(POSTS))
         async with reer_runtime.Runtime(Path(tmp) / "data", provider="mlx://smollm2-135m", min_engagement=0.0) as rt:
             started = time.perf_counter()
             mined = await rt.mine(posts)
